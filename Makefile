@@ -1,0 +1,52 @@
+# streamml: `make demo` and `make test` each do all the set-up from a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+SM     := $(VENV)/bin/streamml
+STAMP  := $(VENV)/.installed
+
+.PHONY: all setup kafka system-deps demo test test-unit test-integration test-faults bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"' \
+	  || { echo "error: Python 3.11+ is required (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+# Fetch Apache Kafka from Maven Central once (cached per version) and check Java.
+kafka: setup
+	$(SM) kafka install
+
+# System packages the tests use (an MQTT broker, Chromium, Prometheus).
+system-deps:
+	@bash scripts/system-deps.sh
+
+demo: kafka
+	$(SM) demo
+
+test: kafka system-deps
+	$(PY) -m pytest -m "not faults" tests src/streamml
+
+test-unit: setup
+	$(PY) -m pytest tests/unit src/streamml
+
+test-integration: kafka system-deps
+	$(PY) -m pytest tests/integration
+
+test-faults: kafka
+	$(PY) -m pytest -m faults tests/faults
+
+bench: kafka
+	$(PIP) install -q -e '.[dev,bench]'
+	$(PY) -m benchmarks
+
+clean:
+	-$(SM) kafka down
+	rm -rf $(VENV) build *.egg-info

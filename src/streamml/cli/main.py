@@ -1,0 +1,87 @@
+"""The root command: global options, sub-command discovery, and error reporting."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from streamml.cli.common import err_console
+from streamml.config import Settings
+from streamml.errors import StreamMLError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="streamml",
+    help="Continuous machine learning on Apache Kafka: ingest, preprocess, train, serve, monitor.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    bootstrap_servers: Optional[str] = typer.Option(
+        None, "--bootstrap-servers", "-b", help="Kafka bootstrap servers (default: the local cluster)."),
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Topic namespace."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A streamml.toml settings file."),
+) -> None:
+    """Settings precedence: these flags > STREAMML_* environment > config file > defaults."""
+    ctx.obj = Settings.load(overrides={"bootstrap_servers": bootstrap_servers, "namespace": namespace},
+                            config_file=config if config else True)
+
+
+@app.command()
+def version() -> None:
+    """Print the streamml version."""
+    from streamml import __version__
+
+    typer.echo(__version__)
+
+
+def _discover() -> None:
+    import streamml.cli as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.name.startswith("cmd_"):
+            module = importlib.import_module(f"streamml.cli.{info.name}")
+            module.register(app)
+
+
+_discover()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; StreamMLError becomes a one-line message and exit code 1."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except StreamMLError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False, markup=True)
+        if exc.hint:
+            err_console.print(f"[yellow]hint:[/yellow] {exc.hint}", highlight=False)
+        sys.exit(1)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

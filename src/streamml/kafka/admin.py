@@ -1,0 +1,136 @@
+"""Topic administration: ensure topics exist with the right shape, idempotently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError as CKError
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from streamml.config import Settings
+from streamml.errors import ConfigError
+from streamml.kafka.clients import admin as make_admin
+from streamml.kafka.errors import classify
+
+__all__ = ["TopicSpec", "ensure_topic", "ensure_topics", "delete_topics", "default_replication", "list_topics"]
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """The shape of a topic.
+
+    ``replication=None`` picks 3 on clusters of 3+ brokers, else 1.
+
+    >>> TopicSpec("ml.models", compacted=True).configs()["cleanup.policy"]
+    'compact'
+    """
+
+    name: str
+    partitions: int = 3
+    replication: int | None = None
+    compacted: bool = False
+    config: dict[str, str] = field(default_factory=dict)
+
+    def configs(self) -> dict[str, str]:
+        out = {"cleanup.policy": "compact"} if self.compacted else {}
+        out.update({k: str(v) for k, v in self.config.items()})
+        return out
+
+
+def default_replication(client: AdminClient, timeout: float = 10.0) -> int:
+    """3 when the cluster has at least 3 brokers, else 1."""
+    try:
+        n = len(client.list_topics(timeout=timeout).brokers)
+    except KafkaException as exc:
+        raise classify(exc, "cannot reach Kafka: ") from None
+    return 3 if n >= 3 else 1
+
+
+def ensure_topics(settings: Settings, specs: list[TopicSpec], timeout: float = 30.0,
+                  client: AdminClient | None = None) -> list[str]:
+    """Create the topics that do not exist; return the names created.
+
+    Existing topics are left as they are, except that a partition count lower than asked
+    is an error (Kafka cannot shrink partitions, and a silent mismatch breaks keying).
+    """
+    client = client or make_admin(settings)
+    if not specs:
+        return []
+    for spec in specs:
+        if spec.partitions < 1:
+            raise ConfigError(f"topic {spec.name}: partitions must be >= 1")
+    try:
+        md = client.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise classify(exc, "cannot reach Kafka: ") from None
+    rf_default = 3 if len(md.brokers) >= 3 else 1
+    missing = [s for s in specs if s.name not in md.topics]
+    created: list[str] = []
+    if missing:
+        futures = client.create_topics(
+            [NewTopic(s.name, s.partitions, s.replication or rf_default, config=s.configs()) for s in missing],
+            operation_timeout=timeout, request_timeout=timeout,
+        )
+        for name, fut in futures.items():
+            try:
+                fut.result()
+                created.append(name)
+            except KafkaException as exc:
+                if exc.args[0].code() != CKError.TOPIC_ALREADY_EXISTS:
+                    raise classify(exc, f"cannot create topic {name}: ") from None
+        _wait_visible(client, [s.name for s in missing], timeout)
+    return created
+
+
+def _wait_visible(client: AdminClient, names: list[str], timeout: float) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        md = client.list_topics(timeout=timeout)
+        if all(n in md.topics and not md.topics[n].error and md.topics[n].partitions
+               and all(p.leader >= 0 for p in md.topics[n].partitions.values()) for n in names):
+            return
+        time.sleep(0.1)
+
+
+def ensure_topic(settings: Settings, name: str, partitions: int = 3, *, replication: int | None = None,
+                 compacted: bool = False, config: dict[str, Any] | None = None) -> bool:
+    """Create one topic if it does not exist. Returns True when it was created."""
+    spec = TopicSpec(name, partitions, replication, compacted, {k: str(v) for k, v in (config or {}).items()})
+    return bool(ensure_topics(settings, [spec]))
+
+
+def delete_topics(settings: Settings, names: list[str], timeout: float = 30.0) -> None:
+    """Delete topics; missing ones are ignored."""
+    if not names:
+        return
+    client = make_admin(settings)
+    for name, fut in client.delete_topics(names, operation_timeout=timeout).items():
+        try:
+            fut.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != CKError.UNKNOWN_TOPIC_OR_PART:
+                raise classify(exc, f"cannot delete topic {name}: ") from None
+
+
+def list_topics(settings: Settings, timeout: float = 10.0, internal: bool = False) -> dict[str, int]:
+    """Topic name -> partition count."""
+    try:
+        md = make_admin(settings).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise classify(exc, "cannot reach Kafka: ") from None
+    return {n: len(t.partitions) for n, t in sorted(md.topics.items()) if internal or not n.startswith("__")}
+
+
+def topic_config(settings: Settings, name: str, timeout: float = 10.0) -> dict[str, str]:
+    """The effective configuration of a topic."""
+    client = make_admin(settings)
+    res = ConfigResource(ConfigResource.Type.TOPIC, name)
+    try:
+        entries = client.describe_configs([res])[res].result(timeout=timeout)
+    except KafkaException as exc:
+        raise classify(exc, f"cannot describe topic {name}: ") from None
+    return {k: v.value for k, v in entries.items()}
