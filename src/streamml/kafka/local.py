@@ -255,8 +255,10 @@ class LocalCluster:
                                         "-c", str(node.path / "server.properties"), "--ignore-formatted"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
         if proc.returncode != 0:
-            raise BrokerStartError(f"formatting storage of node {node.node_id} failed:\n"
-                                   + (proc.stdout + proc.stderr)[-2000:])
+            text = (proc.stdout + proc.stderr).strip().splitlines()
+            cause = [ln for ln in text if "Exception" in ln or "Error" in ln][:3] or text[-5:]
+            raise BrokerStartError(f"formatting storage of node {node.node_id} failed:\n" + "\n".join(cause),
+                                   hint=f"check {node.path / 'server.properties'}")
 
     def _spawn(self, node: NodeInfo, libs: Path) -> None:
         out = open(node.path / "stdout.log", "ab")

@@ -1,0 +1,1 @@
+"""End-to-end scenarios run by ``streamml demo``."""
