@@ -19,6 +19,7 @@ never a traceback::
     ├── SchemaError                 a schema cannot be built or evolved
     │   └── ValidationError         a record does not match its schema
     ├── PipelineError               a stream pipeline is ill-formed or failed
+    ├── QueryError                  a query cannot be parsed, resolved or deployed
     ├── ModelError                  a model cannot be trained, stored or loaded
     │   └── IntegrityError          a hash or chunk does not match
     └── ServingError                a scorer cannot serve a request
@@ -47,6 +48,7 @@ __all__ = [
     "SchemaError",
     "ValidationError",
     "PipelineError",
+    "QueryError",
     "ModelError",
     "IntegrityError",
     "ServingError",
@@ -133,6 +135,10 @@ class ValidationError(SchemaError):
 
 class PipelineError(StreamMLError):
     """A stream pipeline is ill-formed, or failed while running."""
+
+
+class QueryError(StreamMLError):
+    """A SQL statement or topic query cannot be parsed, resolved, run or deployed."""
 
 
 class ModelError(StreamMLError):
