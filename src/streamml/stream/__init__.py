@@ -1,0 +1,16 @@
+"""The stream engine: vectorised micro-batch pipelines with state, windows, joins and SQL.
+
+Build a pipeline with :func:`stream`, run it with :func:`run` (or ``streamml run app.py``),
+recompute it over history with :func:`replay`, unit-test it with :class:`TestDriver`.
+"""
+
+from streamml.stream.pipeline import Pipeline, stream
+from streamml.stream.testing import TestDriver
+from streamml.stream.windows import (
+    Agg, WindowSpec, count, count_distinct, hopping, last, max, mean, min, std, sum, tumbling,
+)
+
+__all__ = [
+    "stream", "Pipeline", "TestDriver", "WindowSpec", "Agg", "tumbling", "hopping",
+    "count", "sum", "mean", "min", "max", "std", "count_distinct", "last",
+]

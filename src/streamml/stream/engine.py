@@ -1,0 +1,221 @@
+"""One micro-batch through a pipeline, without Kafka: the part every runner shares.
+
+The live runner, replay and the test driver all feed :class:`Engine` a :class:`RawBatch`
+(values, keys, partitions, offsets, timestamps, headers) and get a :class:`StepResult`
+back: encoded outputs, dead letters, the state changelog and the *next* state. The engine
+never changes its committed state by itself: :meth:`Engine.commit` does, after the runner
+has committed the batch's transaction, so an aborted batch leaves no trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import polars as pl
+
+from streamml import headers as H
+from streamml.errors import PipelineError, ValidationError
+from streamml.schema.batch import bad_rows, decode_json, encode_json
+from streamml.stream.pipeline import Pipeline, Window
+from streamml.stream.windows import KEYCOL, P, WS, WindowState
+
+__all__ = ["RawBatch", "StepResult", "Engine", "STREAM_TIME_KEY"]
+
+STREAM_TIME_KEY = b"\x00stream_time"
+Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+_CARRY = (H.EVENT_ID, H.EVENT_TIME, H.INGEST_TIME, H.SOURCE)
+
+
+@dataclass
+class RawBatch:
+    """Messages of one poll, column-wise."""
+
+    topic: str
+    values: list[bytes | None]
+    keys: list[bytes | None]
+    partitions: list[int]
+    offsets: list[int]
+    timestamps: list[int] | None = None
+    headers: list[Any] | None = None
+
+    @classmethod
+    def from_messages(cls, msgs: Sequence[Any], topic: str, *, timestamps: bool = True) -> "RawBatch":
+        return cls(topic, [m.value() for m in msgs], [m.key() for m in msgs], [m.partition() for m in msgs],
+                   [m.offset() for m in msgs], [m.timestamp()[1] for m in msgs] if timestamps else None,
+                   [m.headers() for m in msgs])
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass
+class StepResult:
+    """What one batch produced; nothing here is applied until :meth:`Engine.commit`."""
+
+    keys: list[bytes | None] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+    headers: list[list[tuple[str, bytes]]] = field(default_factory=list)
+    dlq: list[Record] = field(default_factory=list)
+    changelog: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
+    state: WindowState | None = None
+    frame: pl.DataFrame | None = None
+    n_in: int = 0
+    n_late: int = 0
+    n_invalid: int = 0
+
+
+def _b(x: Any) -> bytes | None:
+    if x is None:
+        return None
+    return x if isinstance(x, bytes) else str(x).encode()
+
+
+class Engine:
+    """Runs a :class:`Pipeline` over raw batches, holding the committed window state."""
+
+    def __init__(self, pipeline: Pipeline, *, keep_frames: bool = False) -> None:
+        from streamml import __version__
+
+        if pipeline.sink_name is None and not keep_frames:
+            raise PipelineError(f"pipeline {pipeline.name} has no sink", hint="end it with .to('name')")
+        self.pipeline = pipeline
+        self.window: Window | None = pipeline.window_op
+        self.state = WindowState()
+        self.keep_frames = keep_frames
+        self.component = f"stream.{pipeline.name}".encode()
+        self._base = [(H.COMPONENT, self.component), (H.VERSION, __version__.encode())]
+        self._schema = dict(pipeline.schema) if pipeline.schema else None
+        self._needs_ts = self.window is not None and self.window.time is None
+
+    # -- state ownership ------------------------------------------------------------------
+    def assign(self, rows: pl.DataFrame | None, stream_time: dict[int, int]) -> None:
+        """Add restored state of newly assigned partitions."""
+        self.state = self.state.add(rows, stream_time)
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        keep = set(self.state.stream_time) - set(partitions)
+        if self.state.rows is not None:
+            keep |= set(self.state.rows[P].unique().to_list()) - set(partitions)
+        self.state = self.state.only(keep)
+
+    def commit(self, result: StepResult) -> None:
+        """Make ``result``'s state the committed state (after its transaction committed)."""
+        if result.state is not None:
+            self.state = result.state
+
+    # -- one batch ------------------------------------------------------------------------
+    def _decode(self, raw: RawBatch, res: StepResult) -> pl.DataFrame:
+        idx = [i for i, v in enumerate(raw.values) if v is not None]
+        values = raw.values if len(idx) == len(raw.values) else [raw.values[i] for i in idx]
+        try:
+            df = decode_json(values, self._schema)  # type: ignore[arg-type]
+        except ValidationError:
+            bad = set(bad_rows(values))  # type: ignore[arg-type]
+            for j in sorted(bad):
+                i = idx[j]
+                res.dlq.append((raw.keys[i], raw.values[i], self._dead(raw, i, "invalid JSON object")))
+            res.n_invalid += len(bad)
+            idx = [i for j, i in enumerate(idx) if j not in bad]
+            values = [raw.values[i] for i in idx]
+            df = decode_json(values, self._schema)  # type: ignore[arg-type]
+        rows = pl.Series("__row", idx if len(idx) != len(raw.values) else range(len(raw.values)), dtype=pl.Int64)
+        cols = [rows, pl.Series(P, [raw.partitions[i] for i in idx] if len(idx) != len(raw.values)
+                                else raw.partitions, dtype=pl.Int64)]
+        if self._needs_ts and raw.timestamps is not None:
+            cols.append(pl.Series("__ts", [raw.timestamps[i] for i in idx], dtype=pl.Int64))
+        return df.with_columns(cols) if df.width else pl.DataFrame(cols)
+
+    def _dead(self, raw: RawBatch, i: int, reason: str) -> list[tuple[str, bytes]]:
+        src = f"{raw.topic}/{raw.partitions[i]}@{raw.offsets[i]}"
+        return self._carry(raw.headers[i] if raw.headers else None) + [
+            (H.REASON, reason.encode()), (H.SOURCE, src.encode())]
+
+    def _carry(self, hdrs: Any) -> list[tuple[str, bytes]]:
+        if not hdrs:
+            return self._base
+        return self._base + [(k, v) for k, v in hdrs if k in _CARRY]
+
+    def process(self, raw: RawBatch) -> StepResult:
+        """Run the pipeline over ``raw``; returns outputs, dead letters and the next state."""
+        res = StepResult(n_in=len(raw))
+        df = self._decode(raw, res)
+        window_out = False
+        for op in self.pipeline.ops:
+            if isinstance(op, Window):
+                step = op.step(df, self.state)
+                res.state = step.state
+                res.n_late = step.late.height
+                if step.late.height and op.late == "dlq":
+                    for i in step.late["__row"].to_list():
+                        res.dlq.append((raw.keys[i], raw.values[i], self._dead(
+                            raw, i, f"late: window of {op.key} closed (grace {op.spec.grace}ms)")))
+                self._changelog(step.upserts, step.deletes, step.stream_time, res)
+                df = step.output
+                window_out = True
+            else:
+                df = op.apply(df)
+        self._encode(df, raw, res, window_out)
+        return res
+
+    def _changelog(self, upserts: pl.DataFrame, deletes: pl.DataFrame, moved: dict[int, int],
+                   res: StepResult) -> None:
+        import orjson
+
+        if upserts.height:
+            keys = upserts.select(pl.format("{}|{}", pl.col(KEYCOL), pl.col(WS))).to_series().to_list()
+            vals = encode_json(upserts)
+            parts = upserts[P].to_list()
+            res.changelog += [(p, k.encode(), v) for p, k, v in zip(parts, keys, vals)]
+        if deletes.height:
+            keys = deletes.select(pl.format("{}|{}", pl.col(KEYCOL), pl.col(WS))).to_series().to_list()
+            res.changelog += [(p, k.encode(), None) for p, k in zip(deletes[P].to_list(), keys)]
+        for p, t in sorted(moved.items()):
+            res.changelog.append((p, STREAM_TIME_KEY, orjson.dumps({"stream_time": t})))
+
+    def _encode(self, df: pl.DataFrame, raw: RawBatch, res: StepResult, window_out: bool) -> None:
+        if df.height == 0:
+            res.frame = df if self.keep_frames else None
+            return
+        public = df.select([c for c in df.columns if not c.startswith("__")])
+        if self.keep_frames:
+            res.frame = public
+        res.values = encode_json(public)
+        key_col = self.pipeline.sink_key or (self.window.key if window_out and self.window else None)
+        if key_col is not None:
+            if key_col not in df.columns:
+                raise PipelineError(f"sink key column {key_col!r} not in the output",
+                                    hint=f"columns: {', '.join(public.columns)}")
+            res.keys = [_b(k) for k in df[key_col].to_list()]
+        elif "__row" in df.columns:
+            rk = raw.keys
+            res.keys = [rk[i] for i in df["__row"].to_list()]
+        else:
+            res.keys = [None] * df.height
+        if "__row" in df.columns and raw.headers is not None:
+            rh, carry = raw.headers, self._carry
+            res.headers = [carry(rh[i]) for i in df["__row"].to_list()]
+        elif window_out and "window_start" in df.columns and self.window is not None:
+            ids = df.select(pl.format(f"{self.pipeline.name}:{{}}:{{}}", pl.col(self.window.key),
+                                      pl.col("window_start"))).to_series().to_list()
+            ends = df["window_end"].to_list() if "window_end" in df.columns else [None] * df.height
+            base = self._base
+            res.headers = [base + [(H.EVENT_ID, i.encode()), (H.EVENT_TIME, str(e).encode())]
+                           for i, e in zip(ids, ends)]
+        else:
+            res.headers = [self._base] * df.height
+
+
+def state_from_records(records: Iterable[tuple[bytes, bytes]],
+                       partition: int) -> tuple[pl.DataFrame | None, dict[int, int]]:
+    """Rebuild (rows, stream time) of one partition's store from its key/value records."""
+    import orjson
+
+    values, stream_time = [], {}
+    for k, v in records:
+        if k == STREAM_TIME_KEY:
+            stream_time = {partition: int(orjson.loads(v)["stream_time"])}
+        else:
+            values.append(v)
+    rows = decode_json(values) if values else None
+    return rows, stream_time
