@@ -18,7 +18,7 @@ from streamml.kafka.local import LocalCluster, free_port_base
 
 
 def sm(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streamml.cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "streamml", *args], capture_output=True, text=True,
                           env=env, timeout=timeout)
 
 

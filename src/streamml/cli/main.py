@@ -59,28 +59,14 @@ _discover()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; StreamMLError becomes a one-line message and exit code 1."""
+    """Run the CLI; a StreamMLError becomes a one-line message (and hint) with exit code 1."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv)  # standalone: click reports usage errors itself and exits
     except StreamMLError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False, markup=True)
         if exc.hint:
             err_console.print(f"[yellow]hint:[/yellow] {exc.hint}", highlight=False)
         sys.exit(1)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":  # pragma: no cover
