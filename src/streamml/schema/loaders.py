@@ -1,0 +1,177 @@
+"""Schemas from and to JSON Schema and Avro (``.avsc``) files.
+
+Only the flat record shapes streamml validates are supported: an object of scalar properties
+(string, integer, number, boolean, date-time strings), with ``required``, ``enum``, ``minimum``
+and ``maximum``; in Avro, a record of primitive fields, unions with null for optional fields,
+enums and ``timestamp-millis``. Anything else is refused with a clear :class:`SchemaError`.
+
+>>> s = from_json_schema({"title": "p", "type": "object", "required": ["x"],
+...                       "properties": {"x": {"type": "number", "minimum": 0}, "y": {"type": "string"}}})
+>>> [(f.name, f.type, f.required, f.min) for f in s.fields]
+[('x', 'float', True, 0), ('y', 'string', False, None)]
+>>> from_avro(to_avro(s)) == s.with_version(1)
+True
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from streamml.errors import SchemaError
+from streamml.schema.core import Field, Schema
+
+__all__ = ["from_json_schema", "to_json_schema", "from_avro", "to_avro", "load_schema", "save_schema"]
+
+_JS_TYPES = {"string": "string", "integer": "int", "number": "float", "boolean": "bool"}
+_AVRO_TYPES = {"string": "string", "int": "int", "long": "int", "float": "float", "double": "float",
+               "boolean": "bool"}
+
+
+def from_json_schema(doc: Mapping[str, Any], name: str | None = None) -> Schema:
+    """A schema from a JSON Schema object description."""
+    if doc.get("type") != "object" or not isinstance(doc.get("properties"), dict):
+        raise SchemaError("a JSON Schema for records must have type 'object' and 'properties'")
+    required = set(doc.get("required", []))
+    fields = []
+    for fname, prop in doc["properties"].items():
+        jtype = prop.get("type")
+        nullable = False
+        if isinstance(jtype, list):
+            nullable = "null" in jtype
+            rest = [t for t in jtype if t != "null"]
+            if len(rest) != 1:
+                raise SchemaError(f"JSON Schema property {fname!r}: union types {jtype} are not supported")
+            jtype = rest[0]
+        if jtype == "string" and prop.get("format") == "date-time":
+            ftype = "timestamp"
+        elif jtype in _JS_TYPES:
+            ftype = _JS_TYPES[jtype]
+        elif jtype is None and "enum" in prop:
+            ftype = "string"
+        else:
+            raise SchemaError(f"JSON Schema property {fname!r}: type {jtype!r} is not supported",
+                              hint="use string, integer, number, boolean or string with format date-time")
+        fields.append(Field(fname, ftype, required=fname in required and not nullable, enum=prop.get("enum"),
+                            min=prop.get("minimum"), max=prop.get("maximum"), default=prop.get("default"),
+                            doc=prop.get("description", "")))
+    unknown = required - set(doc["properties"])
+    if unknown:
+        raise SchemaError(f"JSON Schema requires undeclared properties: {', '.join(sorted(unknown))}")
+    version = int(doc.get("version", doc.get("x-version", 1)))
+    return Schema(name or doc.get("title") or "record", fields, version=version,
+                  additional=doc.get("additionalProperties", True) is not False,
+                  doc=doc.get("description", ""))
+
+
+def to_json_schema(schema: Schema) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) describing the same records."""
+    back = {v: k for k, v in _JS_TYPES.items()}
+    props: dict[str, Any] = {}
+    for f in schema.fields:
+        p: dict[str, Any] = ({"type": "string", "format": "date-time"} if f.type == "timestamp"
+                             else {"type": back[f.type]})
+        if f.enum is not None:
+            p["enum"] = list(f.enum)
+        if f.min is not None:
+            p["minimum"] = f.min
+        if f.max is not None:
+            p["maximum"] = f.max
+        if f.default is not None:
+            p["default"] = f.default
+        if f.doc:
+            p["description"] = f.doc
+        props[f.name] = p
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": schema.name,
+            "x-version": schema.version, "type": "object", "properties": props,
+            "required": [f.name for f in schema.fields if f.required],
+            "additionalProperties": schema.additional}
+
+
+def _avro_field(f: Mapping[str, Any]) -> Field:
+    ftype = f["type"]
+    required = True
+    if isinstance(ftype, list):
+        rest = [t for t in ftype if t != "null"]
+        required = "null" not in ftype
+        if len(rest) != 1:
+            raise SchemaError(f"Avro field {f['name']!r}: unions other than [null, T] are not supported")
+        ftype = rest[0]
+    enum = None
+    if isinstance(ftype, dict):
+        if ftype.get("type") == "enum":
+            enum, kind = ftype["symbols"], "string"
+        elif ftype.get("logicalType") in ("timestamp-millis", "timestamp-micros"):
+            kind = "timestamp"
+        elif ftype.get("type") in _AVRO_TYPES:
+            kind = _AVRO_TYPES[ftype["type"]]
+        else:
+            raise SchemaError(f"Avro field {f['name']!r}: type {ftype.get('type')!r} is not supported")
+    elif ftype in _AVRO_TYPES:
+        kind = _AVRO_TYPES[ftype]
+    else:
+        raise SchemaError(f"Avro field {f['name']!r}: type {ftype!r} is not supported",
+                          hint="use primitive types, enums, timestamp-millis and [null, T] unions")
+    return Field(f["name"], kind, required=required, enum=enum, default=f.get("default"),
+                 doc=f.get("doc", ""), min=f.get("x-min"), max=f.get("x-max"))
+
+
+def from_avro(doc: Mapping[str, Any]) -> Schema:
+    """A schema from an Avro record schema (as parsed JSON)."""
+    if doc.get("type") != "record" or not isinstance(doc.get("fields"), list):
+        raise SchemaError("an Avro schema for records must have type 'record' and 'fields'")
+    return Schema(doc["name"], [_avro_field(f) for f in doc["fields"]], version=int(doc.get("x-version", 1)),
+                  doc=doc.get("doc", ""))
+
+
+def to_avro(schema: Schema) -> dict[str, Any]:
+    """The Avro record schema for the same records (ranges kept as ``x-min``/``x-max``)."""
+    back = {"string": "string", "int": "long", "float": "double", "bool": "boolean",
+            "timestamp": {"type": "long", "logicalType": "timestamp-millis"}}
+    fields = []
+    for f in schema.fields:
+        t: Any = back[f.type]
+        if f.enum is not None:
+            t = {"type": "enum", "name": f"{f.name}_enum", "symbols": [str(s) for s in f.enum]}
+        entry: dict[str, Any] = {"name": f.name, "type": t if f.required else ["null", t]}
+        if not f.required:
+            entry["default"] = None
+        if f.min is not None:
+            entry["x-min"] = f.min
+        if f.max is not None:
+            entry["x-max"] = f.max
+        if f.doc:
+            entry["doc"] = f.doc
+        fields.append(entry)
+    return {"type": "record", "name": schema.name, "x-version": schema.version, "fields": fields}
+
+
+def load_schema(path: str | Path) -> Schema:
+    """Load a schema file: ``.avsc`` (Avro), ``.json`` (JSON Schema, or streamml's own description)."""
+    p = Path(path)
+    if not p.is_file():
+        raise SchemaError(f"schema file {p} does not exist")
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"cannot read schema file {p}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"schema file {p} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise SchemaError(f"schema file {p} must hold a JSON object")
+    if p.suffix == ".avsc" or doc.get("type") == "record":
+        return from_avro(doc)
+    if "properties" in doc:
+        return from_json_schema(doc, name=doc.get("title") or p.stem)
+    if "fields" in doc and "name" in doc:
+        return Schema.from_dict(doc)
+    raise SchemaError(f"schema file {p} is neither an Avro record schema nor a JSON Schema object")
+
+
+def save_schema(schema: Schema, path: str | Path) -> Path:
+    """Write ``schema`` as Avro (``.avsc``) or JSON Schema (``.json``), by suffix."""
+    p = Path(path)
+    doc = to_avro(schema) if p.suffix == ".avsc" else to_json_schema(schema)
+    p.write_text(json.dumps(doc, indent=2))
+    return p
