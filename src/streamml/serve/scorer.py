@@ -1,0 +1,421 @@
+"""The stream scorer: features in, predictions out, one model call per batch, models swapped between batches.
+
+Each loop turn: swap in any verified successor models; consume up to ``batch_size``
+feature records; decode them in one call; reject rows that cannot be scored (to
+``<ns>.dlq`` with the reason); let the strategy score the rest (one model call per model);
+write the predictions to ``<ns>.predictions.<model>`` with lineage headers. In
+``exactly-once`` mode the predictions, dead letters, shadow records and the input offsets
+commit in one transaction per batch; a restarted or rebalanced scorer resumes exactly
+where the last committed batch ended. In ``at-least-once`` mode offsets are committed
+once every prediction before them has been acknowledged.
+
+A prediction record (value, JSON)::
+
+    {"event_id": "e17", "model": "fraud", "model_version": 4, "score": 0.93, "label": 1,
+     "latency_ms": 3.1, "event_time": 1700000000170, ...strategy fields}
+
+``latency_ms`` is the serving latency: from the batch's arrival to its scoring done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import orjson
+import polars as pl
+from confluent_kafka import Message, Producer, TopicPartition
+
+from streamml import headers as H
+from streamml.config import Settings
+from streamml.errors import AbortableError, ConfigError, FatalError, KafkaError, ValidationError
+from streamml.kafka import clients
+from streamml.kafka.admin import ensure_topic, list_topics
+from streamml.kafka.errors import classify
+from streamml.kafka.transactions import TransactionalSession, next_offsets, rewind
+from streamml.schema.batch import bad_rows, decode_json, encode_json
+from streamml.serve.base import LoadedModel, ModelSource
+from streamml.serve.features import to_matrix
+from streamml.serve.strategies import Batch, Decision, Strategy
+from streamml.serve.swap import ModelHost, Role, SwapEvent
+
+__all__ = ["ServeOptions", "Scorer", "ScorerStats", "MODES"]
+
+MODES = ("exactly-once", "at-least-once")
+_log = logging.getLogger("streamml.serve")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How a scorer runs. ``output_topic`` defaults to ``<ns>.predictions.<model>``;
+    ``group`` to ``<ns>.serve.<model>``; ``instance`` (part of the transactional id) must be
+    unique per process in the group and stable across its restarts."""
+
+    input_topic: str
+    output_topic: str | None = None
+    mode: str = "exactly-once"
+    group: str | None = None
+    instance: str | None = None
+    batch_size: int = 5000
+    poll_timeout_s: float = 0.1
+    id_column: str = "event_id"
+    time_column: str = "event_time"
+    keep: tuple[str, ...] = ()
+    wait_for_model_s: float = 60.0
+    transaction_timeout_ms: int = 15_000
+    report_every_s: float = 10.0
+    consumer: dict[str, Any] = field(default_factory=dict)
+    producer: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown mode {self.mode!r}", hint="use exactly-once or at-least-once")
+        if self.batch_size < 1:
+            raise ConfigError("batch_size must be at least 1")
+
+
+@dataclass
+class ScorerStats:
+    """Counters since start."""
+
+    batches: int = 0
+    scored: int = 0
+    rejected: int = 0
+    aborted: int = 0
+    swaps: int = 0
+    refused: int = 0
+    versions: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"batches": self.batches, "scored": self.scored, "rejected": self.rejected,
+                "aborted": self.aborted, "swaps": self.swaps, "refused": self.refused,
+                "versions": dict(self.versions)}
+
+
+def _produce(p: Producer, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+    while True:
+        try:
+            p.produce(topic, value, key, headers=headers)
+            return
+        except BufferError:
+            p.poll(0.05)
+
+
+class Scorer:
+    """Scores a features topic with a :class:`~streamml.serve.strategies.Strategy` over a :class:`ModelSource`."""
+
+    def __init__(self, settings: Settings, strategy: Strategy, source: ModelSource, options: ServeOptions,
+                 *, host: ModelHost | None = None) -> None:
+        self.settings, self.strategy, self.options = settings, strategy, options
+        model = strategy.primary.name
+        self.output_topic = options.output_topic or settings.topic("predictions", model)
+        self.shadow_topic = settings.topic("predictions", f"{model}-shadow")
+        self.dlq_topic = settings.topic("dlq")
+        self.metrics_topic = settings.topic("metrics")
+        self.group = options.group or f"{settings.namespace}.serve.{model}"
+        self.component = f"serve.{model}"
+        self.stats = ScorerStats()
+        self._columns: list[str] | None = None
+        self._sample: pl.DataFrame | None = None
+        self.host = host or ModelHost(source, strategy.roles, columns=lambda: self._columns,
+                                      sample=self._sample_rows, on_event=self._on_event)
+        self._reporter: Producer | None = None
+        self._pending: list[list[TopicPartition]] = []
+        self._last_report = time.monotonic()
+        self.stop_event = threading.Event()
+        self.consumer: Any = None
+        self.producer: Producer | None = None
+        self.tx: TransactionalSession | None = None
+        self._started = False
+
+    # -- model plumbing -----------------------------------------------------------------
+    def _sample_rows(self, cols: tuple[str, ...]) -> np.ndarray | None:
+        df = self._sample
+        if df is None or not cols or any(c not in df.columns for c in cols):
+            return None
+        fm = to_matrix(df, cols)
+        return fm.x if fm.x.shape[0] else None
+
+    def _on_event(self, ev: SwapEvent) -> None:
+        if ev.kind == "refused":
+            self.stats.refused += 1
+        self._report({"kind": "serve.model", "component": self.component, **ev.as_dict()})
+
+    def _report(self, record: dict[str, Any]) -> None:
+        try:
+            if self._reporter is None:
+                self._reporter = clients.producer(self.settings, linger_ms=0)
+            self._reporter.produce(self.metrics_topic, orjson.dumps(record), self.component.encode(),
+                                   headers=H.lineage(component=self.component))
+            self._reporter.poll(0)
+        except Exception:  # reporting is best effort; serving goes on
+            _log.exception("could not report to %s", self.metrics_topic)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> "Scorer":
+        """Create topics and clients, load the newest good models, subscribe."""
+        if self._started:
+            return self
+        o, s = self.options, self.settings
+        topics = list_topics(s)
+        if o.input_topic not in topics:
+            raise ConfigError(f"input topic {o.input_topic} does not exist",
+                              hint="run the feature pipeline first, or check --input")
+        parts = topics[o.input_topic]
+        for name, n in ((self.output_topic, parts), (self.shadow_topic, parts), (self.dlq_topic, 1),
+                        (self.metrics_topic, 1)):
+            if name not in topics:
+                ensure_topic(s, name, max(1, n))
+        self.host.start(wait_for=self.strategy.primary, timeout=o.wait_for_model_s)
+        self.consumer = clients.consumer(s, self.group, **o.consumer)
+        if o.mode == "exactly-once":
+            instance = o.instance or f"{socket.gethostname()}-{os.getpid()}"
+            self.producer = clients.producer(s, transactional_id=f"{self.group}.{instance}",
+                                             transaction_timeout_ms=o.transaction_timeout_ms, **o.producer)
+            self.tx = TransactionalSession(self.producer, self.consumer)
+        else:
+            self.producer = clients.producer(s, **o.producer)
+        self.consumer.subscribe([o.input_topic])
+        self._started = True
+        return self
+
+    def close(self) -> None:
+        """Finish in-flight work, commit what was delivered, and release everything."""
+        try:
+            if self.producer is not None and self.options.mode == "at-least-once":
+                self.producer.flush(30)
+                self._commit_delivered(force=True)
+            if self.consumer is not None:
+                self.consumer.close()
+        finally:
+            self.host.stop()
+            self.strategy.close()
+            if self._reporter is not None:
+                self._reporter.flush(5)
+            self.consumer = None
+            self._started = False
+
+    def __enter__(self) -> "Scorer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self, *, max_records: int | None = None, idle_exit_s: float | None = None,
+            on_batch: Callable[["Scorer", int], None] | None = None) -> ScorerStats:
+        """Score until :attr:`stop_event` is set (or ``max_records`` scored, or idle for ``idle_exit_s``)."""
+        self.start()
+        idle_since = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                n = self.step()
+                if n:
+                    idle_since = time.monotonic()
+                    if on_batch is not None:
+                        on_batch(self, n)
+                elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
+                    break
+                if max_records is not None and self.stats.scored + self.stats.rejected >= max_records:
+                    break
+                if self.host.watcher.error is not None:
+                    raise self.host.watcher.error
+        finally:
+            self.close()
+        return self.stats
+
+    def step(self) -> int:
+        """One batch: swap models, consume, score, produce, commit. Returns records handled."""
+        for role, old, new in self.host.swap():
+            self.stats.swaps += 1
+            self.stats.versions[str(role)] = new
+        msgs = self.consumer.consume(self.options.batch_size, timeout=self.options.poll_timeout_s)
+        good = []
+        for m in msgs:
+            err = m.error()
+            if err is None:
+                good.append(m)
+            else:
+                e = classify(err, "consume: ")
+                if isinstance(e, FatalError):
+                    raise e
+                _log.warning("%s", e)
+        self._maybe_report()
+        if not good:
+            if self.options.mode == "at-least-once":
+                self.producer.poll(0)
+                self._commit_delivered()
+            return 0
+        offsets = next_offsets(good)
+        if self.options.mode == "exactly-once":
+            try:
+                with self.tx.transaction(offsets):
+                    self._process(good)
+            except AbortableError as exc:
+                self.stats.aborted += 1
+                _log.warning("batch aborted, rewinding: %s", exc)
+                rewind(self.consumer, offsets)
+                return 0
+        else:
+            self._process(good)
+            self._pending.append(offsets)
+            self.producer.poll(0)
+            self._commit_delivered()
+        return len(good)
+
+    def _commit_delivered(self, force: bool = False) -> None:
+        """Commit offsets of batches whose predictions have all been acknowledged (at-least-once)."""
+        if not self._pending:
+            return
+        if len(self.producer) and not force:
+            if len(self._pending) < 8:
+                return
+            self.producer.flush(60)
+        if len(self.producer):
+            return
+        merged: dict[tuple[str, int], int] = {}
+        for offs in self._pending:
+            for tp in offs:
+                merged[(tp.topic, tp.partition)] = max(merged.get((tp.topic, tp.partition), -1), tp.offset)
+        self._pending.clear()
+        try:
+            self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in merged.items()],
+                                 asynchronous=not force)
+        except Exception as exc:  # a lost commit only means a replay (at-least-once)
+            _log.warning("offset commit failed: %s", exc)
+
+    def _maybe_report(self) -> None:
+        if time.monotonic() - self._last_report >= self.options.report_every_s:
+            self._last_report = time.monotonic()
+            self._report({"kind": "serve.stats", "component": self.component, "at_ms": int(time.time() * 1000),
+                          **self.stats.as_dict()})
+
+    # -- one batch ----------------------------------------------------------------------
+    def _decode(self, msgs: list[Message]) -> tuple[list[Message], pl.DataFrame]:
+        values = [m.value() or b"" for m in msgs]
+        try:
+            return msgs, decode_json(values)
+        except ValidationError:
+            bad = set(bad_rows(values))
+            for i in sorted(bad):
+                self._dead_letter(msgs[i], "value is not a JSON object")
+            keep = [m for i, m in enumerate(msgs) if i not in bad]
+            try:
+                return keep, decode_json([m.value() for m in keep])
+            except ValidationError as exc:  # mixed types that no common schema fits: the batch is refused
+                for m in keep:
+                    self._dead_letter(m, f"batch could not be decoded: {exc}")
+                return [], pl.DataFrame()
+
+    def _dead_letter(self, m: Message, reason: str) -> None:
+        self.stats.rejected += 1
+        hdrs = list(m.headers() or []) + [(H.SOURCE, f"{m.topic()}/{m.partition()}@{m.offset()}".encode()),
+                                          (H.REASON, reason[:500].encode()),
+                                          (H.COMPONENT, self.component.encode())]
+        _produce(self.producer, self.dlq_topic, m.value() or b"", m.key(), hdrs)
+
+    def _process(self, msgs: list[Message]) -> None:
+        t0 = time.perf_counter()
+        o = self.options
+        msgs, df = self._decode(msgs)
+        if not msgs:
+            return
+        models = self.host.snapshot()
+        cols = tuple(dict.fromkeys(c for m in models.values() if m is not None for c in m.input_columns))
+        self._columns = df.columns
+        fm = to_matrix(df, cols)
+        if fm.rejected:
+            for i, reason in fm.rejected.items():
+                self._dead_letter(msgs[i], reason)
+            rows = fm.rows.tolist()
+            msgs = [msgs[i] for i in rows]
+            df = df[rows]
+        if not msgs:
+            return
+        self._sample = df.head(8)
+        batch = Batch(df, [m.key() for m in msgs], o.id_column)
+        decision = self.strategy.decide(models, batch)
+        latency_ms = round((time.perf_counter() - t0) * 1000, 3)
+        out = self._frame(batch, decision, latency_ms)
+        self._emit(msgs, batch, decision, out)
+        if decision.shadow is not None and decision.shadow.height:
+            shadow = decision.shadow.with_columns(pl.lit(latency_ms).alias("latency_ms"))
+            static = [(H.COMPONENT, self.component.encode())]
+            for m, v, eid in zip(msgs, encode_json(shadow), shadow["event_id"].to_list()):
+                _produce(self.producer, self.shadow_topic, v, m.key(), [(H.EVENT_ID, str(eid).encode()), *static])
+        self.stats.batches += 1
+        self.stats.scored += len(msgs)
+        for role, m in models.items():
+            if m is not None:
+                self.stats.versions[str(role)] = m.version
+
+    def _frame(self, batch: Batch, d: Decision, latency_ms: float) -> pl.DataFrame:
+        n = len(batch)
+        df = batch.df
+        cols: dict[str, Any] = {}
+        if batch.id_column in df.columns:
+            cols["event_id"] = df[batch.id_column].cast(pl.String)
+        else:
+            cols["event_id"] = batch.event_ids()
+        if d.which is None:
+            cols["model"] = [d.by[0].name] * n
+            cols["model_version"] = np.full(n, d.by[0].version, dtype=np.int64)
+        else:
+            cols["model"] = np.array([m.name for m in d.by], dtype=object)[d.which].tolist()
+            cols["model_version"] = np.array([m.version for m in d.by], dtype=np.int64)[d.which]
+        cols["score"] = d.scores.score
+        if d.scores.label is not None:
+            cols["label"] = d.scores.label
+        cols["latency_ms"] = np.full(n, latency_ms)
+        if self.options.time_column in df.columns:
+            cols["event_time"] = df[self.options.time_column]
+        for k in self.options.keep:
+            if k in df.columns and k not in cols:
+                cols[k] = df[k]
+        for k, v in d.extra.items():
+            cols[k] = v
+        return pl.DataFrame(cols)
+
+    def _emit(self, msgs: list[Message], batch: Batch, d: Decision, out: pl.DataFrame) -> None:
+        values = encode_json(out)
+        ids = out["event_id"].to_list()
+        tcol = self.options.time_column
+        times = batch.df[tcol].to_list() if tcol in batch.df.columns else None
+        comp, ver = self.component.encode(), _version()
+        statics = [[(H.MODEL, m.name.encode()), (H.MODEL_VERSION, str(m.version).encode()),
+                    (H.COMPONENT, comp), (H.VERSION, ver)] for m in d.by]
+        which = d.which.tolist() if d.which is not None else None
+        p, topic = self.producer, self.output_topic
+        for i, (m, v) in enumerate(zip(msgs, values)):
+            eid = ids[i]
+            if eid is None:
+                eid = H.as_dict(m.headers()).get(H.EVENT_ID)
+            et = times[i] if times is not None else H.as_dict(m.headers()).get(H.EVENT_TIME)
+            h = statics[which[i] if which is not None else 0]
+            hdrs = [(H.EVENT_ID, str(eid).encode())] if eid is not None else []
+            if et is not None:
+                hdrs.append((H.EVENT_TIME, str(et).encode()))
+            _produce(p, topic, v, m.key(), hdrs + h)
+
+
+_VERSION: bytes | None = None
+
+
+def _version() -> bytes:
+    global _VERSION
+    if _VERSION is None:
+        from streamml import __version__
+
+        _VERSION = __version__.encode()
+    return _VERSION
+
+
+def models_of(host: ModelHost) -> dict[str, LoadedModel | None]:
+    """The current model of each role, by role name (for logs and status)."""
+    return {str(r): m for r, m in host.snapshot().items()}
