@@ -1,0 +1,30 @@
+"""Interactive work with topics: look at them, query them with SQL, follow them live.
+
+>>> import streamml.query as q
+>>> sorted(q.__all__)[:4]
+['Deployment', 'Tail', 'Topic', 'changes']
+
+Everything reads committed records only, and takes ``settings=`` (by default the session's:
+``streamml.connect()`` from the environment, or what :func:`use` set):
+
+- :func:`topic` — ``topic("payments").head(5)``, ``.range(start=..., end=...)``,
+  ``.to_pandas()`` / ``.to_polars()`` / ``.to_arrow()`` over a snapshot pinned at call time;
+- :func:`sql` — DuckDB SQL over snapshots of the topics a statement names (joins work);
+- :func:`tail` — a generator of records committed from now on, filtered, per-partition order;
+- :func:`deploy` — a continuous statement (``... EMIT CHANGES``) as a running stream pipeline;
+  :func:`changes` — the same statement's live rows, in this process.
+
+Short topic names resolve as described in :mod:`streamml.query.resolve`.
+"""
+
+from streamml.query.continuous import check
+from streamml.query.deploy import Deployment, changes, deploy, pipeline_for
+from streamml.query.resolve import resolve_topic, use
+from streamml.query.sql import parse, sql
+from streamml.query.tail import Tail, tail
+from streamml.query.topic import Topic, topic
+
+__all__ = [
+    "topic", "Topic", "sql", "tail", "Tail", "deploy", "Deployment", "changes", "check", "parse",
+    "pipeline_for", "resolve_topic", "use",
+]

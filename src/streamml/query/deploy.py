@@ -1,0 +1,174 @@
+"""Deploy a continuous SQL statement as a stream pipeline, and watch one live.
+
+``deploy("SELECT ... FROM payments WHERE ... EMIT CHANGES", to="big_payments")`` checks the
+statement (:func:`~streamml.query.continuous.check`), builds the pipeline
+``stream(<payments topic>).sql(<statement over the batch>).to("big_payments")`` and runs it
+with the stream engine's worker: exactly-once (each micro-batch is one Kafka transaction
+holding its outputs and input offsets), each output record keyed like its input record and
+carrying its lineage headers. ``to`` is an existing topic (short names resolve as usual) or
+a new ``<ns>.features.<to>``.
+
+``changes(statement)`` runs the same statement over the live stream in this process and
+yields its rows (a :class:`~streamml.query.tail.Tail`), without writing anything.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from streamml.config import Settings
+from streamml.errors import PipelineError, QueryError
+from streamml.query.continuous import check, to_batch_sql
+from streamml.query.reader import META_COLUMNS, Bound
+from streamml.query.resolve import default_settings, resolve_topic
+from streamml.query.sql import Statement, run_statement
+from streamml.query.tail import Tail
+
+if TYPE_CHECKING:
+    from streamml.stream.pipeline import Pipeline
+
+__all__ = ["Deployment", "deploy", "pipeline_for", "changes"]
+
+
+def _source(st: Statement, settings: Settings) -> str:
+    return resolve_topic(st.topic_names[0], settings)
+
+
+def _sink(to: str, settings: Settings) -> str:
+    try:
+        return resolve_topic(to, settings)
+    except QueryError:
+        if "." in to:
+            return to
+        return settings.topic("features", to)
+
+
+def pipeline_for(statement: str | Statement, to: str, *, name: str | None = None,
+                 settings: Settings | None = None) -> "Pipeline":
+    """The stream pipeline that runs ``statement`` over every micro-batch and writes to ``to``."""
+    from streamml.stream import stream
+
+    s = settings or default_settings()
+    st = check(statement)
+    sink = _sink(to, s)
+    return stream(_source(st, s), name=name or f"sql-{sink.split('.')[-1]}").sql(to_batch_sql(st)).to(sink)
+
+
+class Deployment:
+    """A running continuous statement: a stream worker in a background thread (or the foreground)."""
+
+    def __init__(self, statement: str | Statement, to: str, *, name: str | None = None,
+                 settings: Settings | None = None, **options: Any) -> None:
+        from streamml.stream.runner import RunOptions, Worker
+
+        self.settings = settings or default_settings()
+        self.statement = check(statement)
+        self.pipeline = pipeline_for(self.statement, to, name=name, settings=self.settings)
+        self.source = self.pipeline.source_topic(self.settings)
+        self.sink = self.pipeline.sink_topic(self.settings) or ""
+        self.worker = Worker(self.pipeline, self.settings, RunOptions().with_(**options))
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Deployment {self.pipeline.name}: {self.source} -> {self.sink}, {state}, {self.stats}>"
+
+    def describe(self) -> str:
+        """The statement and the pipeline topology that runs it."""
+        return f"{self.statement.text.strip()}\n{self.pipeline.describe()}"
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: batches, in, out, late, invalid, aborts."""
+        return dict(self.worker.stats)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run(self, *, idle_exit: float | None = None, max_batches: int | None = None) -> dict[str, int]:
+        """Run in this thread until :meth:`stop` (or idle for ``idle_exit`` seconds)."""
+        return self.worker.run(idle_exit=idle_exit, max_batches=max_batches)
+
+    def start(self) -> "Deployment":
+        """Run in a background thread; returns once the worker has its clients and topics."""
+        if self._thread is not None:
+            raise PipelineError("this deployment was started already")
+        self.worker.start()
+
+        def loop() -> None:
+            try:
+                self.worker.run()
+            except BaseException as exc:  # surfaced by stop()/wait()
+                self.error = exc
+
+        self._thread = threading.Thread(target=loop, name=f"streamml-{self.pipeline.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait(self, out: int, timeout: float = 60.0) -> dict[str, int]:
+        """Block until at least ``out`` records were written (or raise after ``timeout`` seconds)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.worker.stats["out"] < out:
+            if self.error is not None:
+                raise self.error
+            if not self.running and self._thread is not None:
+                break
+            if time.monotonic() > deadline:
+                raise PipelineError(f"{self.pipeline.name} wrote {self.worker.stats['out']} of {out} records "
+                                    f"in {timeout:.0f}s")
+            time.sleep(0.05)
+        return self.stats
+
+    def stop(self, timeout: float = 30.0) -> dict[str, int]:
+        """Finish the current batch, commit it, close the clients; re-raise a failure of the loop."""
+        self.worker.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+        return self.stats
+
+    def __enter__(self) -> "Deployment":
+        return self if self.running else self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def deploy(statement: str, to: str, *, name: str | None = None, settings: Settings | None = None,
+           start: bool = True, **options: Any) -> Deployment:
+    """Run a continuous SQL statement as a pipeline writing to ``to``; returns the running :class:`Deployment`.
+
+    ``options`` are the stream runner's options (``guarantee="at_least_once"``, ``max_batch``...).
+    With ``start=False`` nothing runs until ``.start()`` or ``.run()``.
+    """
+    d = Deployment(statement, to, name=name, settings=settings, **options)
+    return d.start() if start else d
+
+
+def batch_function(statement: str | Statement) -> Any:
+    """The statement as a function over one decoded batch (metadata columns are dropped first)."""
+    st = check(statement)
+    name = st.topic_names[0]
+
+    def apply(df: pl.DataFrame) -> pl.DataFrame:
+        return run_statement(st, {name: df.drop([c for c in META_COLUMNS if c in df.columns])})
+
+    return apply
+
+
+def changes(statement: str, *, from_: Bound | str = "end", max_records: int | None = None,
+            timeout: float | None = None, idle_timeout: float | None = None,
+            settings: Settings | None = None) -> Tail:
+    """The rows a continuous statement emits from now on (``from_`` as for ``tail``), as a generator."""
+    s = settings or default_settings()
+    st = check(statement)
+    return Tail(_source(st, s), settings=s, from_=from_, max_records=max_records, timeout=timeout,
+                idle_timeout=idle_timeout, transform=batch_function(st), resolve=False)

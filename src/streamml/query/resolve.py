@@ -1,0 +1,95 @@
+"""Short names for topics, and the settings an interactive session uses.
+
+A name given to :func:`~streamml.query.topic`, :func:`~streamml.query.sql` or
+:func:`~streamml.query.tail` is resolved against the topics that exist, in this order:
+
+1. the exact topic name (``"t1.raw.payments"``, ``"legacy-orders"``);
+2. ``<kind>.<name>`` inside the namespace (``"raw.payments"`` -> ``<ns>.raw.payments``);
+3. ``<ns>.<kind>.<name>`` for every kind, in the order raw, features, predictions, labels,
+   models, metrics, control, dlq, changelog. When more than one exists the name is
+   ambiguous and the error lists the candidates (write ``raw.payments`` to pick one).
+
+>>> pick("payments", "shop", ["shop.raw.payments", "other.raw.payments"])
+'shop.raw.payments'
+>>> pick("features.payments", "shop", ["shop.raw.payments", "shop.features.payments"])
+'shop.features.payments'
+>>> pick("payments", "shop", ["shop.raw.payments", "shop.features.payments"])
+Traceback (most recent call last):
+...
+streamml.errors.QueryError: topic name 'payments' is ambiguous: shop.raw.payments, shop.features.payments (hint: write kind.name, e.g. 'raw.payments', or the full topic name)
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterable
+
+from streamml.config import TOPIC_KINDS, Settings
+from streamml.errors import QueryError
+
+__all__ = ["pick", "candidates", "resolve_topic", "default_settings", "use"]
+
+_lock = threading.Lock()
+_default: Settings | None = None
+
+
+def candidates(name: str, namespace: str) -> list[str]:
+    """Every topic name ``name`` could stand for, in resolution order (existing or not).
+
+    >>> candidates("payments", "ns")[:3]
+    ['payments', 'ns.raw.payments', 'ns.features.payments']
+    """
+    out = [name]
+    kind, _, rest = name.partition(".")
+    if rest and kind in TOPIC_KINDS:
+        out.append(f"{namespace}.{name}")
+    if "." not in name:
+        out.extend(f"{namespace}.{k}.{name}" for k in TOPIC_KINDS)
+    return out
+
+
+def pick(name: str, namespace: str, existing: Iterable[str]) -> str:
+    """The topic ``name`` resolves to among ``existing`` topics (see the module docs)."""
+    topics = set(existing)
+    if name in topics:
+        return name
+    kind, _, rest = name.partition(".")
+    if rest and kind in TOPIC_KINDS and f"{namespace}.{name}" in topics:
+        return f"{namespace}.{name}"
+    found = [c for c in candidates(name, namespace)[1:] if c in topics and c.count(".") == 2]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise QueryError(f"topic name {name!r} is ambiguous: {', '.join(found)}",
+                         hint="write kind.name, e.g. 'raw.payments', or the full topic name")
+    nearby = sorted(t for t in topics if t.startswith(f"{namespace}.") and not t.startswith("__"))
+    hint = ("topics in namespace " + namespace + ": " + ", ".join(nearby[:12])) if nearby else \
+        f"no topics in namespace {namespace!r}; list them with `streamml topics`"
+    raise QueryError(f"no topic named {name!r} (tried {', '.join(candidates(name, namespace)[:3])}, ...)",
+                     hint=hint)
+
+
+def default_settings() -> Settings:
+    """The session's settings: the last :func:`use`, else ``streamml.connect()`` once."""
+    global _default
+    with _lock:
+        if _default is None:
+            from streamml.api import connect
+
+            _default = connect()
+        return _default
+
+
+def use(settings: Settings | None) -> None:
+    """Make ``settings`` the default for the query functions in this process (None resets)."""
+    global _default
+    with _lock:
+        _default = settings
+
+
+def resolve_topic(name: str, settings: Settings | None = None) -> str:
+    """Resolve a short name against the cluster's topics."""
+    from streamml.kafka.admin import list_topics
+
+    s = settings or default_settings()
+    return pick(name, s.namespace, list_topics(s))
