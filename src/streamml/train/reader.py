@@ -79,6 +79,8 @@ class RawBatch:
     timestamps: list[int] | None = None
     schema_versions: set[str] = field(default_factory=set)
     pipeline_hashes: set[str] = field(default_factory=set)
+    keys: list[bytes | None] | None = None
+    headers: list[Any] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -156,12 +158,15 @@ def read_ranges(
     headers: str = "sample",
     on_progress: Callable[[int, int], None] | None = None,
     idle_timeout: float = 30.0,
+    with_records: bool = False,
 ) -> Iterator[RawBatch]:
     """Replay ``ranges`` in order (topic, partition, offset), ``batch_rows`` values at a time.
 
     ``headers``: ``"all"`` inspects every record's headers for schema versions and
     pipeline hashes, ``"sample"`` the first and last record of each consumed batch,
     ``"none"`` skips them. ``on_progress(records, bytes)`` is called per consumed batch.
+    ``with_records`` also returns each record's key and headers, and keeps tombstones
+    (``None`` values), which are otherwise skipped.
     Raises :class:`KafkaError` when a partition stops short of its range for
     ``idle_timeout`` seconds (data deleted by retention, or a transaction left open).
     """
@@ -174,17 +179,21 @@ def read_ranges(
                          queued_max_messages_kbytes=256 * 1024, fetch_wait_max_ms=10)
     try:
         for r in todo:
-            yield from _read_one(c, r, batch_rows, with_timestamps, headers, on_progress, idle_timeout)
+            yield from _read_one(c, r, batch_rows, with_timestamps, headers, on_progress, idle_timeout,
+                                 with_records)
     finally:
         c.close()
 
 
 def _read_one(c: Any, r: TopicRange, batch_rows: int, with_ts: bool, headers: str,
-              on_progress: Callable[[int, int], None] | None, idle_timeout: float) -> Iterator[RawBatch]:
+              on_progress: Callable[[int, int], None] | None, idle_timeout: float,
+              with_records: bool = False) -> Iterator[RawBatch]:
     c.assign([TopicPartition(r.topic, r.partition, r.start)])
     values: list[bytes] = []
     offsets: list[int] = []
     stamps: list[int] = []
+    keys: list[bytes | None] = []
+    hdrs: list[Any] = []
     schemas: set[str] = set()
     hashes: set[str] = set()
     done = False
@@ -192,9 +201,10 @@ def _read_one(c: Any, r: TopicRange, batch_rows: int, with_ts: bool, headers: st
     position = r.start
 
     def flush() -> RawBatch:
-        nonlocal values, offsets, stamps, schemas, hashes
-        b = RawBatch(r.topic, r.partition, values, offsets, stamps if with_ts else None, schemas, hashes)
-        values, offsets, stamps, schemas, hashes = [], [], [], set(), set()
+        nonlocal values, offsets, stamps, schemas, hashes, keys, hdrs
+        b = RawBatch(r.topic, r.partition, values, offsets, stamps if with_ts else None, schemas, hashes,
+                     keys if with_records else None, hdrs if with_records else None)
+        values, offsets, stamps, schemas, hashes, keys, hdrs = [], [], [], set(), set(), [], []
         return b
 
     while not done:
@@ -221,7 +231,17 @@ def _read_one(c: Any, r: TopicRange, batch_rows: int, with_ts: bool, headers: st
             good = [m for m in good if m.offset() < r.end]
             done = True
         if good:
-            values.extend([m.value() for m in good])
+            vals = [m.value() for m in good]
+            if not with_records and None in vals:  # tombstones carry no row
+                position = max(position, good[-1].offset() + 1)
+                done = done or position >= r.end
+                good = [m for m, v in zip(good, vals) if v is not None]
+                vals = [v for v in vals if v is not None]
+        if with_records and good:
+            keys.extend([m.key() for m in good])
+            hdrs.extend([m.headers() for m in good])
+        if good:
+            values.extend(vals)
             offs = [m.offset() for m in good]
             offsets.extend(offs)
             position = offs[-1] + 1
@@ -231,7 +251,7 @@ def _read_one(c: Any, r: TopicRange, batch_rows: int, with_ts: bool, headers: st
                 sample = good if headers == "all" else (good[0], good[-1])
                 _scan_headers(sample, schemas, hashes)
             if on_progress is not None:
-                on_progress(len(good), sum(map(len, values[-len(good):])))
+                on_progress(len(good), sum(map(len, filter(None, vals))))
             if position >= r.end:
                 done = True
         if len(values) >= batch_rows or (done and values):
