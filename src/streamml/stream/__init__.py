@@ -5,12 +5,15 @@ recompute it over history with :func:`replay`, unit-test it with :class:`TestDri
 """
 
 from streamml.stream.pipeline import Pipeline, stream
+from streamml.stream.replay import replay
+from streamml.stream.runner import RunOptions, Worker, run
+from streamml.stream.table import Table
 from streamml.stream.testing import TestDriver
 from streamml.stream.windows import (
     Agg, WindowSpec, count, count_distinct, hopping, last, max, mean, min, std, sum, tumbling,
 )
 
 __all__ = [
-    "stream", "Pipeline", "TestDriver", "WindowSpec", "Agg", "tumbling", "hopping",
+    "stream", "Pipeline", "Table", "TestDriver", "RunOptions", "Worker", "run", "replay", "WindowSpec", "Agg", "tumbling", "hopping",
     "count", "sum", "mean", "min", "max", "std", "count_distinct", "last",
 ]

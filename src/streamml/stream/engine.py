@@ -45,6 +45,13 @@ class RawBatch:
                    [m.offset() for m in msgs], [m.timestamp()[1] for m in msgs] if timestamps else None,
                    [m.headers() for m in msgs])
 
+    def next_offsets(self) -> list[Any]:
+        """The offsets to commit after this batch (messages of a partition come in order)."""
+        from confluent_kafka import TopicPartition
+
+        last = dict(zip(self.partitions, self.offsets))
+        return [TopicPartition(self.topic, p, o + 1) for p, o in sorted(last.items())]
+
     def __len__(self) -> int:
         return len(self.values)
 
