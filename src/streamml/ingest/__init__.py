@@ -3,9 +3,23 @@
 Every source writes accepted records to ``<ns>.raw.<stream>`` and rejected ones, with the
 reason, to ``<ns>.dlq``, and returns counts for which ``records_in == accepted +
 dead_lettered (+ failed)`` holds.
+
+>>> from streamml.ingest import transactions
+>>> next(transactions(seed=1)).record["event_id"]
+'tx1-000000000'
 """
 
 from streamml.ingest.files import FileIngestReport, ingest_files
+from streamml.ingest.generators import (NEW_PATTERN, PATTERNS, Event, GenerateReport, generate_sensors,
+                                        generate_transactions, sensors, transactions)
+from streamml.ingest.http import HttpOptions, create_app, serve_http
+from streamml.ingest.mqtt import MqttBridge, MqttOptions, bridge_mqtt
 from streamml.ingest.writer import IngestCounts, RecordWriter
 
-__all__ = ["ingest_files", "FileIngestReport", "IngestCounts", "RecordWriter"]
+__all__ = [
+    "ingest_files", "FileIngestReport", "IngestCounts", "RecordWriter",
+    "HttpOptions", "create_app", "serve_http",
+    "MqttOptions", "MqttBridge", "bridge_mqtt",
+    "transactions", "sensors", "Event", "PATTERNS", "NEW_PATTERN",
+    "generate_transactions", "generate_sensors", "GenerateReport",
+]
