@@ -198,25 +198,25 @@ def transactions(seed: int = 0, *, count: int | None = None, start_ms: int = DEF
         if pattern == "card_testing":
             at = ts
             for _ in range(rng.randint(5, 12)):
-                at += rng.uniform(3_000, 30_000)
+                at += rng.uniform(1_000, 10_000)
                 heapq.heappush(pending, make(card, pick(card.country, ["online_retail", "gift_cards"]), at,
                                              rng.uniform(0.5, 3.0), "online", pattern))
         elif pattern == "high_amount":
             far = _FAR[card.country]
             m = pick(far, ["jewelry", "electronics"])
-            heapq.heappush(pending, make(card, m, ts + rng.uniform(0, 60_000),
+            heapq.heappush(pending, make(card, m, ts + rng.uniform(0, 5_000),
                                          CATEGORIES[m.category][0] * card.scale * rng.uniform(8, 30), "pos", pattern))
         elif pattern == "geo_jump":
             home = merchants[rng.choice(card.favourites)]
             heapq.heappush(pending, make(card, home, ts, CATEGORIES[home.category][0] * card.scale, None, None))
             far = pick(_FAR[card.country], ["electronics", "online_retail", "travel", "restaurant"])
-            heapq.heappush(pending, make(card, far, ts + rng.uniform(5 * 60_000, 20 * 60_000),
+            heapq.heappush(pending, make(card, far, ts + rng.uniform(2 * 60_000, 10 * 60_000),
                                          CATEGORIES[far.category][0] * card.scale * rng.uniform(1, 4), "pos",
                                          pattern))
         else:                                            # gift_card_cashout: the new pattern
             at = ts
             for _ in range(rng.randint(3, 6)):
-                at += rng.uniform(20_000, 120_000)
+                at += rng.uniform(10_000, 60_000)
                 heapq.heappush(pending, make(card, pick(card.country, ["gift_cards"]), at,
                                              float(rng.choice((100, 150, 200, 250))), "pos", pattern))
 

@@ -1,0 +1,90 @@
+"""``streamml generate transactions|sensors``: synthetic streams with delayed ground-truth labels."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from streamml.cli.common import connected, console
+from streamml.errors import ConfigError
+
+generate_app = typer.Typer(help="Generate synthetic event streams with labels.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(generate_app, name="generate")
+
+
+def _check(count: Optional[int], duration: Optional[float], rate: Optional[float]) -> None:
+    if count is None and duration is None:
+        raise ConfigError("give --count or --duration (or both)", hint="e.g. --count 10000 or --duration 60")
+    if count is not None and count < 1:
+        raise ConfigError("--count must be at least 1")
+    if rate is not None and rate <= 0:
+        raise ConfigError("--rate must be positive")
+
+
+def _print(report: Any, positive_name: str, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+        return
+    table = Table(title=f"generated {report.stream}")
+    for col in ("events", "labels", positive_name, "seconds"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{report.events:,}", f"{report.labels:,}", f"{report.positives:,}", f"{report.seconds:.1f}")
+    console.print(table)
+    console.print(f"events: {report.topic}   labels: {report.labels_topic}", highlight=False)
+
+
+@generate_app.command("transactions")
+def transactions_cmd(
+    ctx: typer.Context,
+    stream: str = typer.Option("transactions", "--stream", "-s"),
+    count: Optional[int] = typer.Option(None, "--count", help="Number of events."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds to run."),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Events per second (default: as fast as possible)."),
+    seed: int = typer.Option(0, "--seed"),
+    fraud_rate: float = typer.Option(0.004, "--fraud-rate", help="Chance a fraud episode starts at an event."),
+    new_pattern_at: Optional[int] = typer.Option(None, "--new-pattern-at",
+                                                 help="From this event on, inject the new gift_card_cashout pattern."),
+    label_delay_ms: int = typer.Option(5000, "--label-delay-ms", help="How long after an event its label arrives."),
+    cards: int = typer.Option(2000, "--cards"),
+    merchants: int = typer.Option(300, "--merchants"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Card payments with injected fraud (card testing, high amounts abroad, geo jumps); labels later."""
+    from streamml.ingest.generators.run import generate_transactions
+
+    _check(count, duration, rate)
+    if not 0 <= fraud_rate <= 1:
+        raise ConfigError("--fraud-rate must be between 0 and 1")
+    settings = connected(ctx)
+    report = generate_transactions(settings, stream=stream, count=count, duration=duration, rate=rate, seed=seed,
+                                   fraud_rate=fraud_rate, new_pattern_at=new_pattern_at,
+                                   label_delay_ms=label_delay_ms, n_cards=cards, n_merchants=merchants)
+    _print(report, "fraudulent", as_json)
+
+
+@generate_app.command("sensors")
+def sensors_cmd(
+    ctx: typer.Context,
+    stream: str = typer.Option("sensors", "--stream", "-s"),
+    count: Optional[int] = typer.Option(None, "--count", help="Number of readings."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds to run."),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Readings per second over all machines."),
+    seed: int = typer.Option(0, "--seed"),
+    machines: int = typer.Option(20, "--machines"),
+    mean_life: int = typer.Option(2000, "--mean-life", help="Mean readings per machine between failures."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Machine sensor readings that degrade before failures; failure labels later."""
+    from streamml.ingest.generators.run import generate_sensors
+
+    _check(count, duration, rate)
+    settings = connected(ctx)
+    report = generate_sensors(settings, stream=stream, count=count, duration=duration, rate=rate, seed=seed,
+                              machines=machines, mean_life=mean_life)
+    _print(report, "pre-failure", as_json)
