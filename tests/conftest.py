@@ -90,3 +90,14 @@ def settings3(cluster3: LocalCluster, tmp_path: Path) -> Settings:
     ns = "t" + uuid.uuid4().hex[:10]
     return Settings(bootstrap_servers=cluster3.bootstrap_servers, namespace=ns, home=tmp_path / "home",
                     cache_dir=Settings.load(config_file=None).cache_dir)
+
+
+@pytest.fixture(scope="session")
+def secure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A single-node cluster with SASL_SSL (SCRAM-SHA-512 over TLS) and ACLs enforced."""
+    base = Settings.load(config_file=None)
+    cluster = LocalCluster(tmp_path_factory.mktemp("kafka-secure"), nodes=1, port=free_port_base(1),
+                           cache_dir=base.cache_dir, secure=True)
+    cluster.up(timeout=180)
+    yield cluster
+    cluster.down(timeout=20)

@@ -96,7 +96,7 @@ def open_transactions(settings: Settings, topics: Iterable[str], timeout: float 
 def read_topic(settings: Settings, topic: str, timeout: float = 120.0) -> list[Record]:
     """Every committed record of ``topic``, in partition order, up to the current end."""
     ends = _end_offsets(settings, topic, IsolationLevel.READ_COMMITTED, 15.0)
-    c = clients.consumer(settings, f"streamml-verify-{uuid.uuid4().hex[:8]}", enable_partition_eof=True)
+    c = clients.consumer(settings, f"{settings.namespace}-verify-{uuid.uuid4().hex[:8]}", enable_partition_eof=True)
     todo = {p for p, end in ends.items() if end > 0}
     c.assign([TopicPartition(topic, p, 0) for p in todo])
     out: list[Record] = []

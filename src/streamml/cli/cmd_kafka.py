@@ -30,20 +30,26 @@ def up(
     nodes: Optional[int] = typer.Option(None, "--nodes", help="1 or 3 nodes (each broker+controller)."),
     port: Optional[int] = typer.Option(None, "--port", help="Client port of node 1; node i uses port+i-1."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where data, logs and pids live."),
+    secure: bool = typer.Option(False, "--secure", help="SASL_SSL: SCRAM-SHA-512 over TLS, ACLs enforced."),
 ) -> None:
     """Start the local cluster (fetching Kafka from Maven Central once), wait until it answers."""
     cluster = _cluster(ctx, data_dir, nodes=nodes, port=port)
-    if (nodes and nodes != cluster.nodes) or (port and port != cluster.port):
-        if cluster.running():
+    if (nodes and nodes != cluster.nodes) or (port and port != cluster.port) or (secure and not cluster.secure):
+        if cluster.state_file.exists():
+            what = f"a {cluster.nodes}-node{' secured' if cluster.secure else ''} cluster on port {cluster.port}"
             raise ProvisioningError(
-                f"a {cluster.nodes}-node cluster on port {cluster.port} already runs in {cluster.data_dir}",
-                hint="run 'streamml kafka down --purge' first, or pass another --data-dir")
+                f"{what} already exists in {cluster.data_dir}" + (" and runs" if cluster.running() else ""),
+                hint="run 'streamml kafka down --purge' first (deletes its data), or pass another --data-dir")
         cluster = LocalCluster(cluster.data_dir, nodes=nodes or cluster.nodes, port=port or cluster.port,
-                               kafka_version=cluster.kafka_version, cache_dir=cluster.cache_dir)
+                               kafka_version=cluster.kafka_version, cache_dir=cluster.cache_dir,
+                               secure=secure)
     with console.status(f"starting {cluster.nodes}-node Kafka {cluster.kafka_version} (KRaft)..."):
         started = cluster.up()
     state = "started" if started else "already running"
     console.print(f"[green]Kafka {state}[/green]: {cluster.nodes} node(s), data in {cluster.data_dir}")
+    if cluster.secure:
+        console.print(f"secured (SASL_SSL, SCRAM-SHA-512, ACLs): admin credentials in "
+                      f"{cluster.data_dir / 'client.toml'}; use it with STREAMML_CONFIG or --config")
     typer.echo(cluster.bootstrap_servers)
 
 
@@ -74,7 +80,8 @@ def status(ctx: typer.Context, data_dir: Optional[Path] = typer.Option(None, "--
         raise typer.Exit(1)
     from streamml.kafka.inspect import cluster_overview
 
-    ov = cluster_overview(s.with_(bootstrap_servers=bootstrap))
+    local_opts = cluster.client_options() if cluster and not s.bootstrap_servers else {}
+    ov = cluster_overview(s.with_(bootstrap_servers=bootstrap, kafka={**local_opts, **s.kafka}))
     nodes = Table(title=f"cluster {ov['cluster_id']} at {bootstrap}")
     for col in ("node", "address", "role", "process"):
         nodes.add_column(col)

@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 
 from streamml.config import Settings
 
-__all__ = ["producer", "consumer", "admin", "PRODUCER_DEFAULTS", "CONSUMER_DEFAULTS"]
+__all__ = ["producer", "consumer", "admin", "check_access", "PRODUCER_DEFAULTS", "CONSUMER_DEFAULTS"]
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
@@ -79,3 +79,41 @@ def admin(settings: Settings, **overrides: Any) -> AdminClient:
     """An admin client."""
     extra = _dotted(overrides)
     return AdminClient(_merged(settings, {}, extra))
+
+
+def check_access(settings: Settings, timeout: float = 15.0) -> None:
+    """Connect once and fail fast with a clear error: bad credentials or TLS raise
+    AuthorizationError/FatalError at once instead of librdkafka retrying forever;
+    an unreachable cluster raises BrokerUnavailableError after ``timeout``."""
+    from confluent_kafka import KafkaError as CKError
+    from confluent_kafka import KafkaException
+
+    from streamml.errors import AuthorizationError, BrokerUnavailableError
+    from streamml.kafka.errors import classify
+
+    seen: list[CKError] = []
+
+    def on_error(err: CKError) -> None:
+        seen.append(err)
+
+    client = AdminClient(_merged(settings, {}, {"error_cb": on_error}))
+    import time
+
+    deadline = time.monotonic() + timeout
+    fut = client.describe_cluster(request_timeout=timeout)
+    while time.monotonic() < deadline:
+        client.poll(0.05)  # serves error_cb
+        auth = [e for e in seen if e.code() in (CKError._AUTHENTICATION, CKError.SASL_AUTHENTICATION_FAILED,
+                                                CKError._SSL)]
+        if auth:
+            err = classify(auth[0], "cannot connect: ")
+            raise AuthorizationError(err.message, code=err.code,
+                                     hint="check sasl.username, sasl.password, sasl.mechanism and ssl.ca.location")
+        if fut.done():
+            try:
+                fut.result()
+                return
+            except KafkaException as exc:
+                raise classify(exc, "cannot connect: ") from None
+    raise BrokerUnavailableError(f"no broker at {settings.bootstrap_servers} answered within {timeout:.0f}s",
+                                 hint="check that the brokers run and the bootstrap servers are right")

@@ -94,6 +94,9 @@ class LocalCluster:
     cache_dir: Path | None = None
     heap: str = "512m"
     extra_properties: dict[str, str] = field(default_factory=dict)
+    secure: bool = False
+    admin_user: str = "admin"
+    admin_password: str = ""
     cluster_id: str = ""
     node_infos: list[NodeInfo] = field(default_factory=list)
 
@@ -101,6 +104,10 @@ class LocalCluster:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
         if self.nodes not in (1, 3):
             raise ProvisioningError(f"--nodes must be 1 or 3, got {self.nodes}")
+        if self.secure and not self.admin_password:
+            import secrets
+
+            self.admin_password = secrets.token_urlsafe(18)
         if not self.node_infos:
             self.node_infos = [
                 NodeInfo(i + 1, self.port + i, self.port + 100 + i, str(self.data_dir / f"node-{i + 1}"))
@@ -142,12 +149,42 @@ class LocalCluster:
         raw["cache_dir"] = str(self.cache_dir) if self.cache_dir else None
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(raw, indent=2))
+        tmp.chmod(0o600)  # holds the admin password of a secured cluster
         tmp.replace(self.state_file)
+        if self.secure:
+            opts = self.client_options()
+            lines = [f'bootstrap_servers = "{self.bootstrap_servers}"', "", "[kafka]"]
+            lines += [f'"{k}" = "{v}"' for k, v in opts.items()]
+            client = self.data_dir / "client.toml"
+            client.write_text("\n".join(lines) + "\n")
+            client.chmod(0o600)
 
     # -- facts ------------------------------------------------------------------------
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"127.0.0.1:{n.port}" for n in self.node_infos)
+
+    def client_options(self, user: str | None = None, password: str | None = None) -> dict[str, str]:
+        """librdkafka security options for this cluster (empty when it is not secured).
+
+        Without ``user`` the options are the admin's (a super user).
+        """
+        if not self.secure:
+            return {}
+        return {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": user or self.admin_user,
+            "sasl.password": password if user else self.admin_password,
+            "ssl.ca.location": str(self.data_dir / "tls" / "ca.pem"),
+        }
+
+    def settings(self, base: Settings | None = None, user: str | None = None,
+                 password: str | None = None) -> Settings:
+        """Settings that connect to this cluster (as the admin, or as ``user``)."""
+        base = base or Settings.load(config_file=None)
+        return base.with_(bootstrap_servers=self.bootstrap_servers,
+                          kafka={**base.kafka, **self.client_options(user, password)})
 
     def running(self) -> list[NodeInfo]:
         """Nodes whose processes are alive."""
@@ -163,7 +200,7 @@ class LocalCluster:
         from confluent_kafka.admin import AdminClient
 
         admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0,
-                             "logger": _quiet_logger()})
+                             "logger": _quiet_logger(), **self.client_options()})
         try:
             md = admin.list_topics(timeout=timeout)
             return len(md.brokers)
@@ -189,6 +226,10 @@ class LocalCluster:
         fresh = not self.cluster_id or not all((n.path / "data" / "meta.properties").exists() for n in self.node_infos)
         if fresh:
             self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if self.secure and not (self.data_dir / "tls" / "broker.pem").exists():
+            from streamml.kafka.tls import make_certificates
+
+            make_certificates(self.data_dir / "tls")
         for node in self.node_infos:
             node.path.mkdir(parents=True, exist_ok=True)
             (node.path / "server.properties").write_text(self._properties(node))
@@ -240,6 +281,28 @@ class LocalCluster:
             "message.max.bytes": str(1024 * 1024 + 1024),
             "transaction.max.timeout.ms": "900000",
         }
+        if self.secure:
+            tls = self.data_dir / "tls"
+            jaas = ('org.apache.kafka.common.security.scram.ScramLoginModule required '
+                    f'username="{self.admin_user}" password="{self.admin_password}";')
+            props.update({
+                "listeners": f"SASL_SSL://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+                "advertised.listeners": f"SASL_SSL://127.0.0.1:{node.port}",
+                "inter.broker.listener.name": "SASL_SSL",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+                "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+                "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": jaas,
+                "ssl.keystore.type": "PEM",
+                "ssl.keystore.location": str(tls / "broker.pem"),
+                "ssl.truststore.type": "PEM",
+                "ssl.truststore.location": str(tls / "ca.pem"),
+                "ssl.endpoint.identification.algorithm": "https",
+                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                # the controller quorum talks PLAINTEXT on loopback only; its principal is ANONYMOUS
+                "super.users": f"User:{self.admin_user};User:ANONYMOUS",
+                "allow.everyone.if.no.acl.found": "false",
+            })
         props.update(self.extra_properties)
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
@@ -253,6 +316,8 @@ class LocalCluster:
         data.mkdir(parents=True, exist_ok=True)
         cmd = self._java(libs, node) + ["kafka.tools.StorageTool", "format", "-t", self.cluster_id,
                                         "-c", str(node.path / "server.properties"), "--ignore-formatted"]
+        if self.secure:
+            cmd += ["--add-scram", f"SCRAM-SHA-512=[name={self.admin_user},password={self.admin_password}]"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
         if proc.returncode != 0:
             text = (proc.stdout + proc.stderr).strip().splitlines()
@@ -402,4 +467,5 @@ def ensure_local(settings: Settings) -> Settings:
     cluster = LocalCluster.from_settings(settings)
     if not cluster.is_up(timeout=3.0):
         cluster.up()
-    return settings.with_(bootstrap_servers=cluster.bootstrap_servers)
+    return settings.with_(bootstrap_servers=cluster.bootstrap_servers,
+                          kafka={**cluster.client_options(), **settings.kafka})
