@@ -75,6 +75,12 @@ class OnnxModel:
         self._out_names = [o.name for o in outs]
         self._prob = next((i for i, o in enumerate(outs) if o.name in ("probabilities", "output_probability")), None)
         self._label = next((i for i, o in enumerate(outs) if o.name in ("label", "output_label")), None)
+        self._score = next((i for i, o in enumerate(outs) if o.name == "score"), None)
+        wanted = [i for i in (self._score, self._label) if i is not None]
+        if self._score is None:
+            wanted += [self._prob] if self._prob is not None else [0]
+        self._fetch = [self._out_names[i] for i in wanted]
+        self._pos = {i: k for k, i in enumerate(wanted)}
 
     @classmethod
     def from_bytes(cls, data: bytes, *, name: str, version: int, input_columns: tuple[str, ...] = (),
@@ -100,15 +106,19 @@ class OnnxModel:
         else:
             feeds = {c: np.ascontiguousarray(x[:, [i]], dtype=self._types[c])
                      for i, c in enumerate(self.input_columns)}
-        outs = self.session.run(None, feeds)
-        return self._scores(outs, x.shape[0])
+        if x.shape[0] == 0:
+            return Scores(np.zeros(0), None if self._label is None else np.zeros(0, dtype=np.int64))
+        got = self.session.run(self._fetch, feeds)
+        return self._scores({i: got[k] for i, k in self._pos.items()}, x.shape[0])
 
-    def _scores(self, outs: list[Any], n: int) -> Scores:
+    def _scores(self, outs: dict[int, Any], n: int) -> Scores:
         label = None
         if self._label is not None:
             label = np.asarray(outs[self._label]).reshape(-1)
             label = label.astype(np.int64) if label.dtype.kind in "iub" else None
-        if self._prob is not None:
+        if self._score is not None:
+            score = np.asarray(outs[self._score], dtype=np.float64).reshape(-1)
+        elif self._prob is not None:
             probs = outs[self._prob]
             if isinstance(probs, list):  # ZipMap output: a list of {class: probability}
                 keys = sorted(probs[0]) if probs else [0, 1]
