@@ -7,6 +7,7 @@
 Everything reads committed records only, and takes ``settings=`` (by default the session's:
 ``streamml.connect()`` from the environment, or what :func:`use` set):
 
+- :func:`topics` — the topics of the namespace, with partitions and offsets;
 - :func:`topic` — ``topic("payments").head(5)``, ``.range(start=..., end=...)``,
   ``.to_pandas()`` / ``.to_polars()`` / ``.to_arrow()`` over a snapshot pinned at call time;
 - :func:`sql` — DuckDB SQL over snapshots of the topics a statement names (joins work);
@@ -17,6 +18,7 @@ Everything reads committed records only, and takes ``settings=`` (by default the
 Short topic names resolve as described in :mod:`streamml.query.resolve`.
 """
 
+from streamml.query.catalog import topics
 from streamml.query.continuous import check
 from streamml.query.deploy import Deployment, changes, deploy, pipeline_for
 from streamml.query.resolve import resolve_topic, use
@@ -25,6 +27,6 @@ from streamml.query.tail import Tail, tail
 from streamml.query.topic import Topic, topic
 
 __all__ = [
-    "topic", "Topic", "sql", "tail", "Tail", "deploy", "Deployment", "changes", "check", "parse",
+    "topic", "Topic", "topics", "sql", "tail", "Tail", "deploy", "Deployment", "changes", "check", "parse",
     "pipeline_for", "resolve_topic", "use",
 ]

@@ -1,0 +1,163 @@
+"""``streamml topics | head | tail | sql``: look at topics, query them, follow them, deploy SQL."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from datetime import datetime
+from typing import Any, Optional
+
+import orjson
+import polars as pl
+import typer
+from rich.table import Table
+
+from streamml.cli.common import connected, console, err_console
+
+__all__ = ["register", "render"]
+
+_FORMATS = ("table", "json", "csv")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="topics")(topics_cmd)
+    app.command(name="head")(head_cmd)
+    app.command(name="tail")(tail_cmd)
+    app.command(name="sql")(sql_cmd)
+
+
+def _cell(value: Any, width: int = 40) -> str:
+    if value is None:
+        return "[dim]null[/dim]"
+    if isinstance(value, datetime):
+        text = value.isoformat(timespec="milliseconds")
+    elif isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, (dict, list)):
+        text = orjson.dumps(value, default=str).decode()
+    else:
+        text = str(value)
+    text = text if len(text) <= width else text[: width - 1] + "…"
+    return text.replace("[", r"\[")
+
+
+def render(df: pl.DataFrame, title: str | None = None, max_rows: int = 50) -> Table:
+    """A rich table of (the first ``max_rows`` rows of) ``df``; numbers right-aligned."""
+    table = Table(title=title, title_justify="left", header_style="bold", show_lines=False)
+    for name, dtype in df.schema.items():
+        table.add_column(name, justify="right" if dtype.is_numeric() else "left",
+                         style="dim" if name.startswith("_") else None, overflow="fold")
+    for row in df.head(max_rows).iter_rows():
+        table.add_row(*(_cell(v) for v in row))
+    if df.height > max_rows:
+        table.caption = f"{max_rows} of {df.height} rows shown (--max-rows)"
+    return table
+
+
+def _emit(df: pl.DataFrame, fmt: str, title: str | None, max_rows: int) -> None:
+    if fmt not in _FORMATS:
+        raise typer.BadParameter(f"format must be one of {', '.join(_FORMATS)}")
+    if fmt == "table":
+        console.print(render(df, title, max_rows))
+    elif fmt == "json":
+        for row in df.head(max_rows).iter_rows(named=True):
+            sys.stdout.write(orjson.dumps(row, default=str).decode() + "\n")
+    else:
+        sys.stdout.write(df.head(max_rows).with_columns(pl.selectors.temporal().cast(pl.String)).write_csv())
+    sys.stdout.flush()
+
+
+def _bound(text: Optional[str]) -> Any:
+    if text is None:
+        return None
+    if text.lstrip("-").isdigit():
+        return int(text)
+    return text
+
+
+def topics_cmd(ctx: typer.Context,
+               all_: bool = typer.Option(False, "--all", "-a", help="Topics of every namespace, not just this one."),
+               fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv.")) -> None:
+    """List the topics: kind, partitions, offsets."""
+    from streamml.query import topics
+
+    s = connected(ctx)
+    df = topics(settings=s, all_namespaces=all_)
+    if df.is_empty():
+        err_console.print(f"no topics in namespace {s.namespace!r}" + ("" if all_ else " (try --all)"))
+        return
+    _emit(df, fmt, f"topics ({'all namespaces' if all_ else 'namespace ' + s.namespace})", 10_000)
+
+
+def head_cmd(ctx: typer.Context, topic: str = typer.Argument(..., help="Topic: full name, kind.name or name."),
+             n: int = typer.Option(10, "-n", "--lines", help="How many records."),
+             last: bool = typer.Option(False, "--last", help="The last records instead of the first."),
+             start: Optional[str] = typer.Option(None, "--start", help="Offset (negative: from the end) or ISO time."),
+             fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
+             no_meta: bool = typer.Option(False, "--no-meta", help="Hide _topic, _partition, ... columns.")) -> None:
+    """Show the first (or last) N records of a topic, in time order."""
+    from streamml.query import topic as get_topic
+    from streamml.query.reader import META_COLUMNS
+
+    t = get_topic(topic, settings=connected(ctx))
+    view = t.range(start=_bound(start)) if start is not None else t
+    df = view.last(n) if last else view.head(n)
+    if no_meta:
+        df = df.drop([c for c in META_COLUMNS if c in df.columns and c != "_offset"])
+    _emit(df, fmt, f"{t.name} ({'last' if last else 'first'} {df.height})", n)
+
+
+def tail_cmd(ctx: typer.Context, topic: str = typer.Argument(..., help="Topic: full name, kind.name or name."),
+             where: Optional[str] = typer.Option(None, "--where", "-w", help="SQL filter, e.g. \"score > 0.9\"."),
+             from_: str = typer.Option("end", "--from", help="end, beginning, an offset or an ISO time."),
+             max_records: Optional[int] = typer.Option(None, "--max", help="Stop after this many records."),
+             timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop after this many seconds."),
+             idle: Optional[float] = typer.Option(None, "--idle", help="Stop after this many quiet seconds."),
+             fmt: str = typer.Option("json", "--format", "-f", help="json (one line per record) or table.")) -> None:
+    """Follow a topic live (Ctrl-C stops)."""
+    from streamml.query import tail
+
+    s = connected(ctx)
+    live = tail(topic, where=where, from_=_bound(from_) if from_ not in ("end", "beginning") else from_,
+                max_records=max_records, timeout=timeout, idle_timeout=idle, settings=s)
+    err_console.print(f"[dim]following {live.topic} from {from_}{' where ' + where if where else ''} "
+                      "(Ctrl-C stops)[/dim]")
+    try:
+        for batch in live.batches():
+            if fmt == "table":
+                console.print(render(batch, max_rows=10_000))
+            else:
+                for row in batch.iter_rows(named=True):
+                    sys.stdout.write(orjson.dumps(row, default=str).decode() + "\n")
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        live.close()
+    err_console.print(f"[dim]{live.delivered} record(s)[/dim]")
+
+
+def sql_cmd(ctx: typer.Context, statement: str = typer.Argument(..., help="A SELECT over topics (DuckDB SQL)."),
+            fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
+            max_rows: int = typer.Option(50, "--max-rows", help="Rows to print."),
+            deploy: Optional[str] = typer.Option(None, "--deploy", help="Run the statement as pipeline NAME."),
+            to: Optional[str] = typer.Option(None, "--to", help="Output topic of --deploy (default: NAME)."),
+            idle_exit: Optional[float] = typer.Option(None, "--idle-exit",
+                                                      help="With --deploy: stop after this many quiet seconds."),
+            ) -> None:
+    """Run SQL over topics; with --deploy, run a continuous statement (EMIT CHANGES) as a pipeline."""
+    from streamml import query
+
+    s = connected(ctx)
+    if deploy is None:
+        _emit(query.sql(statement, settings=s), fmt, None, max_rows)
+        return
+    d = query.deploy(statement, to=to or deploy, name=deploy, settings=s, start=False)
+    err_console.print(f"[bold]deploying[/bold] {d.pipeline.name}: {d.source} -> {d.sink} (Ctrl-C stops)")
+    err_console.print(d.pipeline.describe(), highlight=False, markup=False)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: d.worker.stop())
+    stats = d.run(idle_exit=idle_exit)
+    err_console.print("stopped: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
