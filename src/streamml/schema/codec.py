@@ -129,7 +129,7 @@ def decode_batch(values: list[bytes], schema: Schema, fmt: str = "json") -> pa.T
                 parse_options=pajson.ParseOptions(explicit_schema=schema.arrow_schema(),
                                                   unexpected_field_behavior="ignore"))
             if table.num_rows == len(values):
-                return table.select(schema.names)
+                return table.select(schema.names).cast(schema.arrow_schema())
         except pa.ArrowInvalid:
             pass
         codec: Codec = JsonCodec()

@@ -262,8 +262,9 @@ class Schema:
         def flag(mask: Any, reason: Any) -> None:
             arr = np.asarray(mask.to_numpy(zero_copy_only=False) if hasattr(mask, "to_numpy") else mask)
             arr = np.nan_to_num(arr.astype(float), nan=0.0).astype(bool) if arr.dtype == object else arr
-            for i in np.flatnonzero(arr & ok):
-                bad[int(i)] = reason(int(i)) if callable(reason) else reason
+            for i in np.flatnonzero(arr):
+                text = reason(int(i)) if callable(reason) else reason
+                bad[int(i)] = f"{bad[int(i)]}; {text}" if int(i) in bad else text
             ok[arr] = False
 
         cols = set(table.column_names)

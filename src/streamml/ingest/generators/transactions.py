@@ -124,6 +124,15 @@ def _world(rng: random.Random, n_cards: int, n_merchants: int) -> tuple[list[_Ca
     by: dict[tuple[str, str], list[int]] = {}
     for i, m in enumerate(merchants):
         by.setdefault((m.country, m.category), []).append(i)
+    needed = [(c, cat) for c in _HOME for cat in cats] + [(c, cat) for c in _FAR.values()
+                                                         for cat in ("jewelry", "electronics", "online_retail",
+                                                                     "travel", "restaurant")]
+    for country, cat in needed:                # every pattern finds a merchant where it needs one
+        if (country, cat) not in by:
+            lat, lon = COUNTRIES[country][:2]
+            by[(country, cat)] = [len(merchants)]
+            merchants.append(_Merchant(f"m{len(merchants):04d}", cat, country, round(lat + rng.uniform(-2, 2), 4),
+                                       round(lon + rng.uniform(-2, 2), 4)))
     home_weights = [COUNTRIES[c][4] for c in _HOME]
     cards = []
     for i in range(n_cards):
@@ -188,10 +197,7 @@ def transactions(seed: int = 0, *, count: int | None = None, start_ms: int = DEF
         return (ts, seq, rec, pattern)
 
     def pick(country: str, categories: Sequence[str]) -> _Merchant:
-        options = [i for c in categories for i in by.get((country, c), [])]
-        if not options:
-            options = [i for c in categories for (k, cc), ids in by.items() if cc == c for i in ids]
-        return merchants[rng.choice(options)]
+        return merchants[rng.choice([i for c in categories for i in by[(country, c)]])]
 
     def episode(ts: float, pattern: str) -> None:
         card = cards[rng.randrange(n_cards)]
