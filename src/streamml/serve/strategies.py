@@ -216,13 +216,15 @@ class Speculative(Strategy):
     Models are preferred in the order given. A model still busy with an earlier batch is
     skipped. When no model is ready in time the ``fallback`` answers (by default a
     constant score of 0), so every batch is answered within the deadline plus the
-    fallback's own cost.
+    fallback's own cost. ``deadline_met`` in the output allows ``grace_s`` of scheduling jitter.
     """
 
     name = "speculative"
 
-    def __init__(self, roles: Sequence[Role], deadline_s: float, fallback: LoadedModel | None = None) -> None:
+    def __init__(self, roles: Sequence[Role], deadline_s: float, fallback: LoadedModel | None = None,
+                 grace_s: float = 0.01) -> None:
         super().__init__(roles)
+        self.grace_s = grace_s
         if deadline_s <= 0:
             raise ConfigError(f"the deadline must be positive, got {deadline_s}")
         self.deadline_s = deadline_s
@@ -259,7 +261,7 @@ class Speculative(Strategy):
         n = len(batch)
         return Decision(chosen[1], [chosen[0]], extra={
             "fallback": np.full(n, chosen[0] is self.fallback), "answer_ms": np.full(n, round(elapsed * 1000, 3)),
-            "deadline_met": np.full(n, elapsed <= self.deadline_s)})
+            "deadline_met": np.full(n, elapsed <= self.deadline_s + self.grace_s)})
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
