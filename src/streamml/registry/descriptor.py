@@ -112,7 +112,7 @@ def signed_payload(d: Descriptor) -> bytes:
 
 
 def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict) and value:
+    if isinstance(value, dict):
         for k, v in value.items():
             _flat(f"{prefix}.{k}" if prefix else str(k), v, out)
     else:

@@ -61,15 +61,18 @@ def infer_task(model: Any) -> str:
     if hasattr(model, "task"):
         return str(model.task)
     final = _final(model)
-    try:
-        from sklearn.base import is_classifier, is_regressor
-        from sklearn.ensemble import IsolationForest
-    except ImportError:  # pragma: no cover
-        is_classifier = is_regressor = lambda m: False  # noqa: E731
-        IsolationForest = ()  # type: ignore[assignment]
-    if isinstance(final, IsolationForest) or hasattr(final, "score_one"):
+    if hasattr(final, "score_one"):
         return "anomaly"
-    if is_classifier(final) or hasattr(final, "predict_proba_one"):
+    if hasattr(final, "predict_proba_one"):
+        return "classifier"
+    if not _is_sklearn(final):
+        return "classifier"
+    from sklearn.base import is_classifier, is_regressor
+    from sklearn.ensemble import IsolationForest
+
+    if isinstance(final, IsolationForest):
+        return "anomaly"
+    if is_classifier(final):
         return "classifier"
     if is_regressor(final):
         return "regressor"

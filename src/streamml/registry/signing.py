@@ -14,7 +14,7 @@ unknown signer or a bad signature raises :class:`~streamml.errors.IntegrityError
 a single byte is unpickled. As a second line, the unpickler resolves only classes from an
 allow-list of modules (River, NumPy, scikit-learn, a few standard containers).
 
->>> s = Signer("secret")
+>>> s = Signer("a-secret-key")
 >>> sig = s.sign(b"payload")
 >>> s.verify(b"payload", sig), s.verify(b"tampered", sig)
 (True, False)
@@ -22,10 +22,11 @@ allow-list of modules (River, NumPy, scikit-learn, a few standard containers).
 16
 >>> restricted_loads(pickle.dumps({"a": [1, 2.0]}))
 {'a': [1, 2.0]}
->>> restricted_loads(pickle.dumps(os.system))
+>>> import subprocess
+>>> restricted_loads(pickle.dumps(subprocess.Popen))
 Traceback (most recent call last):
 ...
-streamml.errors.IntegrityError: refusing to unpickle os.system: not an allowed model class
+streamml.errors.IntegrityError: refusing to unpickle subprocess.Popen: not an allowed model class
 """
 
 from __future__ import annotations

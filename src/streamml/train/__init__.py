@@ -1,7 +1,23 @@
-"""Training from topics: pinned datasets, trainers, evaluation, online learning, retraining."""
+"""Training from topics: pinned datasets, trainers, evaluation, online learning, retraining.
+
+>>> from streamml.train import METRICS
+>>> "roc_auc" in METRICS
+True
+"""
 
 from streamml.train.dataset import Dataset, LabelSource
+from streamml.train.evaluate import METRICS, evaluate, score_metric
+from streamml.train.job import Retrainer, TrainingJob, TrainingResult, reproduce, request_retrain
 from streamml.train.labels import LabelRule
+from streamml.train.online import OnlineLearner, OnlineReport, prequential_step
 from streamml.train.reader import TopicRange, read_ranges, resolve_ranges
+from streamml.train.trainers import (Autoencoder, AutoencoderTrainer, IsolationForestTrainer, SklearnClassifier,
+                                     Trainer)
 
-__all__ = ["Dataset", "LabelSource", "LabelRule", "TopicRange", "read_ranges", "resolve_ranges"]
+__all__ = [
+    "Dataset", "LabelSource", "LabelRule", "TopicRange", "read_ranges", "resolve_ranges",
+    "Trainer", "SklearnClassifier", "IsolationForestTrainer", "AutoencoderTrainer", "Autoencoder",
+    "METRICS", "score_metric", "evaluate",
+    "TrainingJob", "TrainingResult", "Retrainer", "request_retrain", "reproduce",
+    "OnlineLearner", "OnlineReport", "prequential_step",
+]
