@@ -18,7 +18,8 @@ every accepted record:
 
 Each record's event id is its ``event_id`` field when it has one (a string), else
 ``<request id>-<index>``; its event time is its ``event_time`` field (ms or ISO-8601) when
-present, else the time of arrival. Dead letters name ``http:<request id>#<index>`` as source.
+present, else the time of arrival. Dead letters name ``http:<request id>#<index>`` as source;
+their value is the NDJSON line exactly as sent, or the array element re-encoded as compact JSON.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError as CKError
 from confluent_kafka import Producer
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from streamml import headers as H
 from streamml.config import Settings, topic_name
-from streamml.errors import ConfigError
+from streamml.errors import ConfigError, KafkaError
 from streamml.ingest.writer import IngestCounts, RecordWriter
 from streamml.kafka.clients import producer as make_producer
 from streamml.schema.codec import codec_for, schema_headers
@@ -121,7 +124,7 @@ class _State:
         self.schemas = {s: self.registry.register(s, sch) for s, sch in options.schemas.items()}
 
     def _on_error(self, err: CKError) -> None:
-        if err.code() in (CKError._ALL_BROKERS_DOWN, CKError._TRANSPORT) or err.fatal():
+        if err.code() == CKError._ALL_BROKERS_DOWN or err.fatal():
             self.kafka_down = True
             self.down_reason = err.str()
 
@@ -143,7 +146,7 @@ class _State:
             w = self.writers.get(stream)
             if w is None:
                 w = RecordWriter(self.settings, stream, COMPONENT, partitions=self.options.partitions,
-                                 producer=self.producer)
+                                 producer=self.producer, admin_timeout=5.0)
                 self.writers[stream] = w
                 self.counts[stream] = IngestCounts()
             return w
@@ -179,9 +182,6 @@ def _split_body(body: bytes, content_type: str) -> tuple[list[bytes], list[Any]]
 
 def create_app(settings: Settings, options: HttpOptions | None = None) -> Any:
     """The FastAPI application (serve it with uvicorn, or use :func:`serve_http`)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
     opts = options or HttpOptions()
     state_box: dict[str, _State] = {}
 
@@ -249,7 +249,11 @@ def create_app(settings: Settings, options: HttpOptions | None = None) -> Any:
             chunks.append(part)
         body = b"".join(chunks)
         loop = asyncio.get_running_loop()
-        writer = st.writers.get(stream) or await loop.run_in_executor(None, st.writer, stream)
+        try:
+            writer = st.writers.get(stream) or await loop.run_in_executor(None, st.writer, stream)
+        except KafkaError as exc:
+            st.kafka_down, st.down_reason = True, str(exc)
+            return problem(503, f"Kafka is unavailable: {exc}", headers={"Retry-After": str(opts.retry_after)})
         return await _handle(st, writer, stream, body, request.headers.get("content-type", ""), loop)
 
     @app.get("/v1/streams/{stream}/stats", summary="Counts of one stream since the server started")
@@ -270,8 +274,6 @@ def create_app(settings: Settings, options: HttpOptions | None = None) -> Any:
 
 async def _handle(st: _State, writer: RecordWriter, stream: str, body: bytes, content_type: str,
                   loop: asyncio.AbstractEventLoop) -> Any:
-    from fastapi.responses import JSONResponse
-
     opts = st.options
     request_id = uuid.uuid4().hex[:16]
     originals, parsed = _split_body(body, content_type)

@@ -99,13 +99,14 @@ class RecordWriter:
 
     def __init__(self, settings: Settings, stream: str, component: str, *, partitions: int = 3,
                  transactional_id: str | None = None, producer: Producer | None = None,
-                 **producer_overrides: Any) -> None:
+                 admin_timeout: float = 30.0, **producer_overrides: Any) -> None:
         self.settings = settings
         self.stream = stream
         self.component = component
         self.topic = settings.topic("raw", stream)
         self.dlq_topic = settings.topic("dlq")
-        ensure_topics(settings, [TopicSpec(self.topic, partitions), TopicSpec(self.dlq_topic, 3)])
+        ensure_topics(settings, [TopicSpec(self.topic, partitions), TopicSpec(self.dlq_topic, 3)],
+                      timeout=admin_timeout)
         self.max_bytes = min(_max_message_bytes(settings, self.topic), _max_message_bytes(settings, self.dlq_topic))
         self.counts = IngestCounts()
         self._lock = threading.Lock()

@@ -1,0 +1,204 @@
+"""The HTTP endpoint over real HTTP against the real broker: auth, limits, partial accept, 503, SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+import uvicorn
+
+from streamml import headers as H
+from streamml.config import Settings
+from streamml.ingest import HttpOptions, create_app
+from streamml.kafka import clients
+from streamml.schema import Field, Schema
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SCHEMA = Schema("clicks", [Field("user", str), Field("n", int, min=0)])
+
+
+def drain(settings: Settings, topic: str, expect: int | None = None, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Every committed record of ``topic``, read by an independent read_committed consumer."""
+    c = clients.consumer(settings, f"verify-{time.time_ns()}")
+    c.subscribe([topic])
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    quiet = time.monotonic()
+    while time.monotonic() < deadline:
+        msgs = c.consume(2000, timeout=0.3)
+        if msgs:
+            quiet = time.monotonic()
+        out += [{"key": m.key(), "value": m.value(), "headers": H.as_dict(m.headers())} for m in msgs if not m.error()]
+        if expect is not None and len(out) >= expect and time.monotonic() - quiet > 0.5:
+            break
+        if expect is None and time.monotonic() - quiet > 2.0:
+            break
+    c.close()
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(settings: Settings, options: HttpOptions) -> Iterator[str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, options), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+@pytest.fixture
+def endpoint(settings: Settings) -> Iterator[str]:
+    yield from serve(settings, HttpOptions(token=TOKEN, max_body_bytes=2 << 20, schemas={"clicks": SCHEMA}))
+
+
+def test_auth_limits_partial_accept_and_dead_letters(settings: Settings, endpoint: str) -> None:
+    url = f"{endpoint}/v1/streams/clicks/events"
+    with httpx.Client(timeout=30) as http:
+        assert http.post(url, json=[{"user": "a", "n": 1}]).status_code == 401
+        r = http.post(url, json=[{"user": "a", "n": 1}], headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+
+        api = http.get(f"{endpoint}/openapi.json").json()
+        op = api["paths"]["/v1/streams/{stream}/events"]["post"]
+        assert {"200", "400", "401", "413", "503"} <= set(op["responses"])
+        assert "partial accept" in op["responses"]["400"]["description"]
+        assert "application/x-ndjson" in op["requestBody"]["content"]
+
+        ok = http.post(url, json=[{"user": "a", "n": 1, "event_id": "mine-1"}, {"user": "b", "n": 2}], headers=AUTH)
+        assert ok.status_code == 200, ok.text
+        body = ok.json()
+        assert body["accepted"] == 2 and body["event_ids"][0] == "mine-1"
+
+        nd = b"\n".join([b'{"user": "c", "n": 3}', b'{"user": "d", "n": ', b'{"user": "e", "n": 5}',
+                         b'{"user": "f", "n": "six"}', b'{"user": "g", "n": -1}', b'{"user": "h", "n": 8}'])
+        part = http.post(url, content=nd, headers={**AUTH, "Content-Type": "application/x-ndjson"})
+        assert part.status_code == 400
+        pb = part.json()
+        assert pb["accepted"] == 3 and pb["dead_lettered"] == 3 and len(pb["event_ids"]) == 3
+        assert [(e["index"], e["reason"].split(":")[0]) for e in pb["errors"]] == [
+            (1, "malformed JSON"), (3, "field 'n'"), (4, "field 'n'")]
+        assert "below the minimum 0" in pb["errors"][2]["reason"]
+
+        big_record = json.dumps([{"user": "x" * 1_200_000, "n": 1}])
+        too_big = http.post(url, content=big_record, headers={**AUTH, "Content-Type": "application/json"})
+        assert too_big.status_code == 400 and "record too large" in too_big.json()["errors"][0]["reason"]
+
+        huge = b"[" + b",".join([b'{"user": "zzzzzzzzzzzzzzzzzzzz", "n": 1}'] * 80_000) + b"]"
+        r413 = http.post(url, content=huge, headers={**AUTH, "Content-Type": "application/json"})
+        assert r413.status_code == 413 and "over the limit" in r413.json()["error"]
+
+        def chunks() -> Iterator[bytes]:
+            yield b"["
+            for _ in range(80_000):
+                yield b'{"user": "zzzzzzzzzzzzzzzzzzzz", "n": 1},'
+            yield b'{"user": "z", "n": 1}]'
+
+        chunked = http.post(url, content=chunks(), headers={**AUTH, "Content-Type": "application/json"})
+        assert chunked.status_code == 413
+
+        stats = http.get(f"{endpoint}/v1/streams/clicks/stats", headers=AUTH).json()
+        assert (stats["records_in"], stats["accepted"], stats["dead_lettered"], stats["failed"]) == (9, 5, 4, 0)
+        assert stats["balanced"]
+
+    raw = drain(settings, settings.topic("raw", "clicks"), expect=5)
+    assert sorted(json.loads(m["value"])["user"] for m in raw) == ["a", "b", "c", "e", "h"]
+    assert {m["headers"][H.EVENT_ID] for m in raw} == set(body["event_ids"]) | set(pb["event_ids"])
+    assert all(m["headers"][H.COMPONENT] == "ingest.http" and m["headers"][H.SCHEMA] == "clicks" for m in raw)
+    dlq = drain(settings, settings.topic("dlq"), expect=4)
+    sources = {m["headers"][H.SOURCE] for m in dlq}
+    assert {f"http:{pb['request_id']}#{i}" for i in (1, 3, 4)} < sources and len(sources) == 4
+    trunc = [m for m in dlq if "sm.original_size" in m["headers"]]
+    assert len(trunc) == 1 and len(trunc[0]["value"]) <= 64 * 1024
+    # an element of a JSON array is dead-lettered re-encoded compactly; an NDJSON line as sent
+    assert int(trunc[0]["headers"]["sm.original_size"]) == len(b'{"user":"' + b"x" * 1_200_000 + b'","n":1}')
+    assert {m["value"] for m in dlq} >= {b'{"user": "d", "n": ', b'{"user": "f", "n": "six"}'}
+
+
+def test_503_with_retry_after_when_kafka_is_unavailable(settings: Settings) -> None:
+    dead = settings.with_(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    for base in serve(dead, HttpOptions(token=TOKEN, ack_timeout=3)):
+        with httpx.Client(timeout=30) as http:
+            r = http.post(f"{base}/v1/streams/s/events", json=[{"a": 1}], headers=AUTH)
+            assert r.status_code == 503 and r.headers["retry-after"] == "5"
+            assert "Kafka is unavailable" in r.json()["error"]
+            assert http.get(f"{base}/healthz").status_code == 503
+
+
+def test_sigkill_under_load_loses_no_acknowledged_event(settings: Settings, tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "STREAMML_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
+           "STREAMML_NAMESPACE": settings.namespace, "STREAMML_HOME": str(settings.home),
+           "STREAMML_HTTP_TOKEN": TOKEN}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "streamml"), "ingest", "http", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    acked: list[str] = []
+    sent: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load(worker: int) -> None:
+        with httpx.Client(timeout=20) as http:
+            batch = 0
+            while not stop.is_set():
+                ids = [f"w{worker}-b{batch}-{i}" for i in range(50)]
+                batch += 1
+                with lock:
+                    sent.extend(ids)
+                try:
+                    r = http.post(f"{base}/v1/streams/load/events", headers=AUTH,
+                                  json=[{"event_id": e, "v": i} for i, e in enumerate(ids)])
+                except httpx.HTTPError:
+                    return
+                if r.status_code == 200:
+                    assert r.json()["event_ids"] == ids
+                    with lock:
+                        acked.extend(ids)
+
+    workers = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+    for w in workers:
+        w.start()
+    while len(acked) < 3000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.send_signal(signal.SIGKILL)
+    server.wait(10)
+    stop.set()
+    for w in workers:
+        w.join(30)
+    assert server.returncode == -signal.SIGKILL
+    assert len(acked) >= 3000
+    stored = {m["headers"][H.EVENT_ID] for m in drain(settings, settings.topic("raw", "load"), expect=len(acked))}
+    missing = set(acked) - stored
+    assert not missing, f"{len(missing)} acknowledged events are not in Kafka"
+    assert stored <= set(sent)
