@@ -9,6 +9,8 @@ writes NDJSON from Rust and splits it back into one ``bytes`` per row.
 [{'a': 1, 'b': 'x'}, {'a': 2, 'b': None}]
 >>> encode_json(df)
 [b'{"a":1,"b":"x"}', b'{"a":2,"b":null}']
+>>> decode_json([b'{"day": "2024-01-01", "n": 1}', b'{"n": 2.5, "new": true}']).to_dicts()
+[{'day': '2024-01-01', 'n': 1.0, 'new': None}, {'day': None, 'n': 2.5, 'new': True}]
 >>> bad_rows([b'{"a": 1}', b'{oops', b'7'])
 [1, 2]
 """
@@ -20,6 +22,8 @@ from typing import Any, Mapping, Sequence
 
 import orjson
 import polars as pl
+import pyarrow as pa
+import pyarrow.json as pj
 
 from streamml.errors import ValidationError
 
@@ -37,16 +41,44 @@ def decode_json(values: Sequence[bytes], schema: Mapping[str, Any] | None = None
         return pl.DataFrame(schema=dict(schema) if schema else None)
     joined = b"\n".join(values)
     if joined.count(b"\n") != len(values) - 1:  # a pretty-printed value: normalise the slow way
-        joined = b"\n".join(orjson.dumps(orjson.loads(v)) for v in values)
-    try:
-        df = pl.read_ndjson(io.BytesIO(joined), schema=dict(schema) if schema else None,
-                            infer_schema_length=None)
-    except Exception as exc:  # polars raises ComputeError / SchemaError variants
-        raise ValidationError(f"batch is not valid JSON lines: {str(exc).splitlines()[0]}",
-                              hint="use bad_rows(values) to find the offending records") from None
+        try:
+            joined = b"\n".join(orjson.dumps(orjson.loads(v)) for v in values)
+        except orjson.JSONDecodeError:
+            raise ValidationError("batch holds values that are not JSON") from None
+    df = None if schema else _arrow(joined)
+    if df is None:
+        try:
+            df = pl.read_ndjson(io.BytesIO(joined), schema=dict(schema) if schema else None,
+                                infer_schema_length=None)
+        except Exception as exc:  # polars raises ComputeError / SchemaError variants
+            raise ValidationError(f"batch is not valid JSON lines: {str(exc).splitlines()[0]}",
+                                  hint="use bad_rows(values) to find the offending records") from None
     if df.height != len(values):
         raise ValidationError(f"decoded {df.height} rows from {len(values)} values")
     return df
+
+
+def _arrow(joined: bytes) -> pl.DataFrame | None:
+    """Arrow's JSON reader (one block, one thread: the whole batch infers one schema).
+
+    Strings that look like times stay strings (Arrow would make them timestamps); ``None``
+    when Arrow cannot read the batch, so that the caller falls back to Polars' reader.
+    """
+    ro = pj.ReadOptions(use_threads=False, block_size=len(joined) + 1)
+    try:
+        table = pj.read_json(io.BytesIO(joined), read_options=ro)
+        if "timestamp" in str(table.schema):
+            stamps = [f.name for f in table.schema if pa.types.is_timestamp(f.type)]
+            if not stamps:
+                return None  # nested timestamps: let Polars read it
+            po = pj.ParseOptions(explicit_schema=pa.schema([(n, pa.string()) for n in stamps]),
+                                 unexpected_field_behavior="infer")
+            order = table.schema.names
+            table = pj.read_json(io.BytesIO(joined), read_options=ro, parse_options=po).select(order)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    df = pl.from_arrow(table)
+    return df if isinstance(df, pl.DataFrame) else None
 
 
 def bad_rows(values: Sequence[bytes]) -> list[int]:
@@ -65,9 +97,9 @@ def encode_json(df: pl.DataFrame) -> list[bytes]:
     """Encode each row of ``df`` as one compact JSON object (bytes), in order."""
     if df.height == 0:
         return []
-    text = df.write_ndjson()
-    data = text.encode() if isinstance(text, str) else text
-    out = data.split(b"\n")
+    buf = io.BytesIO()
+    df.write_ndjson(buf)
+    out = buf.getvalue().split(b"\n")
     if out and out[-1] == b"":
         out.pop()
     return out

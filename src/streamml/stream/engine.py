@@ -41,9 +41,13 @@ class RawBatch:
 
     @classmethod
     def from_messages(cls, msgs: Sequence[Any], topic: str, *, timestamps: bool = True) -> "RawBatch":
-        return cls(topic, [m.value() for m in msgs], [m.key() for m in msgs], [m.partition() for m in msgs],
-                   [m.offset() for m in msgs], [m.timestamp()[1] for m in msgs] if timestamps else None,
-                   [m.headers() for m in msgs])
+        from confluent_kafka import Message
+
+        hdrs = list(map(Message.headers, msgs))
+        return cls(topic, list(map(Message.value, msgs)), list(map(Message.key, msgs)),
+                   list(map(Message.partition, msgs)), list(map(Message.offset, msgs)),
+                   [m.timestamp()[1] for m in msgs] if timestamps else None,
+                   hdrs if any(hdrs) else None)
 
     def next_offsets(self) -> list[Any]:
         """The offsets to commit after this batch (messages of a partition come in order)."""
@@ -113,19 +117,31 @@ class Engine:
 
     # -- one batch ------------------------------------------------------------------------
     def _decode(self, raw: RawBatch, res: StepResult) -> pl.DataFrame:
-        idx = [i for i, v in enumerate(raw.values) if v is not None]
-        values = raw.values if len(idx) == len(raw.values) else [raw.values[i] for i in idx]
+        if None in raw.values:  # tombstones carry no event
+            idx = [i for i, v in enumerate(raw.values) if v is not None]
+            values = [raw.values[i] for i in idx]
+        else:
+            idx, values = range(len(raw.values)), raw.values  # type: ignore[assignment]
         try:
             df = decode_json(values, self._schema)  # type: ignore[arg-type]
         except ValidationError:
             bad = set(bad_rows(values))  # type: ignore[arg-type]
+            if not bad:  # valid objects whose types clash across records: build row by row
+                import orjson
+
+                rows_ = [orjson.loads(v) for v in values]  # type: ignore[arg-type]
+                df = pl.DataFrame(rows_, infer_schema_length=None, strict=False)
+                return self._meta(df, raw, idx)
             for j in sorted(bad):
                 i = idx[j]
                 res.dlq.append((raw.keys[i], raw.values[i], self._dead(raw, i, "invalid JSON object")))
             res.n_invalid += len(bad)
-            idx = [i for j, i in enumerate(idx) if j not in bad]
+            idx = [i for j, i in enumerate(idx) if j not in bad]  # type: ignore[assignment]
             values = [raw.values[i] for i in idx]
             df = decode_json(values, self._schema)  # type: ignore[arg-type]
+        return self._meta(df, raw, idx)
+
+    def _meta(self, df: pl.DataFrame, raw: RawBatch, idx: list[int]) -> pl.DataFrame:
         rows = pl.Series("__row", idx if len(idx) != len(raw.values) else range(len(raw.values)), dtype=pl.Int64)
         cols = [rows, pl.Series(P, [raw.partitions[i] for i in idx] if len(idx) != len(raw.values)
                                 else raw.partitions, dtype=pl.Int64)]
@@ -199,7 +215,7 @@ class Engine:
             res.keys = [rk[i] for i in df["__row"].to_list()]
         else:
             res.keys = [None] * df.height
-        if "__row" in df.columns and raw.headers is not None:
+        if "__row" in df.columns and raw.headers is not None and any(raw.headers):
             rh, carry = raw.headers, self._carry
             res.headers = [carry(rh[i]) for i in df["__row"].to_list()]
         elif window_out and "window_start" in df.columns and self.window is not None:

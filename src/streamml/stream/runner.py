@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal
 
 from confluent_kafka import KafkaError as CKError
+from confluent_kafka import Message
 
 from streamml.config import Settings
 from streamml.errors import AbortableError, FatalError, KafkaError, PipelineError, RetriableError
@@ -176,14 +177,18 @@ class Worker:
         self._event("stopped", dict(self.stats))
 
     # -- the loop ------------------------------------------------------------------------
-    def run(self, *, idle_exit: float | None = None, max_batches: int | None = None) -> dict[str, int]:
-        """Process until :meth:`stop` (or ``idle_exit`` seconds without input); returns counters."""
+    def run(self, *, idle_exit: float | None = None, max_batches: int | None = None,
+            max_records: int | None = None) -> dict[str, int]:
+        """Process until :meth:`stop`, ``idle_exit`` seconds without input, ``max_batches`` batches
+        or ``max_records`` input records; returns the counters."""
         if self.consumer is None:
             self.start()
         last_input = time.monotonic()
         try:
             while not self._stop.is_set():
                 if max_batches is not None and self.stats["batches"] >= max_batches:
+                    break
+                if max_records is not None and self.stats["in"] >= max_records:
                     break
                 msgs = self.consumer.consume(self.options.max_batch, self.options.poll_timeout)
                 if msgs:
@@ -199,7 +204,7 @@ class Worker:
         return dict(self.stats)
 
     def _valid(self, msgs: list[Any]) -> list[Any]:
-        if all(m.error() is None for m in msgs):
+        if not any(map(Message.error, msgs)):
             return msgs  # librdkafka drops fetched messages of revoked partitions
         out = []
         for m in msgs:
@@ -286,5 +291,5 @@ def run(pipeline: Pipeline, settings: Settings, *, options: RunOptions | None = 
     if handle_signals and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: worker.stop())
-    extra = {k: v for k, v in kw.items() if k in ("idle_exit", "max_batches")}
+    extra = {k: v for k, v in kw.items() if k in ("idle_exit", "max_batches", "max_records")}
     return worker.run(**extra)
