@@ -53,7 +53,11 @@ class Artifact:
 
 def _final(model: Any) -> Any:
     steps = getattr(model, "steps", None)
-    return steps[-1][1] if steps else model
+    if isinstance(steps, list) and steps:
+        return steps[-1][1]  # scikit-learn Pipeline
+    if isinstance(steps, dict) and steps:
+        return list(steps.values())[-1]  # River Pipeline
+    return model
 
 
 def infer_task(model: Any) -> str:

@@ -37,7 +37,7 @@ from streamml.registry.formats import Artifact, LoadedModel, export_model
 from streamml.train.dataset import Dataset
 from streamml.train.evaluate import score_metric
 from streamml.train.reader import resolve_ranges
-from streamml.train.trainers import trainer_name
+from streamml.train.trainers import trainer_name, unwrap
 
 if TYPE_CHECKING:
     from streamml.registry.registry import Registry
@@ -103,8 +103,7 @@ class TrainingJob:
         if not 0 < self.holdout < 1:
             raise ConfigError(f"holdout must be between 0 and 1, got {self.holdout}")
         train, held = ds.split(by=self.split_by, fractions=(1 - self.holdout, self.holdout))
-        model = self.trainer(train)
-        feats = train.features
+        model, feats = unwrap(self.trainer(train), train)
         artifact = export_model(model, feats, format=self.format)
         frame = held.with_features(feats).to_polars()
         label = ds.spec.label
@@ -148,7 +147,8 @@ def reproduce(settings: Settings, manifest: dict[str, Any], trainer: Callable[[D
     the same data and seed give the same artifact bytes."""
     train_manifest = manifest.get("train", manifest)
     ds = Dataset.from_manifest(settings, train_manifest)
-    return export_model(trainer(ds), ds.features, format=format)
+    model, feats = unwrap(trainer(ds), ds)
+    return export_model(model, feats, format=format)
 
 
 def request_retrain(settings: Settings, model: str, reason: str = "requested") -> None:

@@ -23,20 +23,40 @@ fitted model and — through the deterministic ONNX export — the same bytes.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from streamml.errors import ModelError
 
-__all__ = ["Trainer", "SklearnClassifier", "IsolationForestTrainer", "AutoencoderTrainer", "Autoencoder",
+__all__ = ["Trainer", "Trained", "SklearnClassifier", "IsolationForestTrainer", "AutoencoderTrainer", "Autoencoder",
            "trainer_name", "BUILTIN_TRAINERS"]
 
 
 class Trainer(Protocol):
-    """``train(ds) -> model``: fit and return a model from a dataset."""
+    """``train(ds) -> model``: fit and return a model from a dataset.
+
+    The model is taken to use ``ds.features`` in order; a trainer that picks its own
+    columns returns ``Trained(model, features)``.
+    """
 
     def __call__(self, ds: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A fitted model and the feature columns it takes, in order."""
+
+    model: Any
+    features: tuple[str, ...]
+
+
+def unwrap(result: Any, ds: Any) -> tuple[Any, list[str]]:
+    """``(model, features)`` from what a trainer returned."""
+    if isinstance(result, Trained):
+        return result.model, list(result.features)
+    return result, ds.features
 
 
 def trainer_name(trainer: Callable[..., Any]) -> str:
