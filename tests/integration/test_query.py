@@ -92,11 +92,15 @@ def test_range_by_time(settings: Settings, new_topic: Callable[..., str]) -> Non
 
 def test_short_names_resolve_and_ambiguity_is_an_error(settings: Settings, payments: Any) -> None:
     ensure_topic(settings, settings.topic("features", "payments"), 1)
-    with pytest.raises(QueryError, match="ambiguous") as err:
-        q.topic("payments")
-    assert settings.topic("raw", "payments") in str(err.value)
-    assert q.topic("raw.payments").name == settings.topic("raw", "payments")
+    assert q.topic("payments").name == settings.topic("raw", "payments")  # raw before features
     assert q.topic("features.payments").to_polars().height == 0
+    ensure_topic(settings, settings.topic("labels", "fraud"), 1)
+    assert q.topic("fraud").name == settings.topic("labels", "fraud")
+    ensure_topic(settings, settings.topic("metrics", "fraud"), 1)
+    with pytest.raises(QueryError, match="ambiguous") as err:
+        q.topic("fraud")
+    assert settings.topic("metrics", "fraud") in str(err.value)
+    assert q.topic("metrics.fraud").name == settings.topic("metrics", "fraud")
     with pytest.raises(QueryError, match="no topic named"):
         q.topic("nothing_here")
 
@@ -235,6 +239,8 @@ def test_changes_yields_the_statement_over_live_records(settings: Settings, paym
 def test_statements_that_cannot_run_batch_by_batch_are_refused(settings: Settings, payments: Any) -> None:
     with pytest.raises(QueryError, match="GROUP BY over a stream needs a window"):
         q.deploy("SELECT card_id, count(*) FROM payments GROUP BY card_id EMIT CHANGES", to="x")
+    with pytest.raises(QueryError, match="would write to the topic it reads"):
+        q.deploy("SELECT * FROM raw.payments EMIT CHANGES", to="raw.payments")
     with pytest.raises(QueryError, match="cannot deploy: aggregate"):
         q.sql("SELECT sum(amount) FROM payments EMIT CHANGES")
     assert settings.topic("features", "x") not in __import__("streamml.kafka", fromlist=["list_topics"]) \

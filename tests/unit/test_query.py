@@ -110,8 +110,11 @@ def test_resolution_order() -> None:
     assert pick("pay", "ns", existing) == "pay"  # the exact name wins
     assert pick("model", "ns", existing) == "ns.predictions.model"
     assert pick("raw.pay", "ns", existing) == "ns.raw.pay"
-    with pytest.raises(QueryError, match="ambiguous"):
-        pick("pay", "ns", existing[:3])
+    assert pick("pay", "ns", existing[:2]) == "ns.raw.pay"  # stream kinds: raw, features, predictions
+    assert pick("pay", "ns", ["ns.features.pay", "ns.predictions.pay", "ns.labels.pay"]) == "ns.features.pay"
+    assert pick("pay", "ns", ["ns.labels.pay"]) == "ns.labels.pay"
+    with pytest.raises(QueryError, match="ambiguous: ns.labels.pay, ns.metrics.pay"):
+        pick("pay", "ns", ["ns.labels.pay", "ns.metrics.pay"])
     with pytest.raises(QueryError, match="no topic named 'zzz'") as err:
         pick("zzz", "ns", existing)
     assert err.value.hint and "ns.raw.pay" in err.value.hint

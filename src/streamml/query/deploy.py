@@ -5,8 +5,9 @@ statement (:func:`~streamml.query.continuous.check`), builds the pipeline
 ``stream(<payments topic>).sql(<statement over the batch>).to("big_payments")`` and runs it
 with the stream engine's worker: exactly-once (each micro-batch is one Kafka transaction
 holding its outputs and input offsets), each output record keyed like its input record and
-carrying its lineage headers. ``to`` is an existing topic (short names resolve as usual) or
-a new ``<ns>.features.<to>``.
+carrying its lineage headers. ``to="big"`` writes ``<ns>.features.big``; ``to="labels.x"``
+writes ``<ns>.labels.x``; a name with more dots is a full topic name. A statement never writes
+to the topic it reads.
 
 ``changes(statement)`` runs the same statement over the live stream in this process and
 yields its rows (a :class:`~streamml.query.tail.Tail`), without writing anything.
@@ -38,12 +39,16 @@ def _source(st: Statement, settings: Settings) -> str:
 
 
 def _sink(to: str, settings: Settings) -> str:
+    """``name`` -> ``<ns>.features.<name>``; ``kind.name`` -> ``<ns>.<kind>.<name>``; else the full name."""
+    if "." not in to:
+        return settings.topic("features", to)
     try:
         return resolve_topic(to, settings)
     except QueryError:
-        if "." in to:
-            return to
-        return settings.topic("features", to)
+        kind, _, rest = to.partition(".")
+        from streamml.config import TOPIC_KINDS
+
+        return settings.topic(kind, rest) if kind in TOPIC_KINDS and "." not in rest else to
 
 
 def pipeline_for(statement: str | Statement, to: str, *, name: str | None = None,
@@ -53,8 +58,11 @@ def pipeline_for(statement: str | Statement, to: str, *, name: str | None = None
 
     s = settings or default_settings()
     st = check(statement)
-    sink = _sink(to, s)
-    return stream(_source(st, s), name=name or f"sql-{sink.split('.')[-1]}").sql(to_batch_sql(st)).to(sink)
+    sink, source = _sink(to, s), _source(st, s)
+    if sink == source:
+        raise QueryError(f"the statement would write to the topic it reads ({source})",
+                         hint="write to another topic, e.g. to='features.<name>'")
+    return stream(source, name=name or f"sql-{sink.split('.')[-1]}").sql(to_batch_sql(st)).to(sink)
 
 
 class Deployment:
