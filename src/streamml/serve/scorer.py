@@ -173,7 +173,11 @@ class Scorer:
             if name not in topics:
                 ensure_topic(s, name, max(1, n))
         self.host.start(wait_for=self.strategy.primary, timeout=o.wait_for_model_s)
-        self.consumer = clients.consumer(s, self.group, **o.consumer)
+        conf: dict[str, Any] = {"session_timeout_ms": 10_000}
+        if o.instance:  # static membership: a restarted instance takes its partitions back at once
+            conf["group_instance_id"] = f"{self.group}.{o.instance}"
+        conf.update(o.consumer)
+        self.consumer = clients.consumer(s, self.group, **conf)
         if o.mode == "exactly-once":
             instance = o.instance or f"{socket.gethostname()}-{os.getpid()}"
             self.producer = clients.producer(s, transactional_id=f"{self.group}.{instance}",
@@ -210,9 +214,10 @@ class Scorer:
     # -- the loop -----------------------------------------------------------------------
     def run(self, *, max_records: int | None = None, idle_exit_s: float | None = None,
             on_batch: Callable[["Scorer", int], None] | None = None) -> ScorerStats:
-        """Score until :attr:`stop_event` is set (or ``max_records`` scored, or idle for ``idle_exit_s``)."""
+        """Score until :attr:`stop_event` is set, ``max_records`` are handled, or no record came for
+        ``idle_exit_s`` seconds after the first one."""
         self.start()
-        idle_since = time.monotonic()
+        idle_since: float | None = None
         try:
             while not self.stop_event.is_set():
                 n = self.step()
@@ -220,7 +225,7 @@ class Scorer:
                     idle_since = time.monotonic()
                     if on_batch is not None:
                         on_batch(self, n)
-                elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
+                elif idle_exit_s is not None and idle_since is not None and time.monotonic() - idle_since > idle_exit_s:
                     break
                 if max_records is not None and self.stats.scored + self.stats.rejected >= max_records:
                     break

@@ -1,0 +1,140 @@
+"""``streamml serve``: score a features topic with the registry's models, swapping them live.
+
+    streamml serve --model fraud --input payments                 # <ns>.features.payments
+    streamml serve --model fraud --input payments --strategy canary --canary-share 0.1
+    streamml serve --model fraud --also fraud-forest --strategy speculative --deadline-ms 20 --input payments
+    streamml serve --model fraud --input payments --http 8080     # plus POST /v1/models/fraud/predict
+    streamml serve --model fraud --http 8080                      # request/response only
+
+Several ``streamml serve`` processes with the same ``--model`` (and group) share the input
+partitions; give each a distinct, stable ``--instance`` so a restarted one fences its
+predecessor's open transaction at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any, Optional
+
+import typer
+
+from streamml.cli.common import connected, console, err_console
+from streamml.errors import ConfigError
+
+__all__ = ["register", "build_strategy"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+
+
+def build_strategy(kind: str, model: str, also: list[str], *, candidate_stage: str | None = None,
+                   canary_share: float = 0.1, deadline_ms: float = 50.0, fallback_score: float = 0.0,
+                   weights: list[float] | None = None, quality: Any = None, min_labels: int = 50) -> Any:
+    """The strategy object for the command-line options."""
+    from streamml.serve import Canary, Consensus, Constant, QualityBased, Role, Shadow, Single, Speculative
+
+    primary = Role(model)
+    others = [Role(n) for n in also]
+    if kind == "single":
+        return Single([primary])
+    if kind in ("shadow", "canary"):
+        stage = candidate_stage or kind
+        cand = Role(also[0], stage) if also else Role(model, stage)
+        return Shadow(primary, cand) if kind == "shadow" else Canary(primary, cand, canary_share)
+    if not others:
+        raise ConfigError(f"the {kind} strategy needs more than one model", hint="add --also OTHER_MODEL")
+    if kind == "speculative":
+        return Speculative([primary, *others], deadline_ms / 1000.0,
+                           fallback=Constant("fallback", score=fallback_score, label=int(fallback_score >= 0.5)))
+    if kind == "consensus":
+        return Consensus([primary, *others], weights)
+    if kind == "quality":
+        return QualityBased([primary, *others], quality, min_labels=min_labels)
+    raise ConfigError(f"unknown strategy {kind!r}",
+                      hint="use single, shadow, canary, speculative, consensus or quality")
+
+
+def serve(
+    ctx: typer.Context,
+    model: str = typer.Option(..., "--model", "-m", help="Model name (its production version is served)."),
+    input: Optional[str] = typer.Option(None, "--input", "-i",
+                                        help="Features topic: a name (<ns>.features.NAME) or a full topic."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Predictions topic [<ns>.predictions.MODEL]."),
+    mode: str = typer.Option("exactly-once", help="exactly-once or at-least-once."),
+    strategy: str = typer.Option("single", help="single, shadow, canary, speculative, consensus, quality."),
+    also: list[str] = typer.Option([], "--also", help="Other models for shadow/canary/speculative/consensus/quality."),
+    candidate_stage: Optional[str] = typer.Option(None, help="Stage of the candidate (shadow/canary) [the strategy]."),
+    canary_share: float = typer.Option(0.1, help="Share of keys routed to the canary."),
+    deadline_ms: float = typer.Option(50.0, help="Speculative: answer deadline per batch."),
+    fallback_score: float = typer.Option(0.0, help="Speculative: the score given when no model is in time."),
+    weights: Optional[str] = typer.Option(None, help="Consensus: comma-separated weights, one per model."),
+    labels: Optional[str] = typer.Option(None, help="Quality: labels topic, a name (<ns>.labels.NAME) or full."),
+    batch_size: int = typer.Option(5000, help="Records per micro-batch."),
+    group: Optional[str] = typer.Option(None, help="Consumer group [<ns>.serve.MODEL]."),
+    instance: Optional[str] = typer.Option(None, envvar="STREAMML_INSTANCE",
+                                           help="Stable id of this process in the group [host-pid]."),
+    keep: list[str] = typer.Option([], "--keep", help="Input columns to copy into each prediction."),
+    http: Optional[int] = typer.Option(None, "--http", help="Also answer POST /v1/models/MODEL/predict on this port."),
+    bind: str = typer.Option("127.0.0.1", help="Address for --http."),
+    wait: float = typer.Option(60.0, help="Seconds to wait for a servable model at start."),
+    max_records: Optional[int] = typer.Option(None, help="Stop after this many records."),
+    idle_exit: Optional[float] = typer.Option(None, help="Stop after this many idle seconds."),
+) -> None:
+    """Score a features topic; follow the models topic and swap new versions in without restarting."""
+    from streamml.serve import LiveQuality, ModelHost, Scorer, ServeOptions
+    from streamml.serve.http import serve_http
+    from streamml.serve.registry_source import RegistrySource
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = connected(ctx)
+    quality = None
+    if strategy == "quality":
+        if not labels:
+            raise ConfigError("the quality strategy needs --labels TOPIC")
+        quality = LiveQuality().follow(settings, labels if "." in labels else settings.topic("labels", labels))
+    w = [float(v) for v in weights.split(",")] if weights else None
+    strat = build_strategy(strategy, model, list(also), candidate_stage=candidate_stage, canary_share=canary_share,
+                           deadline_ms=deadline_ms, fallback_score=fallback_score, weights=w, quality=quality)
+    source = RegistrySource(settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    if input is None:
+        if http is None:
+            raise ConfigError("nothing to serve", hint="give --input TOPIC, --http PORT, or both")
+        host = ModelHost(source, strat.roles).start(wait_for=strat.primary, timeout=wait)
+        server, _ = serve_http(host, http, bind)
+        console.print(f"serving {model} v{host.get(model).version} on http://{bind}:{http}/v1/models/{model}/predict")
+        stop.wait()
+        server.should_exit = True
+        host.stop()
+        return
+
+    topic = input if "." in input else settings.topic("features", input)
+    opts = ServeOptions(topic, output_topic=output, mode=mode, group=group, instance=instance,
+                        batch_size=batch_size, keep=tuple(keep), wait_for_model_s=wait)
+    scorer = Scorer(settings, strat, source, opts)
+    scorer.stop_event = stop
+    scorer.start()
+    server = None
+    if http is not None:
+        server, _ = serve_http(scorer.host, http, bind)
+        err_console.print(f"[dim]HTTP: http://{bind}:{http}/v1/models/{model}/predict[/dim]")
+    err_console.print(f"scoring {topic} -> {scorer.output_topic} with {strategy} ({mode}); "
+                      f"serving {', '.join(f'{r} v{m.version}' for r, m in scorer.host.snapshot().items() if m)}")
+    try:
+        stats = scorer.run(max_records=max_records, idle_exit_s=idle_exit)
+    finally:
+        if server is not None:
+            server.should_exit = True
+        if quality is not None:
+            quality.stop()
+    console.print(stats.as_dict())
