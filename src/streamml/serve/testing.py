@@ -109,7 +109,7 @@ class Record:
     partition: int
     offset: int
     key: bytes | None
-    value: dict[str, Any]
+    value: dict[str, Any]               # the JSON object, or {"_raw": bytes} when it is not one
     headers: dict[str, str]
     timestamp_ms: int
     read_at_ms: float
@@ -128,6 +128,14 @@ def produce_events(settings: Any, topic: str, events: Sequence[tuple[bytes, byte
             except BufferError:
                 p.poll(0.05)
     p.flush(60)
+
+
+def _value(raw: bytes | None) -> dict[str, Any]:
+    try:
+        v = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        return {"_raw": raw}
+    return v if isinstance(v, dict) else {"_raw": raw}
 
 
 def read_topic(settings: Any, topic: str, *, expect: int | None = None, timeout: float = 30.0,
@@ -151,7 +159,7 @@ def read_topic(settings: Any, topic: str, *, expect: int | None = None, timeout:
             for m in msgs:
                 if m.error() is not None:
                     continue
-                out.append(Record(m.partition(), m.offset(), m.key(), orjson.loads(m.value()),
+                out.append(Record(m.partition(), m.offset(), m.key(), _value(m.value()),
                                   as_dict(m.headers()), m.timestamp()[1], now))
             done = len(out) >= expect if expect is not None else bool(out)
             if done and time.monotonic() - quiet >= quiet_s:
