@@ -31,6 +31,7 @@ from benchmarks.common import (
 from streamml.config import Settings
 
 WINDOW_MS = 60_000
+_src_bytes = 0   # input bytes of a run (set once the source topic is filled)
 
 
 # --- streamml ---------------------------------------------------------------------------
@@ -56,6 +57,7 @@ def streamml_job(settings: Settings, src: str, n: int, *, stateful: bool, eos: b
 
     m = measure(f"streamml {'(b) stateful' if stateful else '(a) stateless'} {'EOS' if eos else 'ALOS'}", run)
     m.extra["outputs"] = box["stats"]["out"]
+    m.bytes = _src_bytes
     return m
 
 
@@ -95,7 +97,9 @@ def quix_job(settings: Settings, src: str, n: int, *, stateful: bool, eos: bool)
         app.run()
         return seen["n"]
 
-    return measure(f"Quix Streams {'(b) stateful' if stateful else '(a) stateless'} {'EOS' if eos else 'ALOS'}", run)
+    m = measure(f"Quix Streams {'(b) stateful' if stateful else '(a) stateless'} {'EOS' if eos else 'ALOS'}", run)
+    m.bytes = _src_bytes
+    return m
 
 
 # --- Faust (faust-streaming), in a child process ----------------------------------------
@@ -169,7 +173,7 @@ def faust_job(settings: Settings, src: str, n: int, *, stateful: bool, eos: bool
             tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-3:]
             return f"{name}: did not finish ({' | '.join(tail)[:300]})"
         r = json.loads(result.read_text())
-        return Measurement(name, r["count"], r["seconds"], r["cpu"], extra={"timed": "first event to last"})
+        return Measurement(name, r["count"], r["seconds"], r["cpu"], _src_bytes, extra={"timed": "first event to last"})
 
 
 # --- the run --------------------------------------------------------------------------
@@ -177,7 +181,9 @@ def faust_job(settings: Settings, src: str, n: int, *, stateful: bool, eos: bool
 def run(n: int, size: int, skip_faust: bool, skip_quix: bool) -> None:
     report = Report("bench_stream", f"stream engines on one broker, {n:,} events of {size} B (1 partition)")
     with bench_broker() as s:
+        global _src_bytes
         events = make_events(n, size)
+        _src_bytes = sum(map(len, events))
         src = new_topic(s, "bench.stream-src", 1)   # a dotted name is used as is
         fill_topic(s, src, events)
         base = {False: raw_passthrough(s, src, n), True: raw_passthrough(s, src, n, eos=True)}

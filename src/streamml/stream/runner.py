@@ -30,7 +30,7 @@ from confluent_kafka import Message
 from streamml.config import Settings
 from streamml.errors import AbortableError, FatalError, KafkaError, PipelineError, RetriableError
 from streamml.kafka import clients
-from streamml.kafka.admin import ensure_topic, list_topics
+from streamml.kafka.admin import TopicSpec, ensure_topics, list_topics
 from streamml.kafka.errors import classify
 from streamml.kafka.transactions import TransactionalSession, rewind
 from streamml.stream.engine import Engine, RawBatch, StepResult
@@ -101,14 +101,15 @@ class Worker:
             raise PipelineError(f"input topic {self.source} does not exist",
                                 hint="create it (or ingest into it) before starting the pipeline")
         n = topics[self.source]
-        ensure_topic(self.settings, self.sink, n)
-        ensure_topic(self.settings, self.dlq, 1)
+        specs = [TopicSpec(t, p) for t, p in ((self.sink, n), (self.dlq, 1)) if t not in topics]
         if self.pipeline.stateful:
             cl = self.pipeline.changelog_topic(self.settings)
-            ensure_topic(self.settings, cl, n, compacted=True)
             if cl in topics and topics[cl] != n:
                 raise PipelineError(f"changelog {cl} has {topics[cl]} partitions, the input {n}",
                                     hint="the input's partition count must not change under a stateful pipeline")
+            if cl not in topics:
+                specs.append(TopicSpec(cl, n, compacted=True))
+        ensure_topics(self.settings, specs)
         return n
 
     def start(self) -> None:
