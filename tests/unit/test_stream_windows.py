@@ -168,3 +168,42 @@ def test_durations_and_specs() -> None:
         hopping(1000, 300)
     with pytest.raises(PipelineError):
         stream("t").window(key="k", size=tumbling(10)).agg()
+
+
+def recompute_sliding(evs: list[dict[str, Any]], size: int, grace: int) -> tuple[dict[int, dict], int]:
+    st, late, seen, out = -math.inf, 0, [], {}
+    for e in evs:
+        st = e["ts"] if e["ts"] > st else st
+        if e["ts"] + grace < st:
+            late += 1
+            continue
+        seen.append(e)
+        rows = [s for s in seen if s["k"] == e["k"] and e["ts"] - size < s["ts"] <= e["ts"]]
+        vs = [r["v"] for r in rows]
+        out[e["i"]] = dict(n=len(rows), total=builtin_sum(vs), hi=builtin_max(vs),
+                           kinds=len({r["kind"] for r in rows}), last_v=max_by(rows)["v"],
+                           sd=statistics.stdev(vs) if len(vs) > 1 else None)
+    return out, late
+
+
+@pytest.mark.parametrize("batch", [7, 5000])
+def test_sliding_window_per_record_equals_recomputation(batch: int) -> None:
+    from streamml.stream import sliding
+
+    evs = events(600, 4, disorder=900)
+    spec = sliding(800, grace=500)
+    p = (stream("t").window(key="k", size=spec, time="ts")
+         .agg(n=count(), total=sum("v"), hi=max("v"), kinds=count_distinct("kind"), last_v=last("v"), sd=std("v"))
+         .to("out"))
+    d = TestDriver(p)
+    d.send_many(evs, batch_size=batch)
+    expected, late = recompute_sliding(evs, spec.size, spec.grace)
+    assert d.late == late and late > 0
+    assert [o["i"] for o in d.outputs] == list(expected)          # one row per on-time record, in order
+    for o in d.outputs:
+        e = expected[o["i"]]
+        assert {k: o[k] for k in ("n", "total", "hi", "kinds", "last_v")} == {
+            k: e[k] for k in ("n", "total", "hi", "kinds", "last_v")}, o
+        assert (o["sd"] is None and e["sd"] is None) or o["sd"] == pytest.approx(e["sd"], rel=1e-9)
+    state = d.state
+    assert state is not None and state.height < 200                # the buffer is pruned

@@ -98,6 +98,7 @@ class Engine:
         self._base = [(H.COMPONENT, self.component), (H.VERSION, __version__.encode())]
         self._schema = dict(pipeline.schema) if pipeline.schema else None
         self._needs_ts = self.window is not None and self.window.time is None
+        self._needs_offsets = self.window is not None and self.window.spec.kind == "sliding"
 
     # -- state ownership ------------------------------------------------------------------
     def assign(self, rows: pl.DataFrame | None, stream_time: dict[int, int]) -> None:
@@ -145,6 +146,8 @@ class Engine:
         rows = pl.Series("__row", idx if len(idx) != len(raw.values) else range(len(raw.values)), dtype=pl.Int64)
         cols = [rows, pl.Series(P, [raw.partitions[i] for i in idx] if len(idx) != len(raw.values)
                                 else raw.partitions, dtype=pl.Int64)]
+        if self._needs_offsets:
+            cols.append(pl.Series("__o", [raw.offsets[i] for i in idx], dtype=pl.Int64))
         if self._needs_ts and raw.timestamps is not None:
             cols.append(pl.Series("__ts", [raw.timestamps[i] for i in idx], dtype=pl.Int64))
         return df.with_columns(cols) if df.width else pl.DataFrame(cols)

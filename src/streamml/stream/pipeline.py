@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 import polars as pl
 
 from streamml.errors import PipelineError
-from streamml.stream.windows import Agg, WindowSpec, WindowState, WindowStep, tumbling, window_step
+from streamml.stream.windows import Agg, WindowSpec, WindowState, WindowStep, sliding_step, tumbling, window_step
 
 if TYPE_CHECKING:
     from streamml.config import Settings
@@ -170,6 +170,8 @@ class Window(Operator):
                                 hint=f"batch columns: {', '.join(c for c in df.columns if not c.startswith('__'))}")
         if df.height and df.schema[time].is_temporal():
             df = df.with_columns(pl.col(time).dt.epoch("ms"))
+        if self.spec.kind == "sliding":
+            return sliding_step(df, state, key=self.key, time=time, spec=self.spec, aggs=dict(self.aggs))
         return window_step(df, state, key=self.key, time=time, spec=self.spec, aggs=dict(self.aggs),
                            emit=self.emit, key_name=self.key)
 

@@ -12,6 +12,10 @@ Semantics
   ``start + size + grace``. A record whose (latest) window is already closed when it arrives
   is *late*: it is dropped from the aggregates and dead-lettered or counted (see
   ``late=``). Records within grace update their window normally.
+* **Sliding windows**: ``sliding(size)`` computes, for every record, the aggregates over the
+  records of its key with event time in ``(t - size, t]`` that arrived before it (itself
+  included) and were not late; it emits one output row per input row, with the input's
+  columns and lineage. A record is late when ``t + grace`` is below the stream time.
 * **Emission**: ``emit="close"`` (default) emits each window once, when it closes, with its
   final value — exactly the value a batch recomputation over the same records gives.
   ``emit="update"`` emits, after each micro-batch, the current value of every window that
@@ -39,7 +43,7 @@ import polars as pl
 from streamml.errors import PipelineError
 
 __all__ = [
-    "Agg", "WindowSpec", "WindowState", "WindowStep", "tumbling", "hopping", "parse_duration",
+    "Agg", "WindowSpec", "WindowState", "WindowStep", "tumbling", "hopping", "sliding", "parse_duration",
     "count", "sum", "mean", "min", "max", "std", "count_distinct", "last", "window_step",
 ]
 
@@ -92,6 +96,14 @@ def hopping(size: int | str | timedelta, advance: int | str | timedelta,
     if a <= 0 or s <= 0 or s % a:
         raise PipelineError(f"hopping window size {s}ms must be a positive multiple of advance {a}ms")
     return WindowSpec("hopping", s, a, parse_duration(grace))
+
+
+def sliding(size: int | str | timedelta, grace: int | str | timedelta = 0) -> WindowSpec:
+    """Per-record windows: each record sees its key's records of the last ``size`` of event time."""
+    s = parse_duration(size)
+    if s <= 0:
+        raise PipelineError("window size must be positive")
+    return WindowSpec("sliding", s, s, parse_duration(grace))
 
 
 @dataclass(frozen=True)
@@ -354,3 +366,61 @@ def window_step(df: pl.DataFrame, state: WindowState, *, key: str, time: str, sp
         output = pl.DataFrame()
     return WindowStep(output, WindowState(rows, new_st), late, upserts,
                       closed.select(keys) if closed.height else closed, moved)
+
+
+def _sliding_agg(name: str, agg: Agg) -> pl.Expr:
+    c = pl.col(agg.column) if agg.column else None
+    if agg.fn == "count":
+        return pl.len().cast(pl.Int64).alias(name)
+    assert c is not None
+    exprs = {"sum": c.sum(), "mean": c.mean(), "min": c.min(), "max": c.max(), "std": c.cast(pl.Float64).std(),
+             "count_distinct": c.drop_nulls().n_unique().cast(pl.Int64),
+             "last": c.sort_by(["__t_r", f"{WS}_r"]).last()}
+    if agg.fn not in exprs:
+        raise PipelineError(f"unknown aggregate {agg.fn!r}")
+    return exprs[agg.fn].alias(name)
+
+
+def sliding_step(df: pl.DataFrame, state: WindowState, *, key: str, time: str, spec: WindowSpec,
+                 aggs: dict[str, Agg]) -> WindowStep:
+    """One batch of a sliding window; ``df`` carries ``__o`` (offset) as the arrival order."""
+    empty = pl.DataFrame()
+    if df.height == 0:
+        return WindowStep(df, state, df, empty, empty, {})
+    t = pl.col(time)
+    prev = {int(p): int(v) for p, v in state.stream_time.items()}
+    df = df.with_columns(pl.col(P).cast(pl.Int64), t.cast(pl.Int64), pl.col(key).alias(KEYCOL),
+                         pl.col("__o").cast(pl.Int64).alias(WS), t.cast(pl.Int64).alias("__t"))
+    st = t.cum_max().over(P)
+    if prev:
+        st = pl.max_horizontal(st, pl.col(P).replace_strict(prev, default=None, return_dtype=pl.Int64))
+    df = df.with_columns(st.alias("__st"))
+    is_late = pl.col("__t") + spec.grace < pl.col("__st")
+    late = df.filter(is_late)
+    ok = df.filter(~is_late & pl.col("__t").is_not_null() & pl.col(KEYCOL).is_not_null())
+    inputs = sorted({a.column for a in aggs.values() if a.column and a.column != time} - {key})
+    fresh = ok.select([P, KEYCOL, WS, "__t", *inputs])
+    old = state.rows
+    if old is not None and old.height:
+        old, fresh_a = _align(old, fresh)
+        combined = pl.concat([old, fresh_a.select(old.columns)], how="vertical_relaxed")
+    else:
+        combined = fresh
+    left = ok.select(["__row", P, KEYCOL, WS, "__t"])
+    joined = left.join(combined, on=[P, KEYCOL], how="inner", suffix="_r").filter(
+        (pl.col("__t_r") > pl.col("__t") - spec.size) & (pl.col("__t_r") <= pl.col("__t"))
+        & (pl.col(f"{WS}_r") <= pl.col(WS)))
+    result = joined.group_by("__row").agg([_sliding_agg(n, a) for n, a in aggs.items()])
+    drop = [KEYCOL, WS, "__t", "__st"] + [n for n in aggs if n in ok.columns]
+    output = ok.drop(drop).join(result, on="__row", how="left", maintain_order="left")
+    new_st = {**prev}
+    for p, mx in df.group_by(P).agg(t.max()).iter_rows():
+        if mx is not None:
+            new_st[int(p)] = builtins.max(int(mx), prev.get(int(p), int(mx)))
+    moved = {p: v for p, v in new_st.items() if prev.get(p) != v}
+    horizon = pl.col(P).replace_strict(new_st, default=None, return_dtype=pl.Int64) - spec.size - spec.grace
+    keep = pl.col("__t") > horizon
+    rows = combined.filter(keep)
+    deletes = old.filter(~keep).select([P, KEYCOL, WS]) if old is not None and old.height else empty
+    upserts = fresh.filter(keep)
+    return WindowStep(output, WindowState(rows, new_st), late, upserts, deletes, moved)
