@@ -87,26 +87,33 @@ class SnapshotPublisher:
 
 
 class MetricsHistory:
-    """Tails ``<ns>.metrics`` and keeps the last ``keep`` snapshots as time series.
+    """Tails ``<ns>.metrics`` and folds the snapshots into aligned time series.
 
-    ``series()`` returns, per time stamp: throughput (records/s summed over components,
-    and per component), latency percentiles (the worst p50/p95/p99 over components),
-    total consumer lag, drift per feature and live quality (from monitor snapshots).
+    Each snapshot that arrives adds one point computed over the latest snapshot of every
+    instance heard from in the last ``stale_s`` seconds: throughput (records/s summed over
+    instances, in total and per component), latency percentiles (the worst over components),
+    total consumer lag, drift per feature and live quality (from monitor snapshots). Other
+    records on the topic (e.g. a scorer's ``{"kind": "serve.model", ...}`` swap events) are
+    kept in :attr:`events`.
     """
 
-    def __init__(self, settings: Settings, *, keep: int = 720, since_ms: int | None = None) -> None:
+    def __init__(self, settings: Settings, *, keep: int = 720, since_ms: int | None = None,
+                 stale_s: float = 30.0) -> None:
         from streamml.kafka import clients
 
         self.settings = settings
         self.topic = ensure_metrics_topic(settings)
+        self.stale_ms = int(stale_s * 1000)
         self._consumer = clients.consumer(settings, f"{settings.namespace}.metrics-reader-{uuid.uuid4().hex[:8]}",
-                                          isolation_level="read_uncommitted", enable_partition_eof=False)
+                                          isolation_level="read_uncommitted")
         start = OFFSET_BEGINNING
         if since_ms is not None:
             tp = self._consumer.offsets_for_times([TopicPartition(self.topic, 0, since_ms)], timeout=10)[0]
             start = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
         self._consumer.assign([TopicPartition(self.topic, 0, start)])
         self.snapshots: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.points: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.events: deque[dict[str, Any]] = deque(maxlen=500)
         self.latest: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -122,41 +129,63 @@ class MetricsHistory:
                     snap = orjson.loads(m.value())
                 except orjson.JSONDecodeError:
                     continue
+                if not isinstance(snap, dict):
+                    continue
+                if "components" not in snap:
+                    snap.setdefault("ts", m.timestamp()[1])
+                    self.events.append(snap)
+                    continue
                 self.snapshots.append(snap)
                 self.latest[str(snap.get("instance", ""))] = snap
+                self.points.append(self._point(int(snap.get("ts", 0))))
                 added += 1
         return added
+
+    def _point(self, t: int) -> dict[str, Any]:
+        live = [s for s in self.latest.values() if t - int(s.get("ts", 0)) <= self.stale_ms]
+        comps: dict[str, float] = {}
+        lats: list[dict[str, Any]] = []
+        lag_rows: list[dict[str, Any]] = []
+        drift: dict[str, float] = {}
+        quality: dict[str, float | None] = {}
+        for s in live:
+            for name, c in s.get("components", {}).items():
+                comps[name] = round(comps.get(name, 0.0) + float(c.get("rate", 0.0)), 3)
+                lat = c.get("latency_ms") or {}
+                if lat:
+                    lats.append(lat)
+            lag_rows += s.get("lag") or []
+            mon = s.get("monitor") or {}
+            for fname, f in ((mon.get("drift") or {}).get("features") or {}).items():
+                drift[fname] = float(f.get("psi", 0.0))
+            q = mon.get("quality") or {}
+            if q.get("n"):
+                for k in ("precision", "recall", "auc"):
+                    quality[k] = q.get(k)
+        lag: dict[tuple[str, str, int], int] = {}
+        for r in lag_rows:
+            lag[(r["group"], r["topic"], int(r["partition"]))] = int(r["lag"])
+        return {"ts": t, "rate": round(sum(v for k, v in comps.items() if not k.startswith("monitor.")), 3),
+                "components": comps,
+                "p50": max((x["p50"] for x in lats), default=None), "p95": max((x["p95"] for x in lats), default=None),
+                "p99": max((x["p99"] for x in lats), default=None),
+                "lag": sum(lag.values()) if lag else None, "drift": drift, "quality": quality}
 
     def close(self) -> None:
         self._consumer.close()
 
     def series(self) -> dict[str, Any]:
-        """Time series for charts (see the class doc)."""
+        """Aligned columns for charts: ``ts`` (seconds) and one list per series (``None`` = no value)."""
         with self._lock:
-            snaps = list(self.snapshots)
-        ts, rate, p50, p95, p99, lag = [], [], [], [], [], []
-        per_comp: dict[str, list[tuple[int, float]]] = {}
-        drift: dict[str, list[tuple[int, float]]] = {}
-        quality: dict[str, list[tuple[int, float | None]]] = {"precision": [], "recall": [], "auc": []}
-        for s in snaps:
-            t = int(s.get("ts", 0))
-            comps = s.get("components", {})
-            ts.append(t)
-            rate.append(round(sum(float(c.get("rate", 0.0)) for c in comps.values()), 3))
-            for name, c in comps.items():
-                per_comp.setdefault(name, []).append((t, float(c.get("rate", 0.0))))
-            lats = [c.get("latency_ms") or {} for c in comps.values()]
-            p50.append(max((x["p50"] for x in lats if x), default=None))
-            p95.append(max((x["p95"] for x in lats if x), default=None))
-            p99.append(max((x["p99"] for x in lats if x), default=None))
-            rows = s.get("lag") or []
-            lag.append(sum(int(r.get("lag", 0)) for r in rows) if rows else None)
-            mon = s.get("monitor") or {}
-            for fname, f in ((mon.get("drift") or {}).get("features") or {}).items():
-                drift.setdefault(fname, []).append((t, float(f.get("psi", 0.0))))
-            q = mon.get("quality") or {}
-            if q.get("n"):
-                for k in quality:
-                    quality[k].append((t, q.get(k)))
-        return {"ts": ts, "rate": rate, "p50": p50, "p95": p95, "p99": p99, "lag": lag,
-                "components": {k: v for k, v in per_comp.items()}, "drift": drift, "quality": quality}
+            pts = sorted(self.points, key=lambda p: p["ts"])
+        comps = sorted({k for p in pts for k in p["components"]})
+        feats = sorted({k for p in pts for k in p["drift"]})
+        return {
+            "ts": [p["ts"] / 1000.0 for p in pts],
+            "rate": [p["rate"] for p in pts],
+            "components": {c: [p["components"].get(c) for p in pts] for c in comps},
+            "p50": [p["p50"] for p in pts], "p95": [p["p95"] for p in pts], "p99": [p["p99"] for p in pts],
+            "lag": [p["lag"] for p in pts],
+            "drift": {f: [p["drift"].get(f) for p in pts] for f in feats},
+            "quality": {k: [p["quality"].get(k) for p in pts] for k in ("precision", "recall", "auc")},
+        }
