@@ -6,14 +6,16 @@ import signal
 import sys
 import threading
 from datetime import datetime
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import orjson
-import polars as pl
 import typer
 from rich.table import Table
 
 from streamml.cli.common import connected, console, err_console
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["register", "render"]
 
@@ -64,6 +66,8 @@ def _emit(df: pl.DataFrame, fmt: str, title: str | None, max_rows: int) -> None:
         for row in df.head(max_rows).iter_rows(named=True):
             sys.stdout.write(orjson.dumps(row, default=str).decode() + "\n")
     else:
+        import polars as pl
+
         sys.stdout.write(df.head(max_rows).with_columns(pl.selectors.temporal().cast(pl.String)).write_csv())
     sys.stdout.flush()
 

@@ -151,7 +151,7 @@ def read_spans(settings: Settings, spans_: Sequence[Span], timeout: float = 60.0
             if time.monotonic() > deadline:
                 raise KafkaError(f"reading a snapshot timed out after {timeout:.0f}s "
                                  f"({len(open_)} partition(s) unfinished)", code="_TIMED_OUT")
-            for m in c.consume(5000, timeout=0.5):
+            for m in c.consume(5000, timeout=0.05):
                 key = (m.topic(), m.partition())
                 err = m.error()
                 if err is not None:
