@@ -202,6 +202,9 @@ def test_tail_filters_and_stops_on_close_and_idle(settings: Settings, payments: 
         q.tail("payments", where="amount >>> 3")
     early = q.tail("payments", from_="beginning", where="amount > 400", max_records=5)
     assert [r["amount"] > 400 for r in early] == [True] * 5
+    ends = q.topic("payments").offsets()
+    recent = q.tail("payments", from_=-3, timeout=2).collect()  # the last 3 offsets of each partition, then stop
+    assert recent.height >= 1 and all(o >= ends[p][1] - 3 for p, o in zip(recent["_partition"], recent["_offset"]))
 
 
 CONTINUOUS = ("SELECT card_id, amount * 100 AS cents, upper(country) AS cc, CASE WHEN amount > 400 THEN 'high' "
@@ -223,6 +226,15 @@ def test_deployed_statement_writes_the_rows_the_notebook_query_shows(settings: S
     assert (out["_key"] == out["card_id"]).all()  # each output keyed like its input record
     again = q.sql("SELECT card_id, cents, cc, band FROM features.big_payments")
     _same(again, preview)
+
+    # a restarted deployment resumes where it committed: new records only, nothing twice
+    produce(settings, topic, [_payment(i) for i in range(2000, 2060)])
+    preview2 = q.sql(CONTINUOUS)
+    assert preview2.height > preview.height
+    with q.deploy(CONTINUOUS, to="big_payments", max_batch=40) as d2:
+        d2.wait(preview2.height - preview.height, timeout=90)
+    assert d2.stats["in"] == 60
+    _same(q.topic("features.big_payments").to_polars().select(preview.columns), preview2)
 
 
 def test_changes_yields_the_statement_over_live_records(settings: Settings, payments: Any) -> None:
