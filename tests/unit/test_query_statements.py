@@ -59,6 +59,9 @@ def test_run_statement_joins_frames() -> None:
     ("SELECT k, now() AS t FROM s", "not deterministic"),
     ("SELECT k, _offset FROM s", "metadata column _offset"),
     ("SELECT k FROM (SELECT * FROM s)", "subquery"),
+    ("SELECT k FROM s TABLESAMPLE 10%", "SAMPLE"),
+    ("SELECT count(*) AS n FROM s", "aggregate count_star"),
+    ("SELECT k FROM s WHERE v > (SELECT max(v) FROM s)", "subqueries"),
 ])
 def test_check_refuses_what_cannot_run_batch_by_batch(statement: str, reason: str) -> None:
     with pytest.raises(QueryError, match="cannot deploy") as err:

@@ -99,7 +99,7 @@ def check(statement: str | Statement) -> Statement:
         kind = {"DISTINCT_MODIFIER": "DISTINCT", "ORDER_MODIFIER": "ORDER BY",
                 "LIMIT_MODIFIER": "LIMIT", "LIMIT_PERCENT_MODIFIER": "LIMIT"}.get(mod.get("type"), mod.get("type"))
         raise _refuse(f"{kind} needs the whole stream at once", hint="run it once with streamml.sql()")
-    if node.get("qualify") is not None or node.get("sample") is not None:
+    if node.get("qualify") is not None or node.get("sample") is not None or src.get("sample") is not None:
         raise _refuse("QUALIFY and SAMPLE are not supported over a stream")
     aggregates = _aggregates()
     for n in _nodes([node.get("select_list"), node.get("where_clause")]):
