@@ -138,3 +138,15 @@ def test_diff_lists_changed_fields() -> None:
     a = Descriptor(name="m", version=1, format="onnx", sha256="a" * 64, size=1, metrics={"auc": 0.8})
     b = a.with_(version=2, sha256="b" * 64, metrics={"auc": 0.9})
     assert diff(a, b) == {"metrics.auc": (0.8, 0.9), "sha256": ("a" * 64, "b" * 64), "version": (1, 2)}
+
+
+def test_isolation_forest_export_with_feature_subsets_matches_sklearn(data) -> None:
+    X, _ = data
+    X = np.vstack([X, np.random.default_rng(1).normal(4, 1, size=(20, 4)).astype(np.float32)])
+    iso = IsolationForest(n_estimators=60, max_features=0.5, bootstrap=True, contamination=0.05,
+                          random_state=2).fit(X)
+    art = export_model(iso, FEATS)
+    sess = ort.InferenceSession(art.data, providers=["CPUExecutionProvider"])
+    score, label = sess.run(["score", "label"], {"input": X})
+    np.testing.assert_allclose(score, -iso.decision_function(X), atol=1e-5)
+    assert (label == iso.predict(X)).mean() > 0.99

@@ -119,6 +119,14 @@ def _to_onnx(model: Any, n_features: int, task: str) -> tuple[Any, list[dict[str
     if hasattr(model, "to_onnx"):
         onx = model.to_onnx(n_features)
         return onx, [{"name": o.name, "type": "float32"} for o in onx.graph.output]
+    from sklearn.ensemble import IsolationForest
+
+    if type(model) is IsolationForest:
+        from streamml.registry.onnx_iforest import iforest_to_onnx
+
+        onx = iforest_to_onnx(model, n_features)
+        return onx, [{"name": "score", "type": "float32", "meaning": "anomaly score (higher = more anomalous)"},
+                     {"name": "label", "type": "int64", "meaning": "-1 anomaly, 1 normal"}]
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
