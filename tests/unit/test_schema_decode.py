@@ -23,7 +23,7 @@ def test_clean_jsonl_chunk_takes_whole_chunk_and_keeps_original_bytes() -> None:
     d = decode_jsonl(chunk, 10, RecordSpec(S, key="cur", time="ts"))
     assert d.ok.all() and len(d) == 100
     assert d.values == chunk.split(b"\n")[:-1]
-    assert d.positions == list(range(10, 110))
+    assert list(d.positions) == list(range(10, 110))
     assert d.keys == [b"EUR"] * 100 and d.times == [1000 + i for i in range(100)]
 
 

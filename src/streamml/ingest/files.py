@@ -27,7 +27,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from streamml import headers as H
 from streamml.config import Settings
-from streamml.errors import AbortableError, ConfigError
+from streamml.errors import ConfigError
 from streamml.ingest.decode import Decoded, RecordSpec, decode_csv, decode_jsonl, decode_table
 from streamml.ingest.writer import IngestCounts, RecordWriter
 from streamml.kafka.clients import consumer as make_consumer
@@ -154,6 +154,48 @@ def _parquet_chunks(path: Path, pos: _Pos, spec: RecordSpec, rows: int) -> Itera
         yield decode_table(table, start, spec), _Pos(seen, 0), size * table.num_rows // total_rows
 
 
+def _prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Run ``items`` in a background thread, ``depth`` items ahead.
+
+    Reading and decoding (Arrow and Polars release the GIL) of the next chunks overlap with
+    producing the current one.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer of the items
+            q.put(("error", exc))
+
+    thread = threading.Thread(target=work, name="streamml-ingest-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join(5)
+
+
 # -- the checkpoint -----------------------------------------------------------------------
 class _Checkpoint:
     """The committed position of one file source, kept as offset metadata of its own group."""
@@ -190,7 +232,7 @@ def ingest_files(settings: Settings, source: str | Path, stream: str, *, schema:
                  rate: float | None = None, wire_format: str = "json", restart: bool = False,
                  lineage_headers: bool = True, chunk_bytes: int = 4 << 20, partitions: int = 3,
                  progress: bool | Any = False, on_chunk: Callable[[IngestCounts], None] | None = None,
-                 ) -> FileIngestReport:
+                 commit_interval: float = 1.0) -> FileIngestReport:
     """Ingest a file, a folder or a glob of CSV/JSONL/Parquet files into ``<ns>.raw.<stream>``.
 
     Parameters
@@ -202,6 +244,8 @@ def ingest_files(settings: Settings, source: str | Path, stream: str, *, schema:
         Columns giving the Kafka key and the event time (ms, ISO-8601 or a timestamp type).
     rate
         At most this many records per second.
+    commit_interval
+        Seconds a transaction (records plus checkpoint) stays open; a crash redoes at most this much.
     restart
         Ignore the checkpoint of an earlier run and start from the first file.
     lineage_headers
@@ -248,11 +292,14 @@ def ingest_files(settings: Settings, source: str | Path, stream: str, *, schema:
     from streamml import __version__
 
     const: list[tuple[str, bytes]] = [(H.COMPONENT, COMPONENT.encode()), (H.VERSION, __version__.encode())]
-    const += schema_headers(schema, wire_format)
-    chunk_size = [min(chunk_bytes, 64 << 10) if rate else chunk_bytes]
+    if schema is not None or wire_format != "json":
+        const += schema_headers(schema, wire_format)
+    chunk_size = [(min(chunk_bytes, 64 << 10) if rate >= 1000 else 1) if rate else chunk_bytes]
 
     bar, task, own_bar = _progress(progress, files, state)
     pacer = _Pacer(rate)
+    txn = _Txn(writer, ckpt, commit_interval)
+    pending = IngestCounts()
     try:
         for index in range(state["done"], len(files)):
             path, fmt = files[index], fmts[index]
@@ -262,31 +309,41 @@ def ingest_files(settings: Settings, source: str | Path, stream: str, *, schema:
                       if fmt == "parquet"
                       else _text_chunks(path, fmt, pos, spec, lambda: chunk_size[0],
                                         "\t" if path.suffix.lower() == ".tsv" else ","))
-            for decoded, nxt, nbytes in chunks:
+            for decoded, nxt, nbytes in _prefetch(chunks):
                 n = len(decoded)
                 _mark_oversized(writer, decoded, const, lineage_headers)
-                state = {**state, "file": _digest(str(path)), "off": nxt.offset, "line": nxt.line,
-                         "seq": state["seq"] + 1}
                 chunk_counts = IngestCounts(records_in=n, accepted=int(decoded.ok.sum()))
                 chunk_counts.dead_lettered = n - chunk_counts.accepted
-                tc = IngestCounts(); tc.add(total); tc.add(chunk_counts)
-                state["c"] = [tc.records_in, tc.accepted, tc.dead_lettered]
-                _commit_chunk(writer, ckpt, state, decoded, fkey, str(path), const, lineage_headers, pacer)
-                if rate:
-                    if n:
-                        avg = max(1, nbytes // n)
-                        chunk_size[0] = int(min(chunk_bytes, max(4096, avg * rate)))
                 for reason in decoded.reasons.values():
                     chunk_counts.reasons[reason] += 1
-                counts.add(chunk_counts)
-                total = tc
+                txn.begin()
+                _produce_chunk(writer, decoded, fkey, str(path), const, lineage_headers, pacer)
+                pending.add(chunk_counts)
+                tc = IngestCounts(*state["c"])
+                tc.add(chunk_counts)
+                state = {**state, "file": _digest(str(path)), "off": nxt.offset, "line": nxt.line,
+                         "seq": state["seq"] + 1, "c": [tc.records_in, tc.accepted, tc.dead_lettered]}
+                if rate and n:
+                    avg = max(1, nbytes // n)
+                    chunk_size[0] = int(min(chunk_bytes, max(avg + 1, avg * rate * commit_interval)))
+                if txn.due():
+                    txn.commit(state)
+                    counts.add(pending)
+                    pending = IngestCounts()
                 if bar is not None:
-                    bar.update(task, advance=nbytes, accepted=counts.accepted, dlq=counts.dead_lettered)
+                    bar.update(task, advance=nbytes, accepted=counts.accepted + pending.accepted,
+                               dlq=counts.dead_lettered + pending.dead_lettered)
                 if on_chunk is not None:
                     on_chunk(counts)
             state = {**state, "done": index + 1, "file": None, "off": 0, "line": 1,
                      "names": _digest("|".join(map(str, files[: index + 1])), 16), "seq": state["seq"] + 1}
-        _commit_chunk(writer, ckpt, state, None, b"", "", const, lineage_headers, pacer)
+        txn.begin()
+        txn.commit(state)
+        counts.add(pending)
+        total = IngestCounts(*state["c"])
+    except BaseException:
+        txn.abort()
+        raise
     finally:
         if own_bar and bar is not None:
             bar.stop()
@@ -312,27 +369,50 @@ class _Pacer:
                 time.sleep(ahead)
 
 
-def _commit_chunk(writer: RecordWriter, ckpt: _Checkpoint, state: dict[str, Any], decoded: Decoded | None,
-                  fkey: bytes, path: str, const: list[tuple[str, bytes]], lineage: bool, pacer: _Pacer,
-                  attempts: int = 3) -> None:
-    """Write one chunk and its checkpoint in one transaction; retry the chunk on abortable errors."""
-    producer = writer.producer
-    for attempt in range(attempts):
-        try:
-            producer.begin_transaction()
-            if decoded is not None:
-                _produce_chunk(writer, decoded, fkey, path, const, lineage, pacer)
-            producer.send_offsets_to_transaction(ckpt.offsets(state), ckpt.consumer.consumer_group_metadata(), 60)
-            producer.commit_transaction(120)
-            return
-        except KafkaException as exc:
-            err = classify(exc, "ingest transaction failed: ")
+class _Txn:
+    """The open transaction: records of one or more chunks, committed with their checkpoint.
+
+    A transaction stays open across chunks for ``interval`` seconds, so the producer is not
+    drained after every chunk. A failed commit aborts: nothing of the transaction is visible,
+    and a re-run continues from the last committed checkpoint.
+    """
+
+    def __init__(self, writer: RecordWriter, ckpt: _Checkpoint, interval: float) -> None:
+        self.producer = writer.producer
+        self.ckpt = ckpt
+        self.interval = interval
+        self.opened: float | None = None
+
+    def begin(self) -> None:
+        if self.opened is None:
             try:
-                producer.abort_transaction(60)
+                self.producer.begin_transaction()
+            except KafkaException as exc:
+                raise classify(exc, "cannot begin the ingest transaction: ") from None
+            self.opened = time.monotonic()
+
+    def due(self) -> bool:
+        return self.opened is not None and time.monotonic() - self.opened >= self.interval
+
+    def commit(self, state: dict[str, Any]) -> None:
+        try:
+            self.producer.send_offsets_to_transaction(self.ckpt.offsets(state),
+                                                      self.ckpt.consumer.consumer_group_metadata(), 60)
+            self.producer.commit_transaction(120)
+        except KafkaException as exc:
+            self.abort()
+            raise classify(exc, "ingest transaction failed: ").__class__(
+                f"ingest transaction failed: {exc}",
+                hint="run the same command again: it continues after the last committed chunk") from None
+        self.opened = None
+
+    def abort(self) -> None:
+        if self.opened is not None:
+            self.opened = None
+            try:
+                self.producer.abort_transaction(60)
             except KafkaException:
                 pass
-            if not isinstance(err, AbortableError) or attempt == attempts - 1:
-                raise err from None
 
 
 def _mark_oversized(writer: RecordWriter, d: Decoded, const: list[tuple[str, bytes]], lineage: bool) -> None:
@@ -349,29 +429,59 @@ def _mark_oversized(writer: RecordWriter, d: Decoded, const: list[tuple[str, byt
 
 def _produce_chunk(writer: RecordWriter, d: Decoded, fkey: bytes, path: str, const: list[tuple[str, bytes]],
                    lineage: bool, pacer: _Pacer) -> None:
-    produce = writer.produce
-    values, positions, ok = d.values, d.positions, d.ok
-    keys, times = d.keys, d.times
+    """Produce a chunk's records (the hot loop: no per-record work beyond what the record needs)."""
+    values, positions = d.values, d.positions
+    n = len(values)
+    ok = d.ok.tolist()
+    bad = [i for i, good in enumerate(ok) if not good]
+    for i in bad:
+        writer.dead_letter(d.originals[i], f"{path}:{positions[i]}", d.reasons.get(i, "invalid record"),
+                           event_id=(fkey + b"%d" % positions[i]).decode())
+    keys = d.keys
+    if keys is None and not lineage:
+        keys = [fkey + b"%d" % p for p in positions]            # the event id is the key
+    elif keys is None:
+        keys = [None] * n
+    times = d.times
+    produce, poll, topic = writer.producer.produce, writer.producer.poll, writer.topic
+    if not bad and not pacer.rate and not lineage:            # the common case, as tight as the raw client
+        for value, key in zip(values, keys):
+            try:
+                produce(topic, value, key)
+            except BufferError:
+                poll(0.05)
+                writer.produce(value, key, None)
+        poll(0)
+        return
+    if not bad and not pacer.rate and times is None:
+        id_header = H.EVENT_ID
+        for value, key, pos in zip(values, keys, positions):
+            headers = [(id_header, fkey + b"%d" % pos), *const]
+            try:
+                produce(topic, value, key, headers=headers)
+            except BufferError:
+                poll(0.05)
+                writer.produce(value, key, headers)
+        poll(0)
+        return
     tick = pacer.tick if pacer.rate else None
-    for i in range(len(values)):
+    event_id, event_time = H.EVENT_ID, H.EVENT_TIME
+    for i in range(n) if not bad else (i for i in range(n) if ok[i]):
         if tick is not None:
             tick()
-        eid = fkey + b"%d" % positions[i]
-        if not ok[i]:
-            writer.dead_letter(d.originals[i], f"{path}:{positions[i]}", d.reasons.get(i, "invalid record"),
-                               event_id=eid.decode())
-            continue
-        value = values[i]
-        key = keys[i] if keys is not None else (None if lineage else eid)
         if lineage:
-            h = [(H.EVENT_ID, eid)]
-            if times is not None:
-                h.append((H.EVENT_TIME, b"%d" % times[i]))  # type: ignore[str-format]
-            h += const
-            produce(value, key, h)
+            if times is None:
+                headers = [(event_id, fkey + b"%d" % positions[i]), *const]
+            else:
+                headers = [(event_id, fkey + b"%d" % positions[i]), (event_time, b"%d" % times[i]), *const]
         else:
-            produce(value, key, None)
-    writer.producer.poll(0)
+            headers = None
+        try:
+            produce(topic, values[i], keys[i], headers=headers)
+        except BufferError:
+            poll(0.05)
+            writer.produce(values[i], keys[i], headers)
+    poll(0)
 
 
 def _progress(progress: bool | Any, files: list[Path], state: dict[str, Any]) -> tuple[Any, Any, bool]:
