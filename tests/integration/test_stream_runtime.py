@@ -194,3 +194,23 @@ def test_at_least_once_mode(settings: Settings) -> None:
     assert sorted(r["j"] for r in rows) == list(range(1, 501))
     # committed offsets: a second run finds nothing new
     assert Worker(pipe, settings, FAST.with_(guarantee="at_least_once")).run(idle_exit=2.0)["in"] == 0
+
+
+def test_cli_runs_workers_until_idle(settings: Settings, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    src = settings.topic("raw", "cli")
+    ensure_topic(settings, src, 3)
+    send(settings, src, [{"i": i, "k": f"k{i % 9}"} for i in range(3000)])
+    app = tmp_path / "cli_app.py"
+    app.write_text("import polars as pl\nfrom streamml.stream import stream\n"
+                   "doubled = stream('cli').with_columns(j=pl.col('i') * 2).to('cli_out')\n")
+    env = dict(os.environ, STREAMML_BOOTSTRAP_SERVERS=settings.bootstrap_servers or "",
+               STREAMML_NAMESPACE=settings.namespace, STREAMML_HOME=str(settings.home))
+    res = subprocess.run([sys.executable, "-m", "streamml", "run", str(app), "--workers", "2", "--idle-exit", "4"],
+                         env=env, capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
+    rows = [r.json() for r in read_topic(settings, settings.topic("features", "cli_out"))]
+    assert sorted(r["j"] for r in rows) == [2 * i for i in range(3000)]

@@ -110,9 +110,12 @@ def _run_worker(settings: Settings, pipelines: list[Any], index: int, guarantee:
 def _supervise(settings: Settings, app_file: Path, args: list[str], workers: int) -> None:
     env = _env_for(settings)
     procs: dict[int, subprocess.Popen[bytes]] = {}
+    started: dict[int, float] = {}
+    quick_failures: dict[int, int] = {}
     stopping = threading.Event()
 
     def spawn(i: int) -> None:
+        started[i] = time.monotonic()
         procs[i] = subprocess.Popen([sys.executable, "-m", "streamml", "run", str(app_file),
                                      "--worker-index", str(i), *args], env=env)
 
@@ -136,6 +139,14 @@ def _supervise(settings: Settings, app_file: Path, args: list[str], workers: int
                 continue
             if rc == 0 or stopping.is_set() or rc == 2:
                 del procs[i]
+                continue
+            quick_failures[i] = quick_failures.get(i, 0) + 1 if time.monotonic() - started[i] < 10 else 1
+            if quick_failures[i] >= 3:
+                err_console.print(f"[red]worker {i} keeps failing at start (exit {rc}); stopping[/red]")
+                stop()
+                for p2 in procs.values():
+                    p2.wait(30)
+                raise typer.Exit(1)
             else:
                 restarts += 1
                 err_console.print(f"[yellow]worker {i} exited with {rc}; restarting[/yellow]")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal
 
 from confluent_kafka import KafkaError as CKError
-from confluent_kafka import Message
+from confluent_kafka import KafkaException, Message
 
 from streamml.config import Settings
 from streamml.errors import AbortableError, FatalError, KafkaError, PipelineError, RetriableError
@@ -245,7 +245,13 @@ class Worker:
                 self._event("aborted", {"error": f"{left} records undelivered"})
                 rewind(self.consumer, offsets)
                 return
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                err = classify(exc, "commit: ")
+                if isinstance(err, FatalError):
+                    raise err from None
+                _log.warning("offset commit failed (the batch may repeat): %s", err)
         self.engine.commit(result)
         if self.state is not None and result.changelog:
             self.state.apply(result.changelog)
