@@ -19,6 +19,7 @@ A prediction record (value, JSON)::
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import socket
@@ -38,7 +39,7 @@ from streamml.errors import AbortableError, ConfigError, FatalError, KafkaError,
 from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic, list_topics
 from streamml.kafka.errors import classify
-from streamml.kafka.transactions import TransactionalSession, next_offsets, rewind
+from streamml.kafka.transactions import TransactionalSession, rewind
 from streamml.schema.batch import bad_rows, decode_json, encode_json
 from streamml.serve.base import LoadedModel, ModelSource
 from streamml.serve.features import to_matrix
@@ -257,7 +258,7 @@ class Scorer:
                 self.producer.poll(0)
                 self._commit_delivered()
             return 0
-        offsets = next_offsets(good)
+        offsets = self._positions(good)
         if self.options.mode == "exactly-once":
             try:
                 with self.tx.transaction(offsets):
@@ -273,6 +274,18 @@ class Scorer:
             self.producer.poll(0)
             self._commit_delivered()
         return len(good)
+
+    def _positions(self, msgs: list[Message]) -> list[TopicPartition]:
+        """Offsets to commit after ``msgs``: the consumer's position on each partition it read
+        (one call, instead of a pass over the batch)."""
+        try:
+            pos = self.consumer.position(self.consumer.assignment())
+            out = [tp for tp in pos if tp.offset >= 0]
+            if out:
+                return out
+        except Exception:  # fall back to reading the batch
+            pass
+        return _next_offsets(msgs)
 
     def _commit_delivered(self, force: bool = False) -> None:
         """Commit offsets of batches whose predictions have all been acknowledged (at-least-once)."""
@@ -304,6 +317,14 @@ class Scorer:
     # -- one batch ----------------------------------------------------------------------
     def _decode(self, msgs: list[Message]) -> tuple[list[Message], pl.DataFrame]:
         values = [m.value() or b"" for m in msgs]
+        joined = b"\n".join(values)
+        if joined.count(b"\n") == len(values) - 1:  # fast path: Polars infers from the first rows
+            try:
+                df = pl.read_ndjson(io.BytesIO(joined))
+                if df.height == len(values):
+                    return msgs, df
+            except Exception:  # a type change after the first rows, or a bad record: decode carefully
+                pass
         try:
             return msgs, decode_json(values)
         except ValidationError:
@@ -344,7 +365,7 @@ class Scorer:
         if not msgs:
             return
         self._sample = df.head(8)
-        batch = Batch(df, [m.key() for m in msgs], o.id_column)
+        batch = Batch(df, [m.key() for m in msgs], o.id_column, x={cols: fm.x})
         decision = self.strategy.decide(models, batch)
         latency_ms = round((time.perf_counter() - t0) * 1000, 3)
         out = self._frame(batch, decision, latency_ms)
@@ -391,22 +412,35 @@ class Scorer:
         values = encode_json(out)
         ids = out["event_id"].to_list()
         tcol = self.options.time_column
-        times = batch.df[tcol].to_list() if tcol in batch.df.columns else None
+        if None in ids:
+            ids = [i if i is not None else H.as_dict(m.headers()).get(H.EVENT_ID) for i, m in zip(ids, msgs)]
+        if tcol in batch.df.columns:
+            times: list[Any] = batch.df[tcol].to_list()
+        else:
+            times = [H.as_dict(m.headers()).get(H.EVENT_TIME) for m in msgs]
+        id_h = [(H.EVENT_ID, str(i).encode()) if i is not None else None for i in ids]
+        time_h = [(H.EVENT_TIME, str(t).encode()) if t is not None else None for t in times]
         comp, ver = self.component.encode(), _version()
-        statics = [[(H.MODEL, m.name.encode()), (H.MODEL_VERSION, str(m.version).encode()),
-                    (H.COMPONENT, comp), (H.VERSION, ver)] for m in d.by]
-        which = d.which.tolist() if d.which is not None else None
+        statics = [((H.MODEL, m.name.encode()), (H.MODEL_VERSION, str(m.version).encode()),
+                    (H.COMPONENT, comp), (H.VERSION, ver)) for m in d.by]
         p, topic = self.producer, self.output_topic
-        for i, (m, v) in enumerate(zip(msgs, values)):
-            eid = ids[i]
-            if eid is None:
-                eid = H.as_dict(m.headers()).get(H.EVENT_ID)
-            et = times[i] if times is not None else H.as_dict(m.headers()).get(H.EVENT_TIME)
-            h = statics[which[i] if which is not None else 0]
-            hdrs = [(H.EVENT_ID, str(eid).encode())] if eid is not None else []
-            if et is not None:
-                hdrs.append((H.EVENT_TIME, str(et).encode()))
-            _produce(p, topic, v, m.key(), hdrs + h)
+        produce = p.produce
+        which = d.which.tolist() if d.which is not None else [0] * len(values)
+        for m, v, ih, th, w in zip(msgs, values, id_h, time_h, which):
+            hdrs = [h for h in (ih, th) if h is not None]
+            hdrs.extend(statics[w])
+            try:
+                produce(topic, v, m.key(), headers=hdrs)
+            except BufferError:
+                _produce(p, topic, v, m.key(), hdrs)
+
+
+def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:
+    """The offset after the last message of each partition (messages arrive in offset order)."""
+    last: dict[tuple[str, int], int] = {}
+    for m in msgs:
+        last[(m.topic(), m.partition())] = m.offset()
+    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
 
 
 _VERSION: bytes | None = None

@@ -51,9 +51,11 @@ STRATEGIES = ("single", "shadow", "canary", "speculative", "consensus", "quality
 class Batch:
     """The valid rows of one consumed batch: features ``df`` and message ``keys``, same order."""
 
-    def __init__(self, df: pl.DataFrame, keys: Sequence[bytes | None], id_column: str = "event_id") -> None:
+    def __init__(self, df: pl.DataFrame, keys: Sequence[bytes | None], id_column: str = "event_id",
+                 x: dict[tuple[str, ...], np.ndarray] | None = None) -> None:
         self.df, self.keys, self.id_column = df, list(keys), id_column
         self._x: dict[tuple[str, ...], np.ndarray] = {}
+        self._x.update(x or {})  # matrices already built for these columns (same rows)
 
     def __len__(self) -> int:
         return self.df.height
@@ -61,6 +63,11 @@ class Batch:
     def x(self, model: LoadedModel, rows: np.ndarray | None = None) -> np.ndarray:
         """The float32 matrix for ``model`` (its input columns, in order), optionally only ``rows``."""
         cols = tuple(model.input_columns)
+        if cols not in self._x:
+            for have, mat in list(self._x.items()):
+                if set(cols) <= set(have):  # a column subset of a matrix already built
+                    self._x[cols] = mat[:, [have.index(c) for c in cols]]
+                    break
         if cols not in self._x:
             self._x[cols] = (self.df.select([pl.col(c).cast(pl.Float32) for c in cols]).to_numpy()
                              .astype(np.float32, copy=False) if cols else np.zeros((len(self), 0), np.float32))

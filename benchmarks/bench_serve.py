@@ -1,0 +1,277 @@
+"""Scoring in the stream: throughput vs the raw pass-through, latency at half the peak rate,
+latency during model swaps, and the same job in Quix Streams scoring record by record.
+
+1. Throughput: the fraud features (6 float features + ids, ~230 B JSON) scored by an ONNX
+   logistic regression, one ONNX Runtime call per micro-batch, predictions written with
+   lineage headers — exactly-once and at-least-once — against the raw confluent-kafka
+   consume→produce pass-through of the same records in the same run.
+2. Quix Streams: the same model in a Quix ``Application`` that scores each record with its
+   own ``InferenceSession.run`` call (the usual way to call a model from a per-record
+   stream API).
+3. Latency: ``streamml serve`` (a separate process, exactly-once, models from the registry)
+   fed at 50 % of the peak rate measured in step 1; latency is event produced → prediction
+   readable by a read_committed consumer. Then the same load while a new version is
+   promoted every 2 s: p99 during swaps against the steady-state p99.
+
+Run: ``python -m benchmarks.bench_serve [--events N] [--quix-events N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from benchmarks.common import Measurement, Report, bench_broker, console, measure, new_topic, raw_passthrough
+from streamml.config import Settings
+from streamml.kafka import clients
+from streamml.kafka.admin import ensure_topic
+from streamml.serve import MemorySource, Role, Scorer, ServeOptions, Single
+from streamml.serve.testing import FRAUD_FEATURES, fraud_events, fraud_frame, onnx_candidate, produce_events, train_fraud_onnx
+
+
+def serve_throughput(s: Settings, src: str, n: int, data: bytes, *, eos: bool) -> Measurement:
+    source = MemorySource()
+    source.publish(onnx_candidate("fraud", 1, data))
+    out = new_topic(s, "serve-out", 1)
+    scorer = Scorer(s, Single([Role("fraud")]), source,
+                    ServeOptions(src, output_topic=out, mode="exactly-once" if eos else "at-least-once",
+                                 group=f"bench-{uuid.uuid4().hex[:8]}", batch_size=10_000,
+                                 instance=uuid.uuid4().hex[:6]))
+    scorer.start()  # topics, model load and group join are not part of the measured time
+
+    def go() -> int:
+        deadline = time.monotonic() + 300
+        while scorer.stats.scored < n and time.monotonic() < deadline:
+            scorer.step()
+        if not eos:
+            scorer.producer.flush(60)  # every prediction acknowledged, as the raw baseline's final flush
+        return scorer.stats.scored
+
+    m = measure(f"streamml serve ONNX ({'EOS' if eos else 'ALOS'})", go)
+    scorer.close()
+    return m
+
+
+def quix_throughput(s: Settings, src: str, n: int, data: bytes, *, eos: bool) -> Measurement:
+    import onnxruntime as ort
+    from quixstreams import Application
+
+    logging.getLogger("quixstreams").setLevel(logging.WARNING)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    in_name = sess.get_inputs()[0].name
+    cols = list(FRAUD_FEATURES)
+    app = Application(broker_address=s.bootstrap_servers, consumer_group=f"quix-{uuid.uuid4().hex[:8]}",
+                      auto_offset_reset="earliest", state_dir=tempfile.mkdtemp(prefix="quix-serve-"),
+                      loglevel="WARNING", processing_guarantee="exactly-once" if eos else "at-least-once")
+    topic = app.topic(src, value_deserializer="json")
+    out = app.topic(f"quix-pred-{uuid.uuid4().hex[:8]}", value_serializer="json")
+    seen = {"n": 0}
+
+    def score(v: dict[str, Any]) -> dict[str, Any]:
+        x = np.array([[v[c] for c in cols]], dtype=np.float32)
+        label, probs = sess.run(None, {in_name: x})
+        seen["n"] += 1
+        if seen["n"] >= n:
+            app.stop()
+        return {"event_id": v["event_id"], "model": "fraud", "model_version": 1, "score": float(probs[0, 1]),
+                "label": int(label[0])}
+
+    sdf = app.dataframe(topic).apply(score)
+    sdf.to_topic(out)
+
+    def run() -> int:
+        app.run()
+        return seen["n"]
+
+    return measure(f"Quix Streams per-record ONNX ({'EOS' if eos else 'ALOS'})", run)
+
+
+# --- latency ------------------------------------------------------------------------------
+
+class Load:
+    """Produces feature events at ``rate``/s with event_time = produce time; reads predictions back."""
+
+    def __init__(self, s: Settings, topic: str, out: str, rows: list[dict[str, Any]]) -> None:
+        self.s, self.topic, self.out, self.rows = s, topic, out, rows
+        self.sent: dict[str, float] = {}
+        self.lat: list[tuple[float, float]] = []  # (produced at, latency ms)
+        self.stop = threading.Event()
+        self.reader_ready = threading.Event()
+
+    def produce(self, rate: float, seconds: float, start_index: int) -> int:
+        p = clients.producer(self.s, linger_ms=1)
+        t0 = time.perf_counter()
+        i = 0
+        tick = 0.005
+        while (elapsed := time.perf_counter() - t0) < seconds:
+            due = int(elapsed * rate)
+            while i < due:
+                row = self.rows[(start_index + i) % len(self.rows)]
+                eid = f"L{start_index + i}"
+                now = time.time() * 1000
+                v = orjson.dumps({**row, "event_id": eid, "event_time": int(now)})
+                try:
+                    p.produce(self.topic, v, row["card_id"].encode())
+                except BufferError:
+                    p.poll(0.01)
+                    continue
+                i += 1
+            p.poll(0)
+            time.sleep(tick)
+        p.flush(30)
+        return i
+
+    def read(self) -> None:
+        c = clients.consumer(self.s, f"lat-{uuid.uuid4().hex[:8]}", auto_offset_reset="latest",
+                             fetch_wait_max_ms=5)
+        c.subscribe([self.out])
+        while not self.stop.is_set():
+            msgs = c.consume(2000, timeout=0.05)
+            if not self.reader_ready.is_set() and c.assignment():
+                self.reader_ready.set()
+            now = time.time() * 1000
+            for m in msgs:
+                if m.error() is None:
+                    et = orjson.loads(m.value())["event_time"]
+                    self.lat.append((et, now - et))
+        c.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def latency(s: Settings, peak: float, phase_s: float, artifacts: list[Any]) -> dict[str, Any]:
+    from streamml.registry import Registry
+
+    reg = Registry(s)
+    reg.publish(artifact=artifacts[0], name="fraud", stage="production")
+    topic = s.topic("features", "lat")
+    ensure_topic(s, topic, 1)
+    out = s.topic("predictions", "fraud")
+    ensure_topic(s, out, 1)
+    env = {**os.environ, "STREAMML_HOME": str(s.home)}
+    log = open(Path(tempfile.gettempdir()) / f"bench-serve-{uuid.uuid4().hex[:6]}.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamml", "--bootstrap-servers", s.bootstrap_servers,
+                             "--namespace", s.namespace, "serve", "--model", "fraud", "--input", topic,
+                             "--instance", "bench", "--batch-size", "5000"], stdout=log, stderr=subprocess.STDOUT,
+                            env=env)
+    rows = fraud_frame(20_000, seed=9).drop("is_fraud").to_dicts()
+    load = Load(s, topic, out, rows)
+    reader = threading.Thread(target=load.read, daemon=True)
+    reader.start()
+    load.reader_ready.wait(30)
+    rate = peak * 0.5
+    try:
+        load.produce(rate, 3.0, 0)  # warm-up: the scorer joins and its first transactions
+        t_steady = time.time() * 1000
+        sent = load.produce(rate, phase_s, 1_000_000)
+        t_swap = time.time() * 1000
+        swaps: list[float] = []
+
+        def swapper() -> None:
+            for art in artifacts[1:]:
+                time.sleep(phase_s / len(artifacts))
+                swaps.append(time.time() * 1000)
+                reg.publish(artifact=art, name="fraud", stage="production")
+
+        th = threading.Thread(target=swapper, daemon=True)
+        th.start()
+        sent += load.produce(rate, phase_s, 2_000_000)
+        th.join(30)
+        t_end = time.time() * 1000
+        time.sleep(2.0)
+    finally:
+        load.stop.set()
+        reader.join(10)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    steady = [lat for t, lat in load.lat if t_steady <= t < t_swap]
+    during = [lat for t, lat in load.lat if t_swap <= t < t_end]
+    near = [lat for t, lat in load.lat if any(w - 200 <= t < w + 1500 for w in swaps)]
+    return {"rate": rate, "sent": sent, "received": len(steady) + len(during), "swaps": len(swaps),
+            "steady_p50": pct(steady, 50), "steady_p99": pct(steady, 99),
+            "swap_p50": pct(during, 50), "swap_p99": pct(during, 99), "near_swap_p99": pct(near, 99),
+            "steady_n": len(steady), "swap_n": len(during), "near_n": len(near)}
+
+
+def run(n: int, quix_n: int, phase_s: float, skip_quix: bool) -> None:
+    report = Report("bench_serve", f"scoring fraud features with ONNX ({n:,} events; Quix {quix_n:,})")
+    with bench_broker() as s:
+        events = fraud_events(n, seed=1)
+        src = new_topic(s, "serve-feat", 1)
+        produce_events(s, src, events)
+        nbytes = sum(len(v) for _, v in events)
+        data = train_fraud_onnx(seed=1)
+        base = {eos: raw_passthrough(s, src, n, eos=eos) for eos in (False, True)}
+        for eos in (False, True):
+            report.add(base[eos], group="throughput")
+        peak = 0.0
+        for eos in (False, True):
+            m = serve_throughput(s, src, n, data, eos=eos)
+            m.bytes = nbytes
+            report.add(m, base[eos], group="throughput")
+            if eos:
+                peak = m.per_s
+        if not skip_quix:
+            for eos in (False, True):
+                q = quix_throughput(s, src, quix_n, data, eos=eos)
+                report.add(q, base[eos], group="Quix Streams")
+
+        from sklearn.linear_model import LogisticRegression
+
+        from streamml.registry.formats import export_model
+
+        df = fraud_frame(3000, seed=2)
+        x, y = df.select(FRAUD_FEATURES).to_numpy().astype(np.float32), df["is_fraud"].to_numpy()
+        arts = [export_model(LogisticRegression(C=1.0 + i / 10, max_iter=500).fit(x, y), list(FRAUD_FEATURES))
+                for i in range(5)]
+        lat = latency(s, peak, phase_s, arts)
+    ratio = lat["swap_p99"] / lat["steady_p99"] if lat["steady_p99"] else float("nan")
+    near_ratio = lat["near_swap_p99"] / lat["steady_p99"] if lat["steady_p99"] else float("nan")
+    lat.update({"swap_p99_over_steady": round(ratio, 3), "near_swap_p99_over_steady": round(near_ratio, 3)})
+    report.note(f"peak (serve EOS) {peak:,.0f}/s; latency load {lat['rate']:,.0f}/s (50 %), "
+                f"{lat['sent']:,} sent, {lat['received']:,} predictions read, {lat['swaps']} swaps")
+    report.note(f"end-to-end latency steady: p50 {lat['steady_p50']:.1f} ms, p99 {lat['steady_p99']:.1f} ms "
+                f"({lat['steady_n']:,} events)")
+    report.note(f"during swaps: p50 {lat['swap_p50']:.1f} ms, p99 {lat['swap_p99']:.1f} ms ({ratio:.2f}x steady); "
+                f"within 1.5 s after a swap p99 {lat['near_swap_p99']:.1f} ms ({near_ratio:.2f}x)")
+    path = report.show()
+    import json
+
+    doc = json.loads(path.read_text())
+    doc["latency"] = {k: (round(float(v), 3) if isinstance(v, float) else v) for k, v in lat.items()}
+    path.write_text(json.dumps(doc, indent=2))
+    console.print(doc["latency"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--quix-events", type=int, default=50_000)
+    ap.add_argument("--phase-seconds", type=float, default=8.0)
+    ap.add_argument("--skip-quix", action="store_true")
+    a = ap.parse_args()
+    run(a.events, a.quix_events, a.phase_seconds, a.skip_quix)
+
+
+if __name__ == "__main__":
+    main()
