@@ -42,14 +42,14 @@ from streamml.serve import MemorySource, Role, Scorer, ServeOptions, Single
 from streamml.serve.testing import FRAUD_FEATURES, fraud_events, fraud_frame, onnx_candidate, produce_events, train_fraud_onnx
 
 
-def serve_throughput(s: Settings, src: str, n: int, data: bytes, *, eos: bool) -> Measurement:
+def serve_throughput(s: Settings, src: str, n: int, data: bytes, *, eos: bool, headers: bool = True) -> Measurement:
     source = MemorySource()
     source.publish(onnx_candidate("fraud", 1, data))
     out = new_topic(s, "serve-out", 1)
     scorer = Scorer(s, Single([Role("fraud")]), source,
                     ServeOptions(src, output_topic=out, mode="exactly-once" if eos else "at-least-once",
                                  group=f"bench-{uuid.uuid4().hex[:8]}", batch_size=10_000,
-                                 instance=uuid.uuid4().hex[:6]))
+                                 instance=uuid.uuid4().hex[:6], lineage_headers=headers))
     scorer.start()  # topics, model load and group join are not part of the measured time
 
     def go() -> int:
@@ -60,7 +60,8 @@ def serve_throughput(s: Settings, src: str, n: int, data: bytes, *, eos: bool) -
             scorer.producer.flush(60)  # every prediction acknowledged, as the raw baseline's final flush
         return scorer.stats.scored
 
-    m = measure(f"streamml serve ONNX ({'EOS' if eos else 'ALOS'})", go)
+    name = f"streamml serve ONNX ({'EOS' if eos else 'ALOS'}{'' if headers else ', no lineage headers'})"
+    m = measure(name, go)
     scorer.close()
     return m
 
@@ -178,7 +179,10 @@ def latency(s: Settings, peak: float, phase_s: float, artifacts: list[Any]) -> d
     load.reader_ready.wait(30)
     rate = peak * 0.5
     try:
-        load.produce(rate, 3.0, 0)  # warm-up: the scorer joins and its first transactions
+        ready = time.monotonic() + 90
+        while not load.lat and time.monotonic() < ready:  # until the scorer answers a probe
+            load.produce(20, 0.25, 0)
+        load.produce(rate, 3.0, 10_000)  # warm-up at the target rate
         t_steady = time.time() * 1000
         sent = load.produce(rate, phase_s, 1_000_000)
         t_swap = time.time() * 1000
@@ -231,6 +235,9 @@ def run(n: int, quix_n: int, phase_s: float, skip_quix: bool) -> None:
             report.add(m, base[eos], group="throughput")
             if eos:
                 peak = m.per_s
+        lean = serve_throughput(s, src, n, data, eos=True, headers=False)
+        lean.bytes = nbytes
+        report.add(lean, base[True], group="throughput")
         if not skip_quix:
             for eos in (False, True):
                 q = quix_throughput(s, src, quix_n, data, eos=eos)

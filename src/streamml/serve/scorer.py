@@ -56,7 +56,9 @@ _log = logging.getLogger("streamml.serve")
 class ServeOptions:
     """How a scorer runs. ``output_topic`` defaults to ``<ns>.predictions.<model>``;
     ``group`` to ``<ns>.serve.<model>``; ``instance`` (part of the transactional id) must be
-    unique per process in the group and stable across its restarts."""
+    unique per process in the group and stable across its restarts. ``lineage_headers=False``
+    leaves the per-record headers out (the same fields stay in the value): cheaper, but the
+    records no longer honour the header contract — for measurements and trusted sinks only."""
 
     input_topic: str
     output_topic: str | None = None
@@ -71,6 +73,7 @@ class ServeOptions:
     wait_for_model_s: float = 60.0
     transaction_timeout_ms: int = 15_000
     report_every_s: float = 10.0
+    lineage_headers: bool = True
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
 
@@ -410,29 +413,40 @@ class Scorer:
 
     def _emit(self, msgs: list[Message], batch: Batch, d: Decision, out: pl.DataFrame) -> None:
         values = encode_json(out)
-        ids = out["event_id"].to_list()
-        tcol = self.options.time_column
-        if None in ids:
-            ids = [i if i is not None else H.as_dict(m.headers()).get(H.EVENT_ID) for i, m in zip(ids, msgs)]
-        if tcol in batch.df.columns:
-            times: list[Any] = batch.df[tcol].to_list()
-        else:
-            times = [H.as_dict(m.headers()).get(H.EVENT_TIME) for m in msgs]
-        id_h = [(H.EVENT_ID, str(i).encode()) if i is not None else None for i in ids]
-        time_h = [(H.EVENT_TIME, str(t).encode()) if t is not None else None for t in times]
-        comp, ver = self.component.encode(), _version()
-        statics = [((H.MODEL, m.name.encode()), (H.MODEL_VERSION, str(m.version).encode()),
-                    (H.COMPONENT, comp), (H.VERSION, ver)) for m in d.by]
+        keys = [m.key() for m in msgs]
         p, topic = self.producer, self.output_topic
         produce = p.produce
-        which = d.which.tolist() if d.which is not None else [0] * len(values)
-        for m, v, ih, th, w in zip(msgs, values, id_h, time_h, which):
-            hdrs = [h for h in (ih, th) if h is not None]
-            hdrs.extend(statics[w])
+        if not self.options.lineage_headers:
+            for v, k in zip(values, keys):
+                try:
+                    produce(topic, v, k)
+                except BufferError:
+                    _produce(p, topic, v, k, [])
+            return
+        ids = out["event_id"].cast(pl.Binary).to_list()
+        tcol = self.options.time_column
+        if tcol in batch.df.columns:
+            times: list[Any] = batch.df[tcol].cast(pl.String).cast(pl.Binary).to_list()
+        else:
+            times = [H.as_dict(m.headers()).get(H.EVENT_TIME, "").encode() or None for m in msgs]
+        if None in ids:
+            ids = [i if i is not None else (H.as_dict(m.headers()).get(H.EVENT_ID, "").encode() or None)
+                   for i, m in zip(ids, msgs)]
+        comp = self.component.encode()
+        statics = [((H.MODEL, m.name.encode()), (H.MODEL_VERSION, str(m.version).encode()), (H.COMPONENT, comp))
+                   for m in d.by]
+        if d.which is None and None not in ids and None not in times:
+            s0, s1, s2 = statics[0]
+            headers = [[(H.EVENT_ID, i), (H.EVENT_TIME, t), s0, s1, s2] for i, t in zip(ids, times)]
+        else:
+            which = d.which.tolist() if d.which is not None else [0] * len(values)
+            headers = [[h for h in ((H.EVENT_ID, i), (H.EVENT_TIME, t)) if h[1] is not None] + list(statics[w])
+                       for i, t, w in zip(ids, times, which)]
+        for v, k, h in zip(values, keys, headers):
             try:
-                produce(topic, v, m.key(), headers=hdrs)
+                produce(topic, v, k, headers=h)
             except BufferError:
-                _produce(p, topic, v, m.key(), hdrs)
+                _produce(p, topic, v, k, h)
 
 
 def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:
@@ -441,18 +455,6 @@ def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:
     for m in msgs:
         last[(m.topic(), m.partition())] = m.offset()
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
-
-
-_VERSION: bytes | None = None
-
-
-def _version() -> bytes:
-    global _VERSION
-    if _VERSION is None:
-        from streamml import __version__
-
-        _VERSION = __version__.encode()
-    return _VERSION
 
 
 def models_of(host: ModelHost) -> dict[str, LoadedModel | None]:
