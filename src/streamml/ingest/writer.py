@@ -16,13 +16,11 @@ HTTP request id and index, MQTT topic), ``sm.reason``, ``sm.component``, ``sm.st
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from confluent_kafka import KafkaError as CKError
 from confluent_kafka import Producer
 
 from streamml import headers as H
@@ -30,7 +28,6 @@ from streamml.config import Settings
 from streamml.errors import KafkaError
 from streamml.kafka.admin import TopicSpec, ensure_topics, topic_config
 from streamml.kafka.clients import producer as make_producer
-from streamml.kafka.errors import classify
 
 __all__ = ["IngestCounts", "RecordWriter", "STREAM_HEADER", "TRUNCATED_HEADER", "DLQ_PREVIEW_BYTES",
            "record_size"]
@@ -80,13 +77,6 @@ class IngestCounts:
                 "failed": self.failed, "reasons": dict(self.reasons)}
 
 
-def reason_kind(reason: str) -> str:
-    """A short category of a reason, for summaries: the text before the first ':' or quote."""
-    for sep in (":", "'", "("):
-        reason = reason.split(sep, 1)[0]
-    return reason.strip() or "other"
-
-
 class RecordWriter:
     """Produce accepted records to ``<ns>.raw.<stream>`` and rejected ones to ``<ns>.dlq``.
 
@@ -109,8 +99,6 @@ class RecordWriter:
                       timeout=admin_timeout)
         self.max_bytes = min(_max_message_bytes(settings, self.topic), _max_message_bytes(settings, self.dlq_topic))
         self.counts = IngestCounts()
-        self._lock = threading.Lock()
-        self.error: KafkaError | None = None
         overrides = {"message.max.bytes": max(self.max_bytes, 1_000_000) + 1024, **producer_overrides}
         self.producer = producer or make_producer(settings, transactional_id=transactional_id, **overrides)
         self._dlq_base = [(H.COMPONENT, component.encode()), (STREAM_HEADER, stream.encode())]
@@ -167,11 +155,6 @@ class RecordWriter:
         if remaining:
             raise KafkaError(f"{remaining} record(s) still unacknowledged after {timeout:.0f}s",
                              hint="check that the brokers are reachable")
-
-    def on_error(self, err: CKError) -> None:
-        """``error_cb`` for the producer: remember fatal errors and broker-down states."""
-        if err.fatal() or err.code() == CKError._ALL_BROKERS_DOWN:
-            self.error = classify(err)
 
 
 def _max_message_bytes(settings: Settings, topic: str) -> int:
