@@ -30,6 +30,7 @@ from confluent_kafka.admin import OffsetSpec
 from streamml.config import Settings
 from streamml.headers import EVENT_ID
 from streamml.kafka import clients
+from streamml.kafka.admin import metadata
 from streamml.kafka.errors import classify
 
 __all__ = ["Record", "VerifyReport", "read_topic", "open_transactions", "verify", "event_id_of"]
@@ -72,7 +73,7 @@ def event_id_of(rec: Record) -> str:
 
 def _end_offsets(settings: Settings, topic: str, isolation: IsolationLevel, timeout: float) -> dict[int, int]:
     admin = clients.admin(settings)
-    md = admin.list_topics(topic, timeout=timeout)
+    md = metadata(admin, timeout, topic)
     if topic not in md.topics or md.topics[topic].error is not None:
         raise classify(md.topics[topic].error if topic in md.topics else "unknown topic", f"topic {topic}: ")
     req = {TopicPartition(topic, p): OffsetSpec.latest() for p in md.topics[topic].partitions}

@@ -10,11 +10,11 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from streamml.config import Settings
-from streamml.errors import ConfigError
+from streamml.errors import BrokerUnavailableError, ConfigError, RetriableError
 from streamml.kafka.clients import admin as make_admin
 from streamml.kafka.errors import classify
 
-__all__ = ["TopicSpec", "ensure_topic", "ensure_topics", "delete_topics", "default_replication", "list_topics"]
+__all__ = ["metadata", "TopicSpec", "ensure_topic", "ensure_topics", "delete_topics", "default_replication", "list_topics"]
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,26 @@ class TopicSpec:
         return out
 
 
+def metadata(client: AdminClient, timeout: float = 30.0, topic: str | None = None) -> Any:
+    """Cluster metadata, retried while brokers are unreachable (one may be restarting)
+    until ``timeout``; then the classified error is raised."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return client.list_topics(topic, timeout=max(1.0, min(5.0, left)))
+        except KafkaException as exc:
+            err = classify(exc, "cannot reach Kafka: ")
+            if not isinstance(err, (RetriableError, BrokerUnavailableError)) or time.monotonic() >= deadline:
+                raise err from None
+            time.sleep(0.2)
+
+
 def default_replication(client: AdminClient, timeout: float = 10.0) -> int:
     """3 when the cluster has at least 3 brokers, else 1."""
-    try:
-        n = len(client.list_topics(timeout=timeout).brokers)
-    except KafkaException as exc:
-        raise classify(exc, "cannot reach Kafka: ") from None
+    n = len(metadata(client, timeout).brokers)
     return 3 if n >= 3 else 1
 
 
@@ -61,10 +75,7 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec], timeout: float = 3
     for spec in specs:
         if spec.partitions < 1:
             raise ConfigError(f"topic {spec.name}: partitions must be >= 1")
-    try:
-        md = client.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise classify(exc, "cannot reach Kafka: ") from None
+    md = metadata(client, timeout)
     rf_default = 3 if len(md.brokers) >= 3 else 1
     missing = [s for s in specs if s.name not in md.topics]
     created: list[str] = []
@@ -89,7 +100,7 @@ def _wait_visible(client: AdminClient, names: list[str], timeout: float) -> None
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        md = client.list_topics(timeout=timeout)
+        md = metadata(client, timeout)
         if all(n in md.topics and not md.topics[n].error and md.topics[n].partitions
                and all(p.leader >= 0 for p in md.topics[n].partitions.values()) for n in names):
             return
@@ -116,12 +127,9 @@ def delete_topics(settings: Settings, names: list[str], timeout: float = 30.0) -
                 raise classify(exc, f"cannot delete topic {name}: ") from None
 
 
-def list_topics(settings: Settings, timeout: float = 10.0, internal: bool = False) -> dict[str, int]:
+def list_topics(settings: Settings, timeout: float = 30.0, internal: bool = False) -> dict[str, int]:
     """Topic name -> partition count."""
-    try:
-        md = make_admin(settings).list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise classify(exc, "cannot reach Kafka: ") from None
+    md = metadata(make_admin(settings), timeout)
     return {n: len(t.partitions) for n, t in sorted(md.topics.items()) if internal or not n.startswith("__")}
 
 

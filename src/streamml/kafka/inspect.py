@@ -8,9 +8,10 @@ from confluent_kafka import KafkaException
 
 from streamml.config import Settings
 from streamml.kafka.clients import admin as make_admin
+from streamml.kafka.admin import metadata
 from streamml.kafka.errors import classify
 
-__all__ = ["cluster_overview", "under_replicated"]
+__all__ = ["cluster_overview", "under_replicated", "partition_leader", "wait_fully_replicated"]
 
 
 def cluster_overview(settings: Settings, timeout: float = 10.0) -> dict[str, Any]:
@@ -18,7 +19,7 @@ def cluster_overview(settings: Settings, timeout: float = 10.0) -> dict[str, Any
     client = make_admin(settings)
     try:
         desc = client.describe_cluster(request_timeout=timeout).result()
-        md = client.list_topics(timeout=timeout)
+        md = metadata(client, timeout)
     except KafkaException as exc:
         raise classify(exc, "cannot reach Kafka: ") from None
     topics = []
@@ -39,3 +40,25 @@ def cluster_overview(settings: Settings, timeout: float = 10.0) -> dict[str, Any
 def under_replicated(settings: Settings, timeout: float = 10.0) -> int:
     """How many partitions, over all topics, have fewer in-sync replicas than replicas."""
     return sum(t["under_replicated"] for t in cluster_overview(settings, timeout)["topics"])
+
+
+def partition_leader(settings: Settings, topic: str, partition: int = 0, timeout: float = 10.0) -> int:
+    """The broker id leading ``topic``/``partition`` (-1 when it has no leader)."""
+    md = metadata(make_admin(settings), timeout, topic)
+    return md.topics[topic].partitions[partition].leader
+
+
+def wait_fully_replicated(settings: Settings, timeout: float = 120.0) -> bool:
+    """Wait until no partition is under-replicated or offline; True if that happened in time."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ov = cluster_overview(settings, timeout=5.0)
+            if all(t["under_replicated"] == 0 and t["offline"] == 0 for t in ov["topics"]):
+                return True
+        except Exception:  # noqa: BLE001 - brokers may still be coming back
+            pass
+        time.sleep(0.5)
+    return False

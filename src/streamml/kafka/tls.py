@@ -26,7 +26,7 @@ def make_certificates(folder: Path, days: int = 30) -> dict[str, Path]:
     >>> import tempfile
     >>> paths = make_certificates(Path(tempfile.mkdtemp()))
     >>> sorted(paths), b"BEGIN PRIVATE KEY" in paths["broker"].read_bytes()
-    (['ca', 'broker'], True)
+    (['broker', 'ca'], True)
     """
     folder.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)

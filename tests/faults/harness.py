@@ -1,0 +1,147 @@
+"""A small pipeline under fault: an acknowledging producer (the ingest stage), stream workers
+and scorers as real processes (the CLI), and bookkeeping for the verifier."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streamml.config import Settings
+from streamml.headers import lineage
+from streamml.kafka import clients
+
+
+class AckedProducer(threading.Thread):
+    """Writes JSON events at ``rate``/s and records the ids the brokers acknowledged."""
+
+    def __init__(self, settings: Settings, topic: str, n: int, rate: float, keys: int = 20, seed: int = 3,
+                 poison_every: int = 0) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.topic, self.n, self.rate, self.keys = settings, topic, n, rate, keys
+        self.rng = random.Random(seed)
+        self.poison_every = poison_every
+        self.acked: set[str] = set()
+        self.failed: list[str] = []
+        self.events: dict[str, dict[str, Any]] = {}
+        self.poison: set[str] = set()
+
+    def run(self) -> None:
+        p = clients.producer(self.settings, message_timeout_ms=300_000)
+
+        def reporter(eid: str) -> Any:
+            def report(err: Any, msg: Any) -> None:
+                (self.failed.append(eid) if err is not None else self.acked.add(eid))
+            return report
+
+        chunk = 100
+        for start in range(0, self.n, chunk):
+            t0 = time.monotonic()
+            for i in range(start, min(self.n, start + chunk)):
+                eid = f"e{i}"
+                key = f"k{self.rng.randrange(self.keys)}"
+                if self.poison_every and i % self.poison_every == self.poison_every - 1:
+                    value = b'{"event_id": "' + eid.encode() + b'", "amount": "not-a-number",'
+                    self.poison.add(eid)
+                else:
+                    ev = {"event_id": eid, "event_time": 1_700_000_000_000 + i, "key": key,
+                          "amount": round(self.rng.uniform(1, 500), 2), "n": i}
+                    self.events[eid] = ev
+                    value = orjson.dumps(ev)
+                while True:
+                    try:
+                        p.produce(self.topic, value, key.encode(), on_delivery=reporter(eid),
+                                  headers=lineage(event_id=eid, event_time_ms=1_700_000_000_000 + i,
+                                                  component="faults.ingest"))
+                        break
+                    except BufferError:
+                        p.poll(0.1)
+            p.poll(0)
+            time.sleep(max(0.0, chunk / self.rate - (time.monotonic() - t0)))
+        p.flush(300)
+
+
+class Procs:
+    """CLI worker processes by name; SIGKILL, SIGSTOP/SIGCONT and restart them."""
+
+    def __init__(self, settings: Settings, tmp: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.settings, self.tmp = settings, tmp
+        self.cmds: dict[str, list[str]] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.env = dict(os.environ, STREAMML_BOOTSTRAP_SERVERS=settings.bootstrap_servers or "",
+                        STREAMML_NAMESPACE=settings.namespace, STREAMML_HOME=str(settings.home),
+                        **{f"STREAMML_KAFKA__{k.upper().replace('.', '_')}": v for k, v in settings.kafka.items()},
+                        **(extra_env or {}))
+        self.kills = 0
+        self.pauses = 0
+
+    def start(self, name: str, args: list[str] | None = None) -> None:
+        if args is not None:
+            self.cmds[name] = [sys.executable, "-m", "streamml", *args]
+        log = open(self.tmp / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(self.cmds[name], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def kill(self, name: str, restart: bool = True) -> None:
+        self.procs[name].send_signal(signal.SIGKILL)
+        self.procs[name].wait(10)
+        self.kills += 1
+        if restart:
+            self.start(name)
+
+    def pause(self, name: str, seconds: float) -> None:
+        self.procs[name].send_signal(signal.SIGSTOP)
+        time.sleep(seconds)
+        self.procs[name].send_signal(signal.SIGCONT)
+        self.pauses += 1
+
+    def alive(self, name: str) -> bool:
+        return self.procs[name].poll() is None
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def log(self, name: str, lines: int = 30) -> str:
+        text = (self.tmp / f"{name}.log").read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+STATELESS_APP = """
+import polars as pl
+from streamml.stream import stream
+copy = (stream({src!r}).filter(pl.col("amount") > 0)
+        .with_columns((pl.col("amount") * 100).round(0).cast(pl.Int64).alias("cents"))
+        .to({dst!r}))
+"""
+
+
+def write_app(tmp: Path, src: str, dst: str) -> Path:
+    path = tmp / f"app_{src}_{dst}.py"
+    path.write_text(STATELESS_APP.format(src=src, dst=dst))
+    return path
+
+
+def wait_until(pred: Any, timeout: float, every: float = 1.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if pred():
+                return True
+        except Exception:  # noqa: BLE001 - topics may not exist yet
+            pass
+        time.sleep(every)
+    return False
