@@ -265,11 +265,11 @@ def _reexport(state: DashboardState) -> Any:
         def collect(self) -> Iterator[Any]:
             latest = state.latest()
             recs = GaugeMetricFamily("streamml_instance_records", "Records processed, per reporting instance",
-                                     labels=["instance", "component"])
+                                     labels=["worker", "component"])
             rate = GaugeMetricFamily("streamml_instance_rate", "Records per second over the last snapshot interval",
-                                     labels=["instance", "component"])
+                                     labels=["worker", "component"])
             lat = GaugeMetricFamily("streamml_instance_latency_ms", "Latency percentile over the last interval",
-                                    labels=["instance", "component", "quantile"])
+                                    labels=["worker", "component", "quantile"])
             psi = GaugeMetricFamily("streamml_monitor_psi", "Feature drift (PSI) seen by a monitor",
                                     labels=["model", "feature"])
             qual = GaugeMetricFamily("streamml_monitor_quality", "Live quality seen by a monitor",

@@ -45,7 +45,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics", "get_metrics", "latencies_from_headers", "LATENCY_BUCKETS_MS", "SCORE_BUCKETS"]
+__all__ = ["Metrics", "get_metrics", "serve_metrics", "latencies_from_headers", "LATENCY_BUCKETS_MS", "SCORE_BUCKETS"]
 
 #: Histogram upper bounds for latencies, in milliseconds.
 LATENCY_BUCKETS_MS = np.array([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000],
@@ -313,3 +313,15 @@ def get_metrics() -> Metrics:
         if _default is None:
             _default = Metrics()
         return _default
+
+
+def serve_metrics(metrics: Metrics | None = None, *, host: str = "127.0.0.1", port: int = 0) -> tuple[Any, int]:
+    """Serve ``/metrics`` for Prometheus from a background thread; returns ``(server, port)``.
+
+    ``port=0`` picks a free port. Stop with ``server.shutdown()``.
+    """
+    from prometheus_client import start_http_server
+
+    m = metrics or get_metrics()
+    server, _thread = start_http_server(port, addr=host, registry=m.registry)
+    return server, int(server.server_address[1])

@@ -61,7 +61,7 @@ class SnapshotPublisher:
             snap.update(self.extra())
         self._producer.produce(self.topic, orjson.dumps(snap, option=orjson.OPT_SERIALIZE_NUMPY),
                                self.instance.encode(), headers=[("sm.component", b"monitor.metrics")])
-        self._producer.poll(0)
+        self._producer.flush(10)
         self.published += 1
         return snap
 
