@@ -335,6 +335,8 @@ def ingest_files(settings: Settings, source: str | Path, stream: str, *, schema:
                                dlq=counts.dead_lettered + pending.dead_lettered)
                 if on_chunk is not None:
                     on_chunk(counts)
+            if bar is not None:
+                bar.update(task, completed=sum(f.stat().st_size for f in files[: index + 1]))
             state = {**state, "done": index + 1, "file": None, "off": 0, "line": 1,
                      "names": _digest("|".join(map(str, files[: index + 1])), 16), "seq": state["seq"] + 1}
         txn.begin()
