@@ -172,8 +172,10 @@ class Scorer:
             raise ConfigError(f"input topic {o.input_topic} does not exist",
                               hint="run the feature pipeline first, or check --input")
         parts = topics[o.input_topic]
-        for name, n in ((self.output_topic, parts), (self.shadow_topic, parts), (self.dlq_topic, 1),
-                        (self.metrics_topic, 1)):
+        wanted = [(self.output_topic, parts), (self.dlq_topic, 1), (self.metrics_topic, 1)]
+        if any(r.stage != "production" for r in self.strategy.roles) and self.strategy.name == "shadow":
+            wanted.append((self.shadow_topic, parts))
+        for name, n in wanted:
             if name not in topics:
                 ensure_topic(s, name, max(1, n))
         self.host.start(wait_for=self.strategy.primary, timeout=o.wait_for_model_s)
