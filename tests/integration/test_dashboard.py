@@ -34,8 +34,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-def _seed(settings: Settings) -> None:
-    """A model with lineage, dead letters, a retrain command and a lagging consumer group."""
+def _seed(settings: Settings) -> int:
+    """A model with lineage, dead letters, a retrain command and a lagging consumer group; returns its lag."""
     topic = settings.topic("features", "payments")
     ensure_topic(settings, topic, 2)
     produce_features(settings, topic, 1500, 0, drifted=False, seed=7)
@@ -58,8 +58,11 @@ def _seed(settings: Settings) -> None:
     deadline = time.monotonic() + 20
     while len(msgs) < 500 and time.monotonic() < deadline:
         msgs += c.consume(500 - len(msgs), timeout=1)
-    c.commit(offsets=next_offsets(msgs), asynchronous=False)
+    committed = next_offsets(msgs)
+    c.commit(offsets=committed, asynchronous=False)
+    lag = sum(c.get_watermark_offsets(tp, timeout=10)[1] - tp.offset for tp in committed)
     c.close()
+    return lag
 
 
 def _feed(settings: Settings, stop: threading.Event) -> SnapshotPublisher:

@@ -1,0 +1,145 @@
+"""``streamml monitor``, ``streamml dashboard`` and ``streamml status``.
+
+    streamml monitor --model fraud --features payments --labels payments   # drift, quality, retrain alerts
+    streamml dashboard --port 8050                                         # live charts in the browser
+    streamml status                                                        # the same at a glance
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Optional
+
+import orjson
+import typer
+
+from streamml.cli.common import connected, console, err_console
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("monitor")(monitor)
+    app.command("dashboard")(dashboard)
+    app.command("status")(status)
+
+
+def _topic(settings: object, name: Optional[str], kind: str) -> Optional[str]:
+    if not name:
+        return None
+    return name if "." in name else settings.topic(kind, name)  # type: ignore[attr-defined]
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by Ctrl-C or SIGTERM (when running in the main thread)."""
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def monitor(
+    ctx: typer.Context,
+    model: str = typer.Option(..., "--model", "-m", help="The model to watch."),
+    features: Optional[str] = typer.Option(None, help="Features topic (or stream name) the model scores."),
+    labels: Optional[str] = typer.Option(None, help="Labels topic (or stream name) with delayed ground truth."),
+    psi: float = typer.Option(0.2, help="PSI above which a feature drifts."),
+    ks: Optional[float] = typer.Option(0.3, help="KS statistic above which a feature drifts."),
+    window: int = typer.Option(3000, help="Sliding window (records) for drift."),
+    quality_window: int = typer.Option(2000, help="Sliding window (labelled predictions) for quality."),
+    min_recall: Optional[float] = typer.Option(0.5, help="Alert when live recall falls below this."),
+    min_precision: Optional[float] = typer.Option(None, help="Alert when live precision falls below this."),
+    min_auc: Optional[float] = typer.Option(None, help="Alert when live ROC AUC falls below this."),
+    cooldown: float = typer.Option(300.0, help="Seconds between two retrain requests."),
+    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: run until Ctrl-C)."),
+    metrics_port: Optional[int] = typer.Option(None, help="Also serve Prometheus /metrics on this port."),
+    start: str = typer.Option("earliest", help="Where a new monitor group starts: earliest or latest."),
+) -> None:
+    """Watch a model: feature and prediction drift, live quality, lag; ask for retraining on <ns>.control."""
+    from streamml.monitor.loop import Monitor, MonitorConfig
+    from streamml.monitor.metrics import get_metrics, serve_metrics
+
+    settings = connected(ctx)
+    cfg = MonitorConfig(drift_window=window, psi_threshold=psi, ks_threshold=ks, quality_window=quality_window,
+                        min_recall=min_recall, min_precision=min_precision, min_auc=min_auc, cooldown=cooldown,
+                        start=start)
+    mon = Monitor(settings, model, features_topic=_topic(settings, features, "features"),
+                  labels_topic=_topic(settings, labels, "labels"), config=cfg)
+    if metrics_port is not None:
+        _, port = serve_metrics(get_metrics(), host="0.0.0.0", port=metrics_port)
+        console.print(f"prometheus metrics on http://0.0.0.0:{port}/metrics")
+    stop = _stop_on_signals()
+    console.print(f"monitoring [bold]{model}[/bold] in namespace {settings.namespace}; alerts go to "
+                  f"{settings.topic('control')}  (Ctrl-C stops)")
+    seen = 0
+    t = threading.Thread(target=mon.run, kwargs={"duration": duration, "stop": stop}, daemon=True)
+    t.start()
+    try:
+        while t.is_alive():
+            t.join(timeout=1.0)
+            hist = list(mon.alerter.history)
+            for h in hist[seen:]:
+                if h.get("event") == "alert":
+                    style = "red" if h.get("command") == "retrain" else "yellow"
+                    what = "retrain requested" if h.get("command") == "retrain" else f"alert ({h.get('suppressed')})"
+                    console.print(f"[{style}]{what}[/{style}] {h.get('reason')}")
+                elif h.get("event") == "swap":
+                    console.print(f"[green]now monitoring {model} v{h.get('version')}[/green]")
+                elif h.get("event") == "cleared":
+                    console.print(f"[dim]{h.get('kind')} cleared[/dim]")
+            seen = len(hist)
+    finally:
+        stop.set()
+        t.join(timeout=30)
+        mon.close()
+    rep = mon.report()["monitor"]
+    console.print(f"read {rep['counts']}; retrains requested: {rep['alerts']['retrains_sent']}")
+
+
+def dashboard(
+    ctx: typer.Context,
+    port: int = typer.Option(8050, help="Port to listen on (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
+) -> None:
+    """Serve the web dashboard: live charts, models and lineage, alerts, dead letters."""
+    from streamml.monitor.dashboard import serve
+
+    settings = connected(ctx)
+    stop = _stop_on_signals()
+    with serve(settings, host=host, port=port) as d:
+        console.print(f"dashboard for namespace [bold]{settings.namespace}[/bold]: [link={d.url}]{d.url}[/link]"
+                      "  (Ctrl-C stops)")
+        deadline = None if duration is None else time.monotonic() + duration
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            stop.wait(0.5)
+
+
+def status(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    watch: Optional[float] = typer.Option(None, help="Redraw every N seconds until Ctrl-C."),
+    window: float = typer.Option(900.0, help="How far back (seconds) to read metric snapshots."),
+) -> None:
+    """Models, components, latency, lag, drift, quality, alerts and dead letters at a glance."""
+    from streamml.monitor.status import gather, render
+
+    settings = connected(ctx)
+    while True:
+        data = gather(settings, window_s=window)
+        if as_json:
+            typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
+        else:
+            if watch:
+                console.clear()
+            render(data, console)
+        if not watch:
+            return
+        try:
+            time.sleep(watch)
+        except KeyboardInterrupt:
+            err_console.print("stopped")
+            return
