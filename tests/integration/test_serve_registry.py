@@ -80,3 +80,23 @@ def test_restarted_scorer_serves_the_registry_production_version(settings: Setti
     assert stats.versions == {"fraud": 2}
     got = read_topic(settings, settings.topic("predictions", "fraud"), expect=300)
     assert len(got) == 300 and {r.value["model_version"] for r in got} == {2}
+
+
+def test_rollback_is_followed_only_when_asked(settings: Settings) -> None:
+    from streamml.serve import ModelHost
+
+    reg = Registry(settings)
+    for seed in (1, 2):
+        reg.publish(_fit(seed), name="fraud", features=list(FRAUD_FEATURES), stage="production")
+    forward = ModelHost(RegistrySource(registry=reg), [Role("fraud")]).start(wait_for=Role("fraud"), timeout=20)
+    follows = ModelHost(RegistrySource(registry=reg), [Role("fraud")], follow_rollback=True).start(
+        wait_for=Role("fraud"), timeout=20)
+    assert forward.get("fraud").version == follows.get("fraud").version == 2
+    reg.rollback("fraud")
+    _wait(lambda: any(e.kind == "ignored" for e in forward.watcher.events)
+          and any(e.kind == "loaded" and e.reason == "rollback" for e in follows.watcher.events))
+    assert follows.swap() == [(Role("fraud"), 2, 1)] and forward.swap() == []
+    assert follows.get("fraud").version == 1
+    assert forward.get("fraud").version == 2
+    assert [e.version for e in forward.watcher.events if e.kind == "ignored"] == [1]
+    forward.stop(), follows.stop()

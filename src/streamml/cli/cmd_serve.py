@@ -80,6 +80,7 @@ def serve(
     http: Optional[int] = typer.Option(None, "--http", help="Also answer POST /v1/models/MODEL/predict on this port."),
     bind: str = typer.Option("127.0.0.1", help="Address for --http."),
     wait: float = typer.Option(60.0, help="Seconds to wait for a servable model at start."),
+    follow_rollback: bool = typer.Option(False, help="Swap back to an older version when the stage is rolled back."),
     max_records: Optional[int] = typer.Option(None, help="Stop after this many records."),
     idle_exit: Optional[float] = typer.Option(None, help="Stop after this many idle seconds."),
 ) -> None:
@@ -110,7 +111,7 @@ def serve(
     if input is None:
         if http is None:
             raise ConfigError("nothing to serve", hint="give --input TOPIC, --http PORT, or both")
-        host = ModelHost(source, strat.roles).start(wait_for=strat.primary, timeout=wait)
+        host = ModelHost(source, strat.roles, follow_rollback=follow_rollback).start(wait_for=strat.primary, timeout=wait)
         server, _ = serve_http(host, http, bind)
         console.print(f"serving {model} v{host.get(model).version} on http://{bind}:{http}/v1/models/{model}/predict")
         stop.wait()
@@ -120,7 +121,8 @@ def serve(
 
     topic = input if "." in input else settings.topic("features", input)
     opts = ServeOptions(topic, output_topic=output, mode=mode, group=group, instance=instance,
-                        batch_size=batch_size, keep=tuple(keep), wait_for_model_s=wait)
+                        batch_size=batch_size, keep=tuple(keep), wait_for_model_s=wait,
+                        follow_rollback=follow_rollback)
     scorer = Scorer(settings, strat, source, opts)
     scorer.stop_event = stop
     scorer.start()

@@ -19,6 +19,7 @@ A prediction record (value, JSON)::
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
 import os
@@ -58,7 +59,10 @@ class ServeOptions:
     ``group`` to ``<ns>.serve.<model>``; ``instance`` (part of the transactional id) must be
     unique per process in the group and stable across its restarts. ``lineage_headers=False``
     leaves the per-record headers out (the same fields stay in the value): cheaper, but the
-    records no longer honour the header contract — for measurements and trusted sinks only."""
+    records no longer honour the header contract — for measurements and trusted sinks only.
+    ``follow_rollback=True`` swaps to an older version when the stage is rolled back to it
+    (versions then go backwards once); by default a running scorer only moves forward and a
+    rollback takes effect when it restarts."""
 
     input_topic: str
     output_topic: str | None = None
@@ -74,6 +78,7 @@ class ServeOptions:
     transaction_timeout_ms: int = 15_000
     report_every_s: float = 10.0
     lineage_headers: bool = True
+    follow_rollback: bool = False
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
 
@@ -128,7 +133,8 @@ class Scorer:
         self._columns: list[str] | None = None
         self._sample: pl.DataFrame | None = None
         self.host = host or ModelHost(source, strategy.roles, columns=lambda: self._columns,
-                                      sample=self._sample_rows, on_event=self._on_event)
+                                      sample=self._sample_rows, on_event=self._on_event,
+                                      follow_rollback=options.follow_rollback)
         self._reporter: Producer | None = None
         self._pending: list[list[TopicPartition]] = []
         self._last_report = time.monotonic()
@@ -179,6 +185,8 @@ class Scorer:
             if name not in topics:
                 ensure_topic(s, name, max(1, n))
         self.host.start(wait_for=self.strategy.primary, timeout=o.wait_for_model_s)
+        gc.collect()
+        gc.freeze()  # modules, models and clients live for the whole run: the collector need not scan them
         conf: dict[str, Any] = {"session_timeout_ms": 10_000}
         if o.instance:  # static membership: a restarted instance takes its partitions back at once
             conf["group_instance_id"] = f"{self.group}.{o.instance}"
@@ -242,7 +250,22 @@ class Scorer:
         return self.stats
 
     def step(self) -> int:
-        """One batch: swap models, consume, score, produce, commit. Returns records handled."""
+        """One batch: swap models, consume, score, produce, commit. Returns records handled.
+
+        The cyclic garbage collector is paused for the batch: a batch allocates tens of
+        thousands of short-lived containers (header lists, messages) that reference counting
+        frees anyway, and letting the collector scan them every few hundred allocations costs
+        more than the scoring itself. It runs again, once, when the batch is done.
+        """
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._step()
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _step(self) -> int:
         for role, old, new in self.host.swap():
             self.stats.swaps += 1
             self.stats.versions[str(role)] = new

@@ -50,7 +50,8 @@ class Role:
 
 @dataclass
 class SwapEvent:
-    """Something that happened to a version: ``loaded``, ``swapped`` or ``refused`` (with ``reason``)."""
+    """Something that happened to a version: ``loaded``, ``swapped``, ``refused`` (with ``reason``),
+    or ``ignored`` (an older version put back in the stage while versions only move forward)."""
 
     kind: str
     role: Role
@@ -81,10 +82,12 @@ class ModelSlot:
             versions = [m.version for m in (self.current, self._pending) if m is not None]
         return max(versions, default=-1)
 
-    def offer(self, model: LoadedModel) -> bool:
-        """Queue a verified model; refused (False) unless newer than current and pending."""
+    def offer(self, model: LoadedModel, *, rollback: bool = False) -> bool:
+        """Queue a verified model; refused (False) unless newer than current and pending
+        (``rollback=True`` queues an older one: the stage was rolled back to it)."""
         with self._lock:
-            if model.version <= max((m.version for m in (self.current, self._pending) if m), default=-1):
+            newest = max((m.version for m in (self.current, self._pending) if m), default=-1)
+            if model.version == newest or (model.version < newest and not rollback):
                 return False
             if self.current is None:
                 self.current = model
@@ -157,8 +160,9 @@ class ModelWatcher:
     def __init__(self, source: ModelSource, slots: Sequence[ModelSlot], *,
                  columns: Callable[[], Sequence[str] | None] = lambda: None,
                  sample: Callable[[tuple[str, ...]], np.ndarray | None] = lambda cols: None,
-                 on_event: Callable[[SwapEvent], None] | None = None) -> None:
+                 on_event: Callable[[SwapEvent], None] | None = None, follow_rollback: bool = False) -> None:
         self.source, self.slots = source, list(slots)
+        self.follow_rollback = follow_rollback
         self.columns, self.sample = columns, sample
         self.on_event = on_event
         self.events: list[SwapEvent] = []
@@ -187,7 +191,14 @@ class ModelWatcher:
         """Verify and offer one candidate if a slot wants it; returns True when it was queued."""
         slot = self._slot(candidate.ref)
         ref = candidate.ref
-        if slot is None or ref.version <= slot.newest or (ref.name, ref.version) in self._refused:
+        if slot is None or (ref.name, ref.version) in self._refused or ref.version == slot.newest:
+            return False
+        rollback = ref.version < slot.newest
+        if rollback and not self.follow_rollback:
+            if slot.current is not None and ref.version < slot.current.version:
+                self.report("ignored", slot.role, ref.version,
+                            f"{ref} is older than v{slot.newest}; versions only move forward while running "
+                            "(a restarted scorer, or follow_rollback=True, serves it)")
             return False
         try:
             model = verify(candidate, feature_columns=self.columns(), sample=self.sample(ref.input_columns))
@@ -195,8 +206,8 @@ class ModelWatcher:
             self._refused.add((ref.name, ref.version))
             self.report("refused", slot.role, ref.version, str(exc))
             return False
-        if slot.offer(model):
-            self.report("loaded", slot.role, ref.version)
+        if slot.offer(model, rollback=rollback):
+            self.report("loaded", slot.role, ref.version, "rollback" if rollback else "")
             return True
         return False
 
@@ -238,11 +249,11 @@ class ModelHost:
     def __init__(self, source: ModelSource, roles: Sequence[Role], *,
                  columns: Callable[[], Sequence[str] | None] = lambda: None,
                  sample: Callable[[tuple[str, ...]], np.ndarray | None] = lambda cols: None,
-                 on_event: Callable[[SwapEvent], None] | None = None) -> None:
+                 on_event: Callable[[SwapEvent], None] | None = None, follow_rollback: bool = False) -> None:
         self.roles = list(dict.fromkeys(roles))
         self.slots = {r: ModelSlot(r) for r in self.roles}
         self.watcher = ModelWatcher(source, list(self.slots.values()), columns=columns, sample=sample,
-                                    on_event=on_event)
+                                    on_event=on_event, follow_rollback=follow_rollback)
 
     def start(self, *, wait_for: Role | None = None, timeout: float = 60.0) -> "ModelHost":
         """Follow the source, load the newest good versions, and wait until ``wait_for`` has one."""
