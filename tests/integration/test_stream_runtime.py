@@ -214,3 +214,20 @@ def test_cli_runs_workers_until_idle(settings: Settings, tmp_path: Path) -> None
     assert res.returncode == 0, res.stderr.decode()[-2000:]
     rows = [r.json() for r in read_topic(settings, settings.topic("features", "cli_out"))]
     assert sorted(r["j"] for r in rows) == [2 * i for i in range(3000)]
+
+
+def test_replay_over_bounded_offset_and_time_ranges(settings: Settings) -> None:
+    src = settings.topic("raw", "hist")
+    ensure_topic(settings, src, 1)
+    p = clients.producer(settings)
+    for i in range(300):
+        p.produce(src, orjson.dumps({"i": i}), timestamp=1_700_000_000_000 + i * 1000)
+    p.flush(10)
+    pipe = stream("hist").with_columns(sq=pl.col("i") * pl.col("i")).to("hist_out")
+    part = pipe.replay(settings, start={0: 100}, end={0: 200})
+    assert part["i"].to_list() == list(range(100, 200)) and part["sq"].to_list() == [i * i for i in range(100, 200)]
+    by_time = pipe.replay(settings, start=1_700_000_000_000 + 250_000, by_time=True)
+    assert by_time["i"].to_list() == list(range(250, 300))
+    pipe.replay(settings, start=290, to="hist_copy")
+    copied = [r.json()["i"] for r in read_topic(settings, settings.topic("features", "hist_copy"))]
+    assert copied == list(range(290, 300))

@@ -22,7 +22,7 @@ from streamml.errors import PipelineError
 from streamml.kafka import clients
 from streamml.kafka.errors import classify
 from streamml.stream.engine import Engine, RawBatch
-from streamml.stream.pipeline import Join, Pipeline
+from streamml.stream.pipeline import Join, Pipeline, _resolve
 
 __all__ = ["replay"]
 
@@ -64,8 +64,7 @@ def replay(pipeline: Pipeline, settings: Settings, *, start: Bound = None, end: 
     c = clients.consumer(settings, f"streamml-replay-{time.time_ns()}", enable_partition_eof=True)
     frames: list[pl.DataFrame] = []
     producer = clients.producer(settings) if to else None
-    out_topic = pipeline.to(to).sink_topic(settings) if to and pipeline.sink_name is None else (
-        to if to and "." in to else settings.topic("features", to) if to else None)
+    out_topic = _resolve(to, "features", settings) if to else None
     try:
         md = c.list_topics(topic, timeout=30).topics.get(topic)
         if md is None or md.error is not None:
