@@ -168,3 +168,17 @@ def test_alerter_retries_after_a_retrain_that_never_lands() -> None:
     now[0] = 25
     assert a.check("drift", True, "c")["command"] == "retrain"
     assert len(sent) == 2
+
+
+def test_discrete_features_get_one_bin_per_value() -> None:
+    rng = np.random.default_rng(6)
+    flags = (rng.random(20000) < 0.002).astype(int)          # a rare flag in training
+    ref = Reference.from_frame(pl.DataFrame({"flag": flags}))
+    assert ref.features["flag"].edges == (0.5,)
+    det = DriftDetector(ref, window=2000, min_samples=500, ks_threshold=None)
+    live = (rng.random(2000) < 0.06).astype(int)              # 30 times as common live
+    det.update(pl.DataFrame({"flag": live}))
+    e = np.array(ref.features["flag"].shares)
+    a = np.array([(live == 0).mean(), (live == 1).mean()])
+    assert det.evaluate().features["flag"].psi == pytest.approx(psi(e, a))
+    assert det.evaluate().drifted == ["flag"]

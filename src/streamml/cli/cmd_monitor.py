@@ -57,6 +57,7 @@ def monitor(
     duration: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: run until Ctrl-C)."),
     metrics_port: Optional[int] = typer.Option(None, help="Also serve Prometheus /metrics on this port."),
     start: str = typer.Option("earliest", help="Where a new monitor group starts: earliest or latest."),
+    label_field: str = typer.Option("label", help="The label field of the labels topic's records."),
 ) -> None:
     """Watch a model: feature and prediction drift, live quality, lag; ask for retraining on <ns>.control."""
     from streamml.monitor.loop import Monitor, MonitorConfig
@@ -65,7 +66,7 @@ def monitor(
     settings = connected(ctx)
     cfg = MonitorConfig(drift_window=window, psi_threshold=psi, ks_threshold=ks, quality_window=quality_window,
                         min_recall=min_recall, min_precision=min_precision, min_auc=min_auc, cooldown=cooldown,
-                        start=start)
+                        start=start, label_field=label_field)
     mon = Monitor(settings, model, features_topic=_topic(settings, features, "features"),
                   labels_topic=_topic(settings, labels, "labels"), config=cfg)
     if metrics_port is not None:

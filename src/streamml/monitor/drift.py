@@ -158,7 +158,11 @@ class Reference:
                 v = v[np.isfinite(v)]
                 if v.size == 0:
                     continue
-                edges = np.unique(np.quantile(v, np.linspace(0, 1, bins + 1)[1:-1]))
+                uniq = np.unique(v)
+                if uniq.size <= 2 * bins:      # few distinct values (flags, counts): one bin per value
+                    edges = (uniq[:-1] + uniq[1:]) / 2.0
+                else:
+                    edges = np.unique(np.quantile(v, np.linspace(0, 1, bins + 1)[1:-1]))
                 counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
                 pick = v if v.size <= sample else rng.choice(v, sample, replace=False)
                 out[name] = FeatureRef(name, "numeric", tuple(edges.tolist()), tuple((counts / v.size).tolist()),

@@ -56,6 +56,7 @@ class MonitorConfig:
     max_error: float | None = None
     task: str = "classification"
     threshold: float = 0.5
+    label_field: str = "label"
     cooldown: float = 300.0
     retrain_timeout: float = 600.0
     eval_interval: float = 2.0
@@ -245,9 +246,10 @@ class Monitor:
     def _on_labels(self, msgs: list[Any]) -> None:
         df = self._decode(msgs)
         self.counts["labels"] += df.height
-        if df.height and "event_id" in df.columns and "label" in df.columns:
-            df = df.filter(pl.col("label").is_not_null())
-            self.quality.add_labels(df.get_column("event_id"), df.get_column("label").cast(pl.Float64))
+        field = self.config.label_field
+        if df.height and "event_id" in df.columns and field in df.columns:
+            df = df.filter(pl.col(field).is_not_null())
+            self.quality.add_labels(df.get_column("event_id"), df.get_column(field).cast(pl.Float64))
 
     # -- evaluation ---------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, Any]:
