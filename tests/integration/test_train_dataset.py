@@ -16,7 +16,8 @@ from streamml.kafka import clients
 from streamml.kafka.transactions import TransactionalSession
 from streamml.train import Dataset, TopicRange
 
-T0 = 1_700_000_000_000
+# two days ago, hour-aligned: record timestamps must stay inside the topics' retention (7 days)
+T0 = (int(time.time()) // 3600 - 48) * 3_600_000
 
 
 def produce(settings: Settings, topic: str, records: list[dict], *, partition: int | None = None,
@@ -106,9 +107,9 @@ def test_labels_join_point_in_time(settings: Settings, new_topic: Callable[..., 
         arrivals.append(r["event_time"] + 5_000)
     lab.append({"event_id": "e1", "label": 1}); arrivals.append(T0 + 1000 + 9_000)
     arrivals[2] = T0 + 2000 - 1
-    arrivals[4] = T0 + 10 ** 9
+    arrivals[4] = T0 + 10 ** 8
     produce(settings, labels, lab, timestamps=arrivals)
-    as_of = T0 + 10 ** 8
+    as_of = T0 + 10 ** 7
     ds = Dataset.from_topics(settings, feats, labels=labels, as_of_ms=as_of, unlabelled="keep")
     got = dict(zip(*ds.to_polars().select("event_id", "label").to_dict(as_series=False).values()))
     assert got["e1"] == 1 and got["e2"] is None and got["e3"] == 1 and got["e0"] == 1 and got["e5"] == 0

@@ -16,7 +16,8 @@ from streamml.registry import Registry
 from streamml.train import (AutoencoderTrainer, Dataset, IsolationForestTrainer, Retrainer, SklearnClassifier,
                             Trained, TrainingJob, reproduce, request_retrain)
 
-T0 = 1_700_000_000_000
+# two days ago, hour-aligned: record timestamps must stay inside the topics' retention (7 days)
+T0 = (int(time.time()) // 3600 - 48) * 3_600_000
 FEATS = ["amount", "velocity", "distance", "hour"]
 
 

@@ -159,14 +159,20 @@ def read_ranges(
     on_progress: Callable[[int, int], None] | None = None,
     idle_timeout: float = 30.0,
     with_records: bool = False,
+    with_offsets: bool = True,
 ) -> Iterator[RawBatch]:
     """Replay ``ranges`` in order (topic, partition, offset), ``batch_rows`` values at a time.
+
+    All partitions are fetched at once (one consumer, every range assigned); batches are
+    still emitted partition by partition, later partitions buffering and pausing when
+    they get ahead, so memory stays near ``2 * batch_rows`` values per partition.
 
     ``headers``: ``"all"`` inspects every record's headers for schema versions and
     pipeline hashes, ``"sample"`` the first and last record of each consumed batch,
     ``"none"`` skips them. ``on_progress(records, bytes)`` is called per consumed batch.
     ``with_records`` also returns each record's key and headers, and keeps tombstones
-    (``None`` values), which are otherwise skipped.
+    (``None`` values), which are otherwise skipped. ``with_offsets=False`` leaves
+    ``RawBatch.offsets`` empty (one call per record less).
     Raises :class:`KafkaError` when a partition stops short of its range for
     ``idle_timeout`` seconds (data deleted by retention, or a transaction left open).
     """
@@ -176,87 +182,170 @@ def read_ranges(
     c = clients.consumer(settings, f"streamml-dataset-{uuid.uuid4().hex[:12]}",
                          enable_partition_eof=True, fetch_max_bytes=64 * 1024 * 1024,
                          max_partition_fetch_bytes=16 * 1024 * 1024,
-                         queued_max_messages_kbytes=256 * 1024, fetch_wait_max_ms=10)
+                         queued_max_messages_kbytes=128 * 1024)
     try:
-        for r in todo:
-            yield from _read_one(c, r, batch_rows, with_timestamps, headers, on_progress, idle_timeout,
-                                 with_records)
+        while todo:  # waves of distinct partitions (a partition listed twice is read twice, in order)
+            wave, seen, rest = [], set(), []
+            for r in todo:
+                (rest if (r.topic, r.partition) in seen else wave).append(r)
+                seen.add((r.topic, r.partition))
+            todo = rest
+            yield from _read_wave(c, wave, batch_rows, with_timestamps, headers, on_progress, idle_timeout,
+                                  with_records, with_offsets)
     finally:
         c.close()
 
 
-def _read_one(c: Any, r: TopicRange, batch_rows: int, with_ts: bool, headers: str,
-              on_progress: Callable[[int, int], None] | None, idle_timeout: float,
-              with_records: bool = False) -> Iterator[RawBatch]:
-    c.assign([TopicPartition(r.topic, r.partition, r.start)])
-    values: list[bytes] = []
-    offsets: list[int] = []
-    stamps: list[int] = []
-    keys: list[bytes | None] = []
-    hdrs: list[Any] = []
-    schemas: set[str] = set()
-    hashes: set[str] = set()
-    done = False
-    last_progress = time.monotonic()
-    position = r.start
+class _Part:
+    """One partition's read state and buffered values."""
 
-    def flush() -> RawBatch:
-        nonlocal values, offsets, stamps, schemas, hashes, keys, hdrs
-        b = RawBatch(r.topic, r.partition, values, offsets, stamps if with_ts else None, schemas, hashes,
-                     keys if with_records else None, hdrs if with_records else None)
-        values, offsets, stamps, schemas, hashes, keys, hdrs = [], [], [], set(), set(), [], []
+    def __init__(self, r: TopicRange, with_ts: bool, with_records: bool, headers: str, with_offsets: bool,
+                 count_bytes: bool) -> None:
+        self.r, self.with_ts, self.with_records, self.headers = r, with_ts, with_records, headers
+        self.with_offsets, self.count_bytes = with_offsets, count_bytes
+        self.pos = r.start
+        self.done = False
+        self.paused = False
+        self.values: list[Any] = []
+        self.offsets: list[int] = []
+        self.stamps: list[int] = []
+        self.keys: list[Any] = []
+        self.hdrs: list[Any] = []
+        self.schemas: set[str] = set()
+        self.hashes: set[str] = set()
+
+    def eof(self, offset: int) -> None:
+        self.pos = max(self.pos, offset)
+        if offset >= self.r.end:
+            self.done = True
+
+    def add(self, msgs: list[Any]) -> int:
+        if self.done:
+            return 0
+        if msgs[0].offset() < self.pos:  # re-fetched after a seek
+            msgs = [m for m in msgs if m.offset() >= self.pos]
+            if not msgs:
+                return 0
+        if msgs[-1].offset() >= self.r.end:
+            msgs = [m for m in msgs if m.offset() < self.r.end]
+            self.done = True
+            if not msgs:
+                return 0
+        vals = [m.value() for m in msgs]
+        self.pos = max(self.pos, msgs[-1].offset() + 1)
+        if not self.with_records and None in vals:  # tombstones carry no row
+            msgs = [m for m, v in zip(msgs, vals) if v is not None]
+            vals = [v for v in vals if v is not None]
+        if self.pos >= self.r.end:
+            self.done = True
+        if not msgs:
+            return 0
+        self.values.extend(vals)
+        if self.with_offsets:
+            self.offsets.extend([m.offset() for m in msgs])
+        if self.with_ts:
+            self.stamps.extend([m.timestamp()[1] for m in msgs])
+        if self.with_records:
+            self.keys.extend([m.key() for m in msgs])
+            self.hdrs.extend([m.headers() for m in msgs])
+        if self.headers != "none":
+            _scan_headers(msgs if self.headers == "all" else (msgs[0], msgs[-1]), self.schemas, self.hashes)
+        return sum(map(len, filter(None, vals))) if self.count_bytes else 0
+
+    def take(self, n: int | None = None) -> RawBatch:
+        n = len(self.values) if n is None else n
+        b = RawBatch(self.r.topic, self.r.partition, self.values[:n], self.offsets[:n],
+                     self.stamps[:n] if self.with_ts else None, self.schemas, self.hashes,
+                     self.keys[:n] if self.with_records else None, self.hdrs[:n] if self.with_records else None)
+        del self.values[:n], self.offsets[:n], self.stamps[:n], self.keys[:n], self.hdrs[:n]
+        self.schemas, self.hashes = set(), set()
         return b
 
-    while not done:
-        msgs = c.consume(min(batch_rows, 20_000), timeout=0.02)
-        if not msgs:
-            if time.monotonic() - last_progress > idle_timeout:
-                raise KafkaError(f"{r.key()}: no data past offset {position} (range ends at {r.end}) "
-                                 f"for {idle_timeout:.0f}s",
-                                 hint="the records were deleted by retention, or a transaction is still open")
-            continue
-        last_progress = time.monotonic()
-        good = []
-        for m in msgs:
-            err = m.error()
-            if err is None:
-                good.append(m)
-            elif err.code() == CKError._PARTITION_EOF:
-                position = max(position, m.offset())
-                if m.offset() >= r.end:
-                    done = True
-            else:
-                raise classify(KafkaException(err), f"reading {r.key()}: ")
-        if good and good[-1].offset() >= r.end:
-            good = [m for m in good if m.offset() < r.end]
-            done = True
-        if good:
-            vals = [m.value() for m in good]
-            if not with_records and None in vals:  # tombstones carry no row
-                position = max(position, good[-1].offset() + 1)
-                done = done or position >= r.end
-                good = [m for m, v in zip(good, vals) if v is not None]
-                vals = [v for v in vals if v is not None]
-        if with_records and good:
-            keys.extend([m.key() for m in good])
-            hdrs.extend([m.headers() for m in good])
-        if good:
-            values.extend(vals)
-            offs = [m.offset() for m in good]
-            offsets.extend(offs)
-            position = offs[-1] + 1
-            if with_ts:
-                stamps.extend([m.timestamp()[1] for m in good])
-            if headers != "none":
-                sample = good if headers == "all" else (good[0], good[-1])
-                _scan_headers(sample, schemas, hashes)
-            if on_progress is not None:
-                on_progress(len(good), sum(map(len, filter(None, vals))))
-            if position >= r.end:
-                done = True
-        if len(values) >= batch_rows or (done and values):
-            yield flush()
-    c.unassign()
+
+def _read_wave(c: Any, wave: list[TopicRange], batch_rows: int, with_ts: bool, headers: str,
+               on_progress: Callable[[int, int], None] | None, idle_timeout: float,
+               with_records: bool, with_offsets: bool = True) -> Iterator[RawBatch]:
+    parts = {(r.topic, r.partition): _Part(r, with_ts, with_records, headers, with_offsets, on_progress is not None)
+             for r in wave}
+    single = wave[0] if len(wave) == 1 else None
+    one_topic = len({r.topic for r in wave}) == 1
+    by_key: dict[Any, _Part] = {(k[1] if one_topic else k): p for k, p in parts.items()}
+    order = [parts[(r.topic, r.partition)] for r in wave]
+    c.assign([TopicPartition(r.topic, r.partition, r.start) for r in wave])
+    k = 0
+    last = time.monotonic()
+    cap = 2 * batch_rows
+    try:
+        while k < len(order):
+            cur = order[k]
+            while len(cur.values) >= batch_rows:
+                yield cur.take(batch_rows)
+            if cur.done:
+                if cur.values:
+                    yield cur.take()
+                k += 1
+                if k < len(order) and order[k].paused:
+                    nxt = order[k]
+                    tp = TopicPartition(nxt.r.topic, nxt.r.partition, nxt.pos)
+                    c.resume([tp])
+                    c.seek(tp)
+                    nxt.paused = False
+                continue
+            msgs = c.consume(20_000, timeout=0.02)
+            if not msgs:
+                if time.monotonic() - last > idle_timeout:
+                    raise KafkaError(f"{cur.r.key()}: no data past offset {cur.pos} (range ends at {cur.r.end}) "
+                                     f"for {idle_timeout:.0f}s",
+                                     hint="the records were deleted by retention, or a transaction is still open")
+                continue
+            last = time.monotonic()
+            if single is not None:
+                part = parts[(single.topic, single.partition)]
+                good = [m for m in msgs if m.error() is None]
+                errs = [m for m in msgs if m.error() is not None] if len(good) != len(msgs) else []
+                for m in errs:
+                    if m.error().code() != CKError._PARTITION_EOF:
+                        raise classify(KafkaException(m.error()), f"reading {single.key()}: ")
+                nbytes = part.add(good) if good else 0
+                for m in errs:
+                    part.eof(m.offset())
+                if on_progress is not None and good:
+                    on_progress(len(good), nbytes)
+                continue
+            run: list[Any] = []
+            run_key: Any = None
+            nbytes = nrec = 0
+            for m in msgs:
+                err = m.error()
+                if err is not None:
+                    if err.code() != CKError._PARTITION_EOF:
+                        raise classify(KafkaException(err), f"reading {m.topic()}/{m.partition()}: ")
+                    part = by_key.get(m.partition() if one_topic else (m.topic(), m.partition()))
+                    if part is not None:
+                        if run:
+                            nbytes += by_key[run_key].add(run)
+                            nrec += len(run)
+                            run, run_key = [], None
+                        part.eof(m.offset())
+                    continue
+                key = m.partition() if one_topic else (m.topic(), m.partition())
+                if key != run_key:
+                    if run:
+                        nbytes += by_key[run_key].add(run)
+                        nrec += len(run)
+                    run, run_key = [], key
+                run.append(m)
+            if run:
+                nbytes += by_key[run_key].add(run)
+                nrec += len(run)
+            if on_progress is not None and nrec:
+                on_progress(nrec, nbytes)
+            for p in order[k + 1:]:
+                if not p.paused and not p.done and len(p.values) >= cap:
+                    c.pause([TopicPartition(p.r.topic, p.r.partition)])
+                    p.paused = True
+    finally:
+        c.unassign()
 
 
 def _scan_headers(msgs: Iterable[Any], schemas: set[str], hashes: set[str]) -> None:
