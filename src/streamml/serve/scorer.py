@@ -70,7 +70,7 @@ class ServeOptions:
     group: str | None = None
     instance: str | None = None
     batch_size: int = 5000
-    poll_timeout_s: float = 0.1
+    poll_timeout_s: float = 0.05
     id_column: str = "event_id"
     time_column: str = "event_time"
     keep: tuple[str, ...] = ()
