@@ -26,8 +26,13 @@ def _best(runs: list[Measurement]) -> Measurement:
     return max(runs, key=lambda m: m.per_s)
 
 
-def _dataset_arrow(s: Settings, topic: str, nbytes: int, labels: str | None = None) -> Measurement:
-    ds = Dataset.from_topics(s, topic, labels=labels, unlabelled="keep" if labels else "drop")
+SCHEMA = {"event_id": "String", "event_time": "Int64", "card_id": "String", "amount": "Float64",
+          "merchant": "String", "pad": "String"}
+
+
+def _dataset_arrow(s: Settings, topic: str, nbytes: int, labels: str | None = None,
+                   schema: dict[str, str] | None = None) -> Measurement:
+    ds = Dataset.from_topics(s, topic, labels=labels, unlabelled="keep" if labels else "drop", schema=schema)
     box: dict[str, int] = {}
 
     def run() -> int:
@@ -35,7 +40,7 @@ def _dataset_arrow(s: Settings, topic: str, nbytes: int, labels: str | None = No
         box["cols"] = table.num_columns
         return table.num_rows
 
-    name = "Dataset.to_arrow()" + (" + label join" if labels else "")
+    name = "Dataset.to_arrow()" + (" + label join" if labels else "") + (" fixed schema" if schema else "")
     return measure(name, run, nbytes, columns=0)
 
 
@@ -69,14 +74,15 @@ def run(n: int, repeat: int) -> None:
             topic = new_topic(s, f"ds{size}", parts)
             fill_topic(s, topic, events)
             group = f"{size} B, {parts} part."
-            raws, arrows, streams = [], [], []
+            raws, arrows, streams, typed = [], [], [], []
             for _ in range(repeat):
                 raws.append(raw_consume(s, topic, n))
                 arrows.append(_dataset_arrow(s, topic, nbytes))
                 streams.append(_dataset_stream(s, topic, nbytes))
+                typed.append(_dataset_arrow(s, topic, nbytes, schema=SCHEMA))
             base = _best(raws)
             report.add(base, group=group)
-            for m in (_best(arrows), _best(streams)):
+            for m in (_best(arrows), _best(typed), _best(streams)):
                 report.note(f"{group}: {m.name} uses {m.cpu_s_per_million / base.cpu_s_per_million:.1f}x the raw "
                             f"consumer's CPU per row (JSON decode + columnar build)")
                 if m.count != n:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from streamml.errors import IntegrityError, ModelError
 from streamml.kafka import clients
 from streamml.registry import Artifact, Registry, export_model
 from streamml.registry.store import chunk_headers, chunk_key
+from streamml.train.reader import resolve_ranges
 
 FEATS = ["a", "b", "c"]
 
@@ -92,9 +94,6 @@ def test_corrupted_chunk_and_wrong_hash_are_refused(settings: Settings) -> None:
     chunk1[5] ^= 0x01
     _raw_put(settings, reg.topic, chunk_key("m", 1, 1), bytes(chunk1), 1,
              chunk_headers(1, n, good[100:200]))
-    end = reg._catalog()  # noqa: F841  (the tampered chunk's offset is the partition's last)
-    from streamml.train.reader import resolve_ranges
-
     (chunks_range,) = resolve_ranges(settings, [reg.topic], partitions=[1])
     offsets = list(d.artifact["offsets"])
     offsets[1] = chunks_range.end - 1
@@ -159,11 +158,8 @@ def test_pickles_load_only_when_signed_by_a_trusted_key(settings: Settings) -> N
     # a forged, unsigned pickle descriptor written straight to the topic is never unpickled
     marker = Path(settings.home) / "pwned"
     evil = b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
-    import hashlib
-
     _raw_put(settings, signed.topic, chunk_key("river", 9, 0), evil, 1, chunk_headers(0, 1, evil))
-    (rng,) = __import__("streamml.train.reader", fromlist=["x"]).resolve_ranges(settings, [signed.topic],
-                                                                                partitions=[1])
+    (rng,) = resolve_ranges(settings, [signed.topic], partitions=[1])
     forged = d.with_(version=9, sha256=hashlib.sha256(evil).hexdigest(), size=len(evil), signature=None,
                      signer=None, artifact={**d.artifact, "offsets": [rng.end - 1], "chunks": 1})
     _raw_put(settings, signed.topic, b"river:9", forged.to_json(), 0)

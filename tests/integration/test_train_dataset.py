@@ -83,6 +83,12 @@ def test_pinned_ranges_replay_identically_and_ignore_later_writes(settings: Sett
     assert y is None and X.shape == (300, 2)
     assert ds.to_arrow().num_rows == 300 and len(ds.to_pandas()) == 300
     np.testing.assert_allclose(np.sort(X[:, 0]), np.sort([r["amount"] for r in events(300)]))
+    # a fixed schema: only those columns, those types, every batch alike; it survives the manifest
+    typed = Dataset.from_topics(settings, topic, schema={"event_id": "String", "event_time": "Int64",
+                                                         "amount": pl.Float32}, end_time_ms=None)
+    tdf = Dataset.from_manifest(settings, typed.manifest()).to_polars()
+    assert tdf.schema == pl.Schema({"event_id": pl.String, "event_time": pl.Int64, "amount": pl.Float32})
+    assert tdf.height == 350 and set(first["event_id"]) < set(tdf["event_id"])
 
 
 def test_time_range_resolves_to_exact_offsets(settings: Settings, new_topic: Callable[..., str]) -> None:

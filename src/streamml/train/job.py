@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import orjson
-from confluent_kafka import KafkaError as CKError
 from confluent_kafka import TopicPartition
 
 from streamml.config import Settings
@@ -203,9 +202,7 @@ class Retrainer:
             return []
         out = []
         for m in self._consumer.consume(100, timeout=timeout):
-            if m.error() is not None:
-                if m.error().code() != CKError._PARTITION_EOF:
-                    continue
+            if m.error() is not None:  # end-of-partition events and transient errors: nothing to act on
                 continue
             try:
                 msg = orjson.loads(m.value() or b"null")

@@ -84,7 +84,7 @@ class RawBatch:
 
     @property
     def nbytes(self) -> int:
-        return sum(map(len, self.values))
+        return sum(map(len, filter(None, self.values)))
 
 
 def _partitions(settings: Settings, topic: str, timeout: float) -> list[int]:
