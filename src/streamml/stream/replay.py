@@ -70,6 +70,10 @@ def replay(pipeline: Pipeline, settings: Settings, *, start: Bound = None, end: 
         if md is None or md.error is not None:
             raise PipelineError(f"input topic {topic} does not exist")
         parts = sorted(md.partitions)
+        if out_topic:
+            from streamml.kafka.admin import ensure_topic
+
+            ensure_topic(settings, out_topic, len(parts))
         lo = _offsets(c, topic, parts, start, end=False, by_time=by_time)
         hi = _offsets(c, topic, parts, end, end=True, by_time=by_time)
         todo = {p for p in parts if lo[p] < hi[p]}
@@ -107,8 +111,8 @@ def replay(pipeline: Pipeline, settings: Settings, *, start: Bound = None, end: 
                 producer.poll(0)
     finally:
         c.close()
-        if producer is not None:
-            producer.flush(60)
+        if producer is not None and producer.flush(60):
+            raise PipelineError(f"replay could not deliver every output to {out_topic}")
         for op in pipeline.ops:
             if isinstance(op, Join):
                 op.table.stop()
