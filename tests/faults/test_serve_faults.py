@@ -82,3 +82,6 @@ def test_repeated_sigkill_with_swaps_loses_and_duplicates_nothing(settings: Sett
     assert not expected - set(ids), f"lost {len(expected - set(ids))}"
     assert len(ids) == len(set(ids)), f"duplicated {len(ids) - len(set(ids))}"
     assert len({r.value["model_version"] for r in got}) >= 2  # the promotions were picked up on the way
+    for part in {r.partition for r in got}:  # output partition = input partition (same key, same count)
+        versions = [r.value["model_version"] for r in sorted(got, key=lambda r: r.offset) if r.partition == part]
+        assert versions == sorted(versions), f"partition {part} went back in version"

@@ -143,6 +143,7 @@ class Scorer:
         self.producer: Producer | None = None
         self.tx: TransactionalSession | None = None
         self._started = False
+        self._assigned = False
 
     # -- model plumbing -----------------------------------------------------------------
     def _sample_rows(self, cols: tuple[str, ...]) -> np.ndarray | None:
@@ -199,7 +200,7 @@ class Scorer:
             self.tx = TransactionalSession(self.producer, self.consumer)
         else:
             self.producer = clients.producer(s, **o.producer)
-        self.consumer.subscribe([o.input_topic])
+        self.consumer.subscribe([o.input_topic], on_assign=self._on_assign)
         self._started = True
         return self
 
@@ -265,11 +266,25 @@ class Scorer:
             if enabled:
                 gc.enable()
 
-    def _step(self) -> int:
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        if partitions:
+            self._assigned = True
+
+    def _swap(self) -> None:
         for role, old, new in self.host.swap():
             self.stats.swaps += 1
             self.stats.versions[str(role)] = new
+
+    def _step(self) -> int:
+        self._swap()
         msgs = self.consumer.consume(self.options.batch_size, timeout=self.options.poll_timeout_s)
+        if self._assigned:  # partitions moved here: serve at least what the source has now
+            self._assigned = False
+            try:
+                self.host.catch_up()
+            except Exception as exc:  # the follower will still bring the version; serving goes on
+                _log.warning("catching up with the model source failed: %s", exc)
+            self._swap()
         good = []
         for m in msgs:
             err = m.error()

@@ -266,6 +266,14 @@ class ModelHost:
                              hint=f"publish {wait_for.name} and promote it to {wait_for.stage}")
         return self
 
+    def catch_up(self) -> None:
+        """Verify, now and in this thread, any version newer than what each slot has (called when
+        partitions move here, so a partition never meets an older version than its last owner used)."""
+        for slot in self.slots.values():
+            cand = self.watcher.source.latest(slot.role.name, slot.role.stage)
+            if cand is not None and cand.ref.version > slot.newest:
+                self.watcher.consider(cand)
+
     def swap(self) -> list[tuple[Role, int | None, int]]:
         """Swap every slot that has a verified successor; returns ``(role, old, new)`` per swap."""
         out = []
