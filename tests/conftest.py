@@ -101,3 +101,14 @@ def secure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCl
     cluster.up(timeout=180)
     yield cluster
     cluster.down(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def secure_cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A 3-node SASL_SSL cluster with ACLs, for the fault suite's secured scenario."""
+    base = Settings.load(config_file=None)
+    cluster = LocalCluster(tmp_path_factory.mktemp("kafka-secure3"), nodes=3, port=free_port_base(3),
+                           cache_dir=base.cache_dir, secure=True)
+    cluster.up(timeout=180)
+    yield cluster
+    cluster.down(timeout=20)

@@ -59,3 +59,20 @@ def test_broker_kills_during_ingest_and_stream_processing(cluster3: LocalCluster
                                                           tmp_path: Path) -> None:
     settings3.home.mkdir(parents=True, exist_ok=True)
     run_scenario(cluster3, settings3, tmp_path)
+
+
+def test_broker_kills_on_a_secured_cluster(secure_cluster3: LocalCluster, tmp_path: Path) -> None:
+    """The same scenario over SASL_SSL with ACLs, as a least-privileged user whose credentials
+    reach every component (producer, CLI workers, verifier) through settings only."""
+    import uuid
+
+    from streamml.kafka.security import add_user, grant
+
+    ns = "s" + uuid.uuid4().hex[:8]
+    admin = secure_cluster3.settings()
+    add_user(admin, "pipeline", "pipeline-secret")
+    grant(admin, "pipeline", topic_prefix=f"{ns}.", group_prefix=ns, transactional_prefix=ns)
+    s = secure_cluster3.settings(user="pipeline", password="pipeline-secret").with_(
+        namespace=ns, home=tmp_path / "home")
+    s.home.mkdir(parents=True)
+    run_scenario(secure_cluster3, s, tmp_path, n=3000)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,19 +81,30 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec], timeout: float = 3
     rf_default = 3 if len(md.brokers) >= 3 else 1
     missing = [s for s in specs if s.name not in md.topics]
     created: list[str] = []
-    if missing:
+    deadline = time.monotonic() + max(timeout, 60.0)
+    while missing:
+        attempt = max(5.0, min(15.0, deadline - time.monotonic()))
         futures = client.create_topics(
             [NewTopic(s.name, s.partitions, s.replication or rf_default, config=s.configs()) for s in missing],
-            operation_timeout=timeout, request_timeout=timeout,
+            operation_timeout=attempt, request_timeout=attempt,
         )
-        for name, fut in futures.items():
+        retry: list[TopicSpec] = []
+        for spec in missing:
             try:
-                fut.result()
-                created.append(name)
+                futures[spec.name].result()
+                created.append(spec.name)
             except KafkaException as exc:
-                if exc.args[0].code() != CKError.TOPIC_ALREADY_EXISTS:
-                    raise classify(exc, f"cannot create topic {name}: ") from None
-        _wait_visible(client, [s.name for s in missing], timeout)
+                if exc.args[0].code() == CKError.TOPIC_ALREADY_EXISTS:
+                    continue
+                err = classify(exc, f"cannot create topic {spec.name}: ")
+                if isinstance(err, (RetriableError, BrokerUnavailableError)) and time.monotonic() < deadline:
+                    retry.append(spec)  # e.g. the controller is being re-elected
+                else:
+                    raise err from None
+        if retry:
+            time.sleep(0.5)
+        missing = retry
+    _wait_visible(client, [s.name for s in specs], timeout)
     return created
 
 
