@@ -64,6 +64,14 @@ def test_versions_stages_promote_rollback_diff(settings: Settings) -> None:
     for ver, seed in ((1, 1), (3, 3)):
         np.testing.assert_allclose(reg.load(f"fraud@{ver}").score(X), _fit(seed).predict_proba(X)[:, 1], atol=1e-5)
     assert v1.sha256 != v2.sha256 != v3.sha256
+    # deleting: not a version in use; an unused one disappears (tombstones) and no longer rolls back
+    with pytest.raises(ModelError, match="in use"):
+        reg.delete("fraud", 2)
+    reg.delete("fraud", 3)
+    assert [d.version for d in reg.list("fraud")] == [1, 2] and 3 not in reg.stages("fraud")["production_history"]
+    with pytest.raises(ModelError, match="not in"):
+        reg.load("fraud@3")
+    assert reg.publish(_fit(5), name="fraud", features=FEATS).version == 4  # version numbers are never reused
 
 
 def test_fifty_megabyte_artifact_round_trips(settings: Settings) -> None:
@@ -180,7 +188,9 @@ def test_watch_stage_and_follow_see_promotions(settings: Settings) -> None:
             got_two.set()
 
     with reg.follow("w", on_change):
-        time.sleep(0.5)
+        deadline = time.monotonic() + 20
+        while not seen and time.monotonic() < deadline:  # the follower has read the current version
+            time.sleep(0.05)
         reg.publish(_fit(2), name="w", features=FEATS)
         reg.publish(_fit(3), name="w", features=FEATS, stage="production")
         assert got_two.wait(20)

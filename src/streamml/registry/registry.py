@@ -244,7 +244,8 @@ class Registry:
         p, tx = self._session(name)
         with tx.transaction():
             cat = self._catalog()
-            version = (cat.versions(name) or [0])[-1] + 1
+            ptr = cat.pointers.get(name) or _new_pointer(name)
+            version = max((cat.versions(name) or [0])[-1], int(ptr.get("last_version") or 0)) + 1
             created = int(time.time() * 1000)
             if store == "inline":
                 where = self._write_chunks(p, name, version, artifact.data)
@@ -259,6 +260,8 @@ class Registry:
                 d = d.with_(signer=self.signer.key_id, signature=self.signer.sign(signed_payload(d)))
             cat.descriptors[(name, version)] = d
             self._put(p, d.key, d.to_json())
+            cat.pointers[name] = {**ptr, "last_version": version}
+            self._put(p, name, cat.pointers[name])
             if stage != "candidate":
                 d = self._move(p, cat, name, version, stage, action="publish")
         return d
@@ -349,6 +352,28 @@ class Registry:
             cat.pointers[name] = {**ptr, "production_history": hist}
             d = self._move(p, cat, name, target, "production", action="rollback")
         return d
+
+    def delete(self, name: str, version: int) -> None:
+        """Remove a version: tombstones for its descriptor and chunks (compaction then frees
+        the space). A version that holds production, canary or shadow cannot be deleted;
+        artifacts in a URI store are left where they are."""
+        check_name(name)
+        p, tx = self._session(name)
+        with tx.transaction():
+            cat = self._catalog()
+            d = cat.descriptors.get((name, int(version)))
+            if d is None:
+                raise ModelError(f"model {name}@{version} is not in {self.topic}")
+            ptr = cat.pointers.get(name)
+            if ptr and int(version) in [v for v in ptr["stages"].values() if v is not None]:
+                raise ModelError(f"{d.ref} is in use ({d.stage})", hint="promote another version first")
+            if d.artifact.get("kind") == "inline":
+                for i in range(int(d.artifact.get("chunks", 0))):
+                    p.produce(self.topic, None, chunk_key(name, d.version, i), partition=CHUNKS)
+            p.produce(self.topic, None, d.key.encode(), partition=CATALOG)
+            if ptr:
+                ptr = {**ptr, "production_history": [v for v in ptr.get("production_history", []) if v != d.version]}
+                self._put(p, name, ptr)
 
     # -- loading -----------------------------------------------------------------------------
     def verify_signature(self, d: Descriptor) -> bool:
