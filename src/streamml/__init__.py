@@ -1,13 +1,19 @@
 """streamml: continuous machine learning on Apache Kafka.
 
+The public API is small; everything else lives in the sub-packages that follow the pipeline
+(``streamml.ingest``, ``.stream``, ``.train``, ``.registry``, ``.serve``, ``.monitor``,
+``.query``). Names load on first use, so ``import streamml`` stays fast.
+
 >>> import streamml
->>> "connect" in streamml.__all__
+>>> "connect" in streamml.__all__ and callable(streamml.stream)
 True
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("streamml")
@@ -17,5 +23,33 @@ except PackageNotFoundError:  # running from a source tree
 from streamml import errors
 from streamml.api import connect
 from streamml.config import Settings
+from streamml.stream import stream  # eager: the function, not the sub-package of the same name
+from streamml.verify import verify  # likewise
 
-__all__ = ["__version__", "Settings", "connect", "errors"]
+_LAZY = {
+    # ingest
+    "ingest_files": "streamml.ingest", "generate_transactions": "streamml.ingest",
+    "generate_sensors": "streamml.ingest", "Schema": "streamml.schema", "Field": "streamml.schema",
+    "load_schema": "streamml.schema",
+    # preprocess
+    "Pipeline": "streamml.stream", "Table": "streamml.stream",
+    "TestDriver": "streamml.stream", "run": "streamml.stream", "replay": "streamml.stream",
+    # interactive
+    "topic": "streamml.query", "topics": "streamml.query", "sql": "streamml.query", "tail": "streamml.query",
+    "deploy": "streamml.query",
+}
+
+__all__ = ["__version__", "Settings", "connect", "errors", "stream", "verify", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'streamml' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
