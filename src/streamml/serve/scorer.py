@@ -144,6 +144,7 @@ class Scorer:
         self.tx: TransactionalSession | None = None
         self._started = False
         self._assigned = False
+        self._delivery_error: Any = None
 
     # -- model plumbing -----------------------------------------------------------------
     def _sample_rows(self, cols: tuple[str, ...]) -> np.ndarray | None:
@@ -199,7 +200,10 @@ class Scorer:
                                              transaction_timeout_ms=o.transaction_timeout_ms, **o.producer)
             self.tx = TransactionalSession(self.producer, self.consumer)
         else:
-            self.producer = clients.producer(s, **o.producer)
+            # at-least-once without a Python callback per record: the idempotent producer retries
+            # without a deadline, so a prediction is only lost to a fatal client error, which
+            # error_cb reports and which stops the scorer before it commits past it
+            self.producer = clients.producer(s, message_timeout_ms=0, error_cb=self._client_error, **o.producer)
         self.consumer.subscribe([o.input_topic], on_assign=self._on_assign)
         self._started = True
         return self
@@ -330,6 +334,12 @@ class Scorer:
             pass
         return _next_offsets(msgs)
 
+    def _client_error(self, err: Any) -> None:
+        if err is not None and err.fatal() and self._delivery_error is None:
+            self._delivery_error = err
+        else:
+            _log.warning("producer: %s", err)
+
     def _commit_delivered(self, force: bool = False) -> None:
         """Commit offsets of batches whose predictions have all been acknowledged (at-least-once)."""
         if not self._pending:
@@ -340,6 +350,10 @@ class Scorer:
             self.producer.flush(60)
         if len(self.producer):
             return
+        if self._delivery_error is not None:  # never commit past a prediction that was not written
+            err, self._delivery_error = self._delivery_error, None
+            self._pending.clear()
+            raise classify(err, "a prediction could not be delivered; its batch will be scored again: ")
         merged: dict[tuple[str, int], int] = {}
         for offs in self._pending:
             for tp in offs:
