@@ -39,7 +39,9 @@ from streamml.config import Settings
 from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic
 from streamml.serve import MemorySource, Role, Scorer, ServeOptions, Single
-from streamml.serve.testing import FRAUD_FEATURES, fraud_events, fraud_frame, onnx_candidate, produce_events, train_fraud_onnx
+from streamml.serve.testing import (
+    FRAUD_FEATURES, fraud_events, fraud_frame, onnx_candidate, produce_events, train_fraud_onnx,
+)
 
 
 def serve_throughput(s: Settings, src: str, n: int, data: bytes, *, eos: bool, headers: bool = True) -> Measurement:

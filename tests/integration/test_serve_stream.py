@@ -71,16 +71,18 @@ def test_speculative_stream_answers_with_the_fallback_when_a_model_is_slow(setti
     # the slow model is preferred, and the only one first: every batch is answered by the fallback in time
     strat = Speculative([Role("slow")], deadline_s=0.05, fallback=Constant("rule", score=0.25, label=0))
     produce_events(settings, topic, fraud_events(2000, seed=3, prefix="a"))
-    Scorer(settings, strat, src, ServeOptions(topic, batch_size=500, group="g1",
-                                               output_topic=settings.topic("predictions", "spec1"))).run(max_records=2000)
+    out1 = settings.topic("predictions", "spec1")
+    Scorer(settings, strat, src, ServeOptions(topic, batch_size=500, group="g1", output_topic=out1)).run(
+        max_records=2000)
     got = read_topic(settings, settings.topic("predictions", "spec1"), expect=2000)
     assert len(got) == 2000 and {r.value["model"] for r in got} == {"rule"}
     assert all(r.value["fallback"] and r.value["deadline_met"] and r.value["score"] == 0.25 for r in got)
     assert all(r.headers["sm.model"] == "rule" for r in got)
     # with a fast second choice, the fast model answers within the deadline
     strat2 = Speculative([Role("slow"), Role("fast")], deadline_s=0.1)
-    Scorer(settings, strat2, src, ServeOptions(topic, batch_size=500, group="g2",
-                                                output_topic=settings.topic("predictions", "spec2"))).run(max_records=2000)
+    out2 = settings.topic("predictions", "spec2")
+    Scorer(settings, strat2, src, ServeOptions(topic, batch_size=500, group="g2", output_topic=out2)).run(
+        max_records=2000)
     got2 = read_topic(settings, settings.topic("predictions", "spec2"), expect=2000)
     assert len(got2) == 2000 and {r.value["model"] for r in got2} == {"fast"}
     assert all(r.value["deadline_met"] and not r.value["fallback"] for r in got2)

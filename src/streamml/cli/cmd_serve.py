@@ -111,7 +111,8 @@ def serve(
     if input is None:
         if http is None:
             raise ConfigError("nothing to serve", hint="give --input TOPIC, --http PORT, or both")
-        host = ModelHost(source, strat.roles, follow_rollback=follow_rollback).start(wait_for=strat.primary, timeout=wait)
+        host = ModelHost(source, strat.roles, follow_rollback=follow_rollback)
+        host.start(wait_for=strat.primary, timeout=wait)
         server, _ = serve_http(host, http, bind)
         console.print(f"serving {model} v{host.get(model).version} on http://{bind}:{http}/v1/models/{model}/predict")
         stop.wait()

@@ -93,7 +93,8 @@ def create_app(host: ModelHost) -> FastAPI:
         try:
             df = pl.from_dicts(rows, infer_schema_length=None)
         except Exception as exc:  # polars cannot find one type for a column
-            raise _error(422, "invalid_input", f"instances do not share one schema: {str(exc).splitlines()[0]}")
+            raise _error(422, "invalid_input",
+                         f"instances do not share one schema: {str(exc).splitlines()[0]}") from None
         fm = to_matrix(df, tuple(m.input_columns))
         if fm.rejected:
             errors = [{"row": i, "reason": r} for i, r in sorted(fm.rejected.items())[:50]]

@@ -91,7 +91,8 @@ class LiveQuality:
                 return 0.0, 0
             return sum(hits) / len(hits), len(hits)
 
-    def follow(self, settings: Any, topic: str, *, id_field: str = "event_id", label_field: str = "label") -> "LiveQuality":
+    def follow(self, settings: Any, topic: str, *, id_field: str = "event_id",
+               label_field: str = "label") -> "LiveQuality":
         """Start a thread reading ``topic`` (read_committed, from the beginning) into :meth:`observe`."""
         from streamml.kafka import clients
         from streamml.schema.batch import decode_json

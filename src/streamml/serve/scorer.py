@@ -36,7 +36,7 @@ from confluent_kafka import Message, Producer, TopicPartition
 
 from streamml import headers as H
 from streamml.config import Settings
-from streamml.errors import AbortableError, ConfigError, FatalError, KafkaError, ValidationError
+from streamml.errors import AbortableError, ConfigError, FatalError, ValidationError
 from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic, list_topics
 from streamml.kafka.errors import classify
@@ -45,7 +45,7 @@ from streamml.schema.batch import bad_rows, decode_json, encode_json
 from streamml.serve.base import LoadedModel, ModelSource
 from streamml.serve.features import to_matrix
 from streamml.serve.strategies import Batch, Decision, Strategy
-from streamml.serve.swap import ModelHost, Role, SwapEvent
+from streamml.serve.swap import ModelHost, SwapEvent
 
 __all__ = ["ServeOptions", "Scorer", "ScorerStats", "MODES"]
 
@@ -275,7 +275,7 @@ class Scorer:
             self._assigned = True
 
     def _swap(self) -> None:
-        for role, old, new in self.host.swap():
+        for role, _old, new in self.host.swap():
             self.stats.swaps += 1
             self.stats.versions[str(role)] = new
 
