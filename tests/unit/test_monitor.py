@@ -174,11 +174,35 @@ def test_discrete_features_get_one_bin_per_value() -> None:
     rng = np.random.default_rng(6)
     flags = (rng.random(20000) < 0.002).astype(int)          # a rare flag in training
     ref = Reference.from_frame(pl.DataFrame({"flag": flags}))
-    assert ref.features["flag"].edges == (0.5,)
+    assert ref.features["flag"].edges == (-0.5, 0.5, 1.5)
     det = DriftDetector(ref, window=2000, min_samples=500, ks_threshold=None)
     live = (rng.random(2000) < 0.06).astype(int)              # 30 times as common live
     det.update(pl.DataFrame({"flag": live}))
     e = np.array(ref.features["flag"].shares)
-    a = np.array([(live == 0).mean(), (live == 1).mean()])
+    a = np.array([0.0, (live == 0).mean(), (live == 1).mean(), 0.0])
     assert det.evaluate().features["flag"].psi == pytest.approx(psi(e, a))
     assert det.evaluate().drifted == ["flag"]
+
+
+def test_alerter_confirm_waits_for_a_persistent_condition() -> None:
+    now = [0.0]
+    sent: list[dict] = []
+    a = Alerter("m", send=sent.append, confirm=10, clock=lambda: now[0])
+    assert a.check("drift", True, "blip") is None
+    now[0] = 5
+    a.check("drift", False)                      # the blip ends before it is confirmed
+    now[0] = 6
+    assert a.check("drift", True, "again") is None
+    now[0] = 15
+    assert a.check("drift", True, "still") is None   # 9 s of firing so far
+    now[0] = 16
+    assert a.check("drift", True, "confirmed")["command"] == "retrain"
+    assert len(sent) == 1
+
+
+def test_a_value_never_seen_in_training_is_drift() -> None:
+    ref = Reference.from_frame(pl.DataFrame({"round_amount": np.zeros(5000, dtype=int)}))
+    det = DriftDetector(ref, window=1000, min_samples=500, psi_threshold=0.1, ks_threshold=None)
+    det.update(pl.DataFrame({"round_amount": np.r_[np.zeros(970, dtype=int), np.ones(30, dtype=int)]}))
+    f = det.evaluate().features["round_amount"]
+    assert f.drifted and f.psi == pytest.approx(psi([0, 1, 0], [0, 0.97, 0.03]))

@@ -57,16 +57,22 @@ class Alerter:
         Seconds a retrain may take before a new episode may ask again.
     clear_after:
         Consecutive negative checks needed to end an episode (hysteresis).
+    confirm:
+        Seconds a condition must keep firing before the episode starts (like a Prometheus
+        rule's ``for:``): a blip does not retrain, and a retraining asked for after a
+        confirmed change finds labelled examples of it.
     """
 
     def __init__(self, model: str, *, send: Callable[[dict[str, Any]], None] | None = None,
                  cooldown: float = 300.0, retrain_timeout: float = 600.0, clear_after: int = 2,
-                 clock: Callable[[], float] = time.time) -> None:
+                 confirm: float = 0.0, clock: Callable[[], float] = time.time) -> None:
         self.model = model
         self.send = send
         self.cooldown = float(cooldown)
         self.retrain_timeout = float(retrain_timeout)
         self.clear_after = max(1, int(clear_after))
+        self.confirm = float(confirm)
+        self._firing_since: dict[str, float] = {}
         self.clock = clock
         self.active: dict[str, dict[str, Any]] = {}
         self._clear_streak: dict[str, int] = {}
@@ -82,6 +88,7 @@ class Alerter:
         with self._lock:
             now = self.clock()
             if not firing:
+                self._firing_since.pop(kind, None)
                 if kind in self.active:
                     streak = self._clear_streak.get(kind, 0) + 1
                     self._clear_streak[kind] = streak
@@ -92,6 +99,9 @@ class Alerter:
                 return None
             self._clear_streak[kind] = 0
             if kind in self.active:
+                return None
+            since = self._firing_since.setdefault(kind, now)
+            if now - since < self.confirm:
                 return None
             alert: dict[str, Any] = {
                 "command": "alert", "model": self.model, "alert": kind, "reason": f"{kind}: {reason}",
@@ -127,6 +137,7 @@ class Alerter:
             self.awaiting_version = False
             self.active.clear()
             self._clear_streak.clear()
+            self._firing_since.clear()
             self.history.append({"kind": "model", "event": "swap", "version": str(version),
                                  "at": int(self.clock() * 1000), "model": self.model})
 

@@ -159,8 +159,10 @@ class Reference:
                 if v.size == 0:
                     continue
                 uniq = np.unique(v)
-                if uniq.size <= 2 * bins:      # few distinct values (flags, counts): one bin per value
-                    edges = (uniq[:-1] + uniq[1:]) / 2.0
+                if uniq.size <= 2 * bins:      # few distinct values (flags, counts): one bin per value,
+                    half = float(np.min(np.diff(uniq))) / 2.0 if uniq.size > 1 else 0.5
+                    inner = (uniq[:-1] + uniq[1:]) / 2.0   # plus one bin each side for unseen values
+                    edges = np.concatenate([[uniq[0] - half], inner, [uniq[-1] + half]])
                 else:
                     edges = np.unique(np.quantile(v, np.linspace(0, 1, bins + 1)[1:-1]))
                 counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)

@@ -59,6 +59,7 @@ class MonitorConfig:
     label_field: str = "label"
     cooldown: float = 300.0
     retrain_timeout: float = 600.0
+    confirm: float = 0.0
     eval_interval: float = 2.0
     lag_interval: float = 5.0
     publish_interval: float = 5.0
@@ -105,7 +106,7 @@ class Monitor:
                       + [TopicSpec(t, 3) for t in (features_topic, labels_topic) if t])
         self.catalog = CatalogWatcher(settings, model)
         self.alerter = Alerter(model, send=send or control_sender(settings), cooldown=cfg.cooldown,
-                               retrain_timeout=cfg.retrain_timeout)
+                               retrain_timeout=cfg.retrain_timeout, confirm=cfg.confirm)
         self.version: str | None = None
         ref = Reference.coerce(reference) if reference is not None else None
         self._explicit_ref = ref is not None
