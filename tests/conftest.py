@@ -16,7 +16,7 @@ import pytest
 
 from streamml.config import Settings
 from streamml.kafka.admin import ensure_topic
-from streamml.kafka.local import LocalCluster, free_port_base
+from streamml.kafka.local import LocalCluster, free_port_base, port_free
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -28,9 +28,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.faults)
 
 
-def _start(tmp: Path, nodes: int) -> LocalCluster:
+def _start(tmp: Path, nodes: int, **kw: object) -> LocalCluster:
     base = Settings.load(config_file=None)
-    cluster = LocalCluster(tmp, nodes=nodes, port=free_port_base(nodes), cache_dir=base.cache_dir)
+    port = free_port_base(nodes)
+    while kw.get("external_listener") and not all(
+            port_free(port + off + i) for off in (200, 300) for i in range(nodes)):
+        port = free_port_base(nodes)
+    cluster = LocalCluster(tmp, nodes=nodes, port=port, cache_dir=base.cache_dir, **kw)  # type: ignore[arg-type]
     cluster.up(timeout=180)
     return cluster
 
@@ -79,8 +83,9 @@ def new_topic(settings: Settings, unique: Callable[[str], str]) -> Callable[...,
 
 @pytest.fixture(scope="session")
 def cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """A 3-node KRaft cluster on loopback (replication 3, min.insync.replicas 2)."""
-    cluster = _start(tmp_path_factory.mktemp("kafka3"), 3)
+    """A 3-node KRaft cluster on loopback (replication 3, min.insync.replicas 2), with an
+    EXTERNAL listener that a partition proxy can stand in front of."""
+    cluster = _start(tmp_path_factory.mktemp("kafka3"), 3, external_listener=True)
     yield cluster
     cluster.down(timeout=20)
 

@@ -95,6 +95,7 @@ class LocalCluster:
     heap: str = "512m"
     extra_properties: dict[str, str] = field(default_factory=dict)
     secure: bool = False
+    external_listener: bool = False
     admin_user: str = "admin"
     admin_password: str = ""
     cluster_id: str = ""
@@ -243,9 +244,21 @@ class LocalCluster:
         self.wait_ready(timeout)
         return True
 
+    @property
+    def external_bootstrap_servers(self) -> str:
+        """With ``external_listener``: the addresses the EXTERNAL listener advertises
+        (``port + 300 + i``), where a proxy forwarding to ``port + 200 + i`` can stand, so
+        that the clients bootstrapped there can be cut off from the cluster on their own."""
+        return ",".join(f"127.0.0.1:{n.port + 300}" for n in self.node_infos)
+
+    def external_routes(self) -> list[tuple[int, int]]:
+        """(advertised port, listening port) of each node's EXTERNAL listener."""
+        return [(n.port + 300, n.port + 200) for n in self.node_infos]
+
     def _check_ports(self) -> None:
         for node in self.node_infos:
-            for port in (node.port, node.controller_port):
+            extra = (node.port + 200,) if self.external_listener else ()
+            for port in (node.port, node.controller_port, *extra):
                 if not port_free(port):
                     raise PortInUseError(
                         f"port {port} on 127.0.0.1 is already in use (node {node.node_id})",
@@ -276,7 +289,7 @@ class LocalCluster:
             "unclean.leader.election.enable": "false",
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
-            "log.retention.hours": "168",
+            "log.retention.ms": "-1",  # a local cluster keeps history: replays of old event times must not vanish
             "log.segment.bytes": str(256 * 1024 * 1024),
             "message.max.bytes": str(1024 * 1024 + 1024),
             "transaction.max.timeout.ms": "900000",
@@ -303,6 +316,10 @@ class LocalCluster:
                 "super.users": f"User:{self.admin_user};User:ANONYMOUS",
                 "allow.everyone.if.no.acl.found": "false",
             })
+        if self.external_listener and not self.secure:
+            props["listeners"] += f",EXTERNAL://127.0.0.1:{node.port + 200}"
+            props["advertised.listeners"] += f",EXTERNAL://127.0.0.1:{node.port + 300}"
+            props["listener.security.protocol.map"] += ",EXTERNAL:PLAINTEXT"
         props.update(self.extra_properties)
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
