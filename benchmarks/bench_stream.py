@@ -186,11 +186,11 @@ def faust_job(settings: Settings, src: str, n: int, *, stateful: bool, eos: bool
 
 # --- the run --------------------------------------------------------------------------
 
-def median_of(k: int, fn: Any) -> Measurement:
-    """Run ``fn`` ``k`` times; keep the median run by events/s (the machine is shared: noise)."""
-    runs = sorted((fn() for _ in range(k)), key=lambda m: m.per_s)
-    m = runs[len(runs) // 2]
-    m.extra["runs_per_s"] = [round(r.per_s) for r in runs]
+def _median(ms: list[Measurement]) -> Measurement:
+    """The median run by events/s (the machine is shared: noise), with every run's rate kept."""
+    ordered = sorted(ms, key=lambda m: m.per_s)
+    m = ordered[len(ordered) // 2]
+    m.extra["runs_per_s"] = [round(r.per_s) for r in ms]
     return m
 
 
@@ -202,13 +202,27 @@ def run(n: int, size: int, skip_faust: bool, skip_quix: bool, repeat: int = 3, f
         _src_bytes = sum(map(len, events))
         src = new_topic(s, "bench.stream-src", 1)   # a dotted name is used as is
         fill_topic(s, src, events)
-        base = {eos: median_of(repeat, lambda eos=eos: raw_passthrough(s, src, n, eos=eos)) for eos in (False, True)}
+        # raw and streamml runs interleave, so that each repetition sees the same load on a shared machine
+        runs: dict[tuple[str, bool], list[Measurement]] = {}
+        for _ in range(repeat):
+            for eos in (False, True):
+                runs.setdefault(("raw", eos), []).append(raw_passthrough(s, src, n, eos=eos))
+                for stateful in (False, True):
+                    runs.setdefault(("a" if not stateful else "b", eos), []).append(
+                        streamml_job(s, src, n, stateful=stateful, eos=eos))
+        paired: dict[str, float] = {}
+        for (job, eos), ms in runs.items():
+            if job != "raw":
+                ratios = sorted(m.per_s / r.per_s for m, r in zip(ms, runs[("raw", eos)]))
+                paired[ms[0].name] = ratios[len(ratios) // 2]
+        base = {eos: _median(runs[("raw", eos)]) for eos in (False, True)}
         for eos in (False, True):
             group = "EOS" if eos else "ALOS"
             report.add(base[eos], group=group)
             for stateful in (False, True):
-                report.add(median_of(repeat, lambda: streamml_job(s, src, n, stateful=stateful, eos=eos)),
-                           base[eos], group=group)
+                m = _median(runs[("b" if stateful else "a", eos)])
+                m.extra["paired_ratio_to_raw"] = round(paired[m.name], 3)
+                report.add(m, base[eos], group=group)
                 if not skip_quix:
                     report.add(quix_job(s, src, n, stateful=stateful, eos=eos), base[eos], group=group)
                 if not skip_faust:
@@ -217,6 +231,8 @@ def run(n: int, size: int, skip_faust: bool, skip_quix: bool, repeat: int = 3, f
                         report.add(f, base[eos], group=group)
                     else:
                         report.note(f)
+        for name, ratio in paired.items():
+            report.note(f"{name}: median of per-repetition ratios to the raw run beside it = {ratio:.2f}x")
     report.note(f"raw and streamml rows: median of {repeat} runs (runs_per_s in the JSON); Quix and Faust: one run.")
     report.note("CPU-s/M: CPU seconds of the process running the engine per million input events.")
     report.note("streamml, Quix and raw are timed from start (including group join) to the last input; "
