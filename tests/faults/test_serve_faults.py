@@ -43,7 +43,7 @@ def test_repeated_sigkill_with_swaps_loses_and_duplicates_nothing(settings: Sett
                     stage="production")
 
     publish(1.0)
-    total, chunks = 40_000, 40
+    total, chunks = 30_000, 30
     events = fraud_events(total, seed=8)
     procs = {name: _spawn(settings, tmp_path, name) for name in ("a", "b")}
 

@@ -83,8 +83,7 @@ def test_ten_swaps_under_load_lose_and_duplicate_nothing(settings: Settings) -> 
         assert np.allclose(m.predict(x).score, [r.value["score"] for r in rows], atol=1e-6)
 
 
-@pytest.mark.parametrize("flaw", ["hash", "schema", "corrupt"])
-def test_bad_model_is_refused_while_the_old_one_keeps_serving(settings: Settings, flaw: str) -> None:
+def test_bad_models_are_refused_while_the_old_one_keeps_serving(settings: Settings) -> None:
     topic = settings.topic("features", "pay")
     ensure_topic(settings, topic, 2)
     good = train_fraud_onnx(seed=1)
@@ -96,16 +95,14 @@ def test_bad_model_is_refused_while_the_old_one_keeps_serving(settings: Settings
     produce_events(settings, topic, fraud_events(1000, seed=1, prefix="a"))
     assert len(read_topic(settings, scorer.output_topic, expect=1000, timeout=30)) == 1000
 
-    if flaw == "hash":
-        bad = onnx_candidate("fraud", 2, train_fraud_onnx(seed=2), sha="0" * 64)
-    elif flaw == "schema":
-        bad = onnx_candidate("fraud", 2, train_fraud_onnx(seed=2),
-                             columns=FRAUD_FEATURES[:5] + ("ip_risk",))
-    else:
-        bad = onnx_candidate("fraud", 2, good[: len(good) // 2])
-    source.publish(bad)
+    other = train_fraud_onnx(seed=2)
+    bad = {2: onnx_candidate("fraud", 2, other, sha="0" * 64),                                      # hash
+           3: onnx_candidate("fraud", 3, other, columns=FRAUD_FEATURES[:5] + ("ip_risk",)),         # schema
+           4: onnx_candidate("fraud", 4, good[: len(good) // 2])}                                   # corrupt
+    for cand in bad.values():
+        source.publish(cand)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and scorer.stats.refused == 0:
+    while time.monotonic() < deadline and scorer.stats.refused < 3:
         time.sleep(0.05)
     produce_events(settings, topic, fraud_events(1000, seed=2, prefix="b"))
     got = read_topic(settings, scorer.output_topic, expect=2000, timeout=30)
@@ -113,13 +110,12 @@ def test_bad_model_is_refused_while_the_old_one_keeps_serving(settings: Settings
     scorer.stop_event.set()
     runner.join(30)
 
-    assert scorer.stats.refused == 1
+    assert scorer.stats.refused == 3 and scorer.stats.swaps == 0
     assert len(got) == 2000 and len({r.value["event_id"] for r in got}) == 2000
     assert {r.value["model_version"] for r in got} == {1}
-    refused = [r.value for r in reports if r.value.get("event") == "model_refused"]
-    assert len(refused) == 1 and refused[0]["version"] == 2
-    expected = {"hash": "does not match", "schema": "ip_risk", "corrupt": "cannot load"}[flaw]
-    assert expected in refused[0]["reason"]
+    refused = {r.value["version"]: r.value["reason"] for r in reports if r.value.get("event") == "model_refused"}
+    assert sorted(refused) == [2, 3, 4]
+    assert "does not match" in refused[2] and "ip_risk" in refused[3] and "cannot load" in refused[4]
 
 
 def test_restarted_scorer_starts_with_the_newest_production_version(settings: Settings) -> None:
@@ -135,3 +131,17 @@ def test_restarted_scorer_starts_with_the_newest_production_version(settings: Se
     got = read_topic(settings, settings.topic("predictions", "fraud"), expect=500)
     assert stats.versions == {"fraud": 3}
     assert {r.value["model_version"] for r in got} == {3} and len(got) == 500
+
+
+def test_first_model_is_checked_against_the_features_already_on_the_topic(settings: Settings) -> None:
+    from streamml.errors import ModelError
+
+    topic = settings.topic("features", "pay")
+    ensure_topic(settings, topic, 2)
+    produce_events(settings, topic, fraud_events(50, seed=1))
+    src = MemorySource()
+    src.publish(onnx_candidate("fraud", 1, train_fraud_onnx(seed=1), columns=FRAUD_FEATURES[:5] + ("ip_risk",)))
+    scorer = Scorer(settings, Single([Role("fraud")]), src, ServeOptions(topic, wait_for_model_s=1.0))
+    with pytest.raises(ModelError, match="ip_risk"):
+        scorer.start()
+    scorer.close()

@@ -186,6 +186,7 @@ class Scorer:
         for name, n in wanted:
             if name not in topics:
                 ensure_topic(s, name, max(1, n))
+        self._columns, self._sample = self._peek(o.input_topic)
         self.host.start(wait_for=self.strategy.primary, timeout=o.wait_for_model_s)
         gc.collect()
         gc.freeze()  # modules, models and clients live for the whole run: the collector need not scan them
@@ -207,6 +208,33 @@ class Scorer:
         self.consumer.subscribe([o.input_topic], on_assign=self._on_assign)
         self._started = True
         return self
+
+    def _peek(self, topic: str, timeout: float = 2.0) -> tuple[list[str] | None, pl.DataFrame | None]:
+        """The columns (and a few rows) of the newest records on ``topic``, so that even the first
+        model is checked against the features it will meet; ``(None, None)`` for an empty topic."""
+        c = clients.consumer(self.settings, f"{self.group}.peek")
+        try:
+            parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+            assign = []
+            for p in sorted(parts)[:8]:
+                low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+                if high > low:
+                    assign.append(TopicPartition(topic, p, max(low, high - 4)))
+            if not assign:
+                return None, None
+            c.assign(assign)
+            values: list[bytes] = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and len(values) < 4 * len(assign):
+                values += [m.value() for m in c.consume(100, timeout=0.2) if m.error() is None and m.value()]
+            bad = set(bad_rows(values))
+            df = decode_json([v for i, v in enumerate(values) if i not in bad])
+            return (df.columns, df) if df.width else (None, None)
+        except Exception as exc:  # a peek that fails leaves the check to the first batch
+            _log.info("could not peek at %s: %s", topic, exc)
+            return None, None
+        finally:
+            c.close()
 
     def close(self) -> None:
         """Finish in-flight work, commit what was delivered, and release everything."""
