@@ -34,6 +34,9 @@ _LAZY = {
     # preprocess
     "Pipeline": "streamml.stream", "Table": "streamml.stream",
     "TestDriver": "streamml.stream", "run": "streamml.stream", "replay": "streamml.stream",
+    # train and models as data
+    "Dataset": "streamml.train", "TrainingJob": "streamml.train", "Retrainer": "streamml.train",
+    "OnlineLearner": "streamml.train", "Registry": "streamml.registry",
     # interactive
     "topic": "streamml.query", "topics": "streamml.query", "sql": "streamml.query", "tail": "streamml.query",
     "deploy": "streamml.query",

@@ -13,7 +13,7 @@ from typing import Iterable
 
 __all__ = [
     "EVENT_ID", "EVENT_TIME", "INGEST_TIME", "COMPONENT", "VERSION", "SCHEMA", "SCHEMA_VERSION",
-    "MODEL", "MODEL_VERSION", "SOURCE", "REASON", "lineage", "as_dict",
+    "MODEL", "MODEL_VERSION", "PIPELINE_HASH", "SOURCE", "REASON", "lineage", "as_dict",
 ]
 
 EVENT_ID = "sm.event_id"
@@ -25,6 +25,7 @@ SCHEMA = "sm.schema"
 SCHEMA_VERSION = "sm.schema_version"
 MODEL = "sm.model"
 MODEL_VERSION = "sm.model_version"
+PIPELINE_HASH = "sm.pipeline_hash"    # features: fingerprint of the pipeline that computed them
 SOURCE = "sm.source"                  # dead letters: where the record came from (file:line, request id...)
 REASON = "sm.reason"                  # dead letters: why it was rejected
 

@@ -16,8 +16,7 @@ from streamml.kafka.inspect import under_replicated, wait_fully_replicated
 from streamml.kafka.local import LocalCluster
 from streamml.verify import read_topic, verify
 
-from conftest import BrokerChaos  # type: ignore[import-not-found]
-from harness import AckedProducer, Procs, wait_until, write_app  # type: ignore[import-not-found]
+from streamml.chaos import AckedProducer, BrokerChaos, Procs, wait_until, write_app
 
 pytestmark = pytest.mark.faults
 

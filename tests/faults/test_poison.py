@@ -12,7 +12,7 @@ from streamml.config import Settings
 from streamml.kafka.admin import ensure_topic
 from streamml.verify import read_topic, verify
 
-from harness import AckedProducer, Procs, wait_until, write_app  # type: ignore[import-not-found]
+from streamml.chaos import AckedProducer, Procs, wait_until, write_app
 
 pytestmark = pytest.mark.faults
 

@@ -17,8 +17,8 @@ from streamml.kafka.admin import ensure_topic
 from streamml.kafka.local import LocalCluster
 from streamml.verify import read_topic, verify
 
-from harness import AckedProducer, Procs, wait_until, write_app  # type: ignore[import-not-found]
-from proxy import PartitionProxy  # type: ignore[import-not-found]
+from streamml.chaos import AckedProducer, Procs, wait_until, write_app
+from streamml.chaos import PartitionProxy
 
 pytestmark = pytest.mark.faults
 

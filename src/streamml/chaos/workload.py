@@ -1,4 +1,4 @@
-"""A small pipeline under fault: an acknowledging producer (the ingest stage), stream workers
+"""Workloads for fault injection: an acknowledging producer (the ingest stage), stream workers
 and scorers as real processes (the CLI), and bookkeeping for the verifier."""
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import orjson
 from streamml.config import Settings
 from streamml.headers import lineage
 from streamml.kafka import clients
+
+__all__ = ["AckedProducer", "Procs", "STATELESS_APP", "write_app", "wait_until"]
 
 
 class AckedProducer(threading.Thread):

@@ -1,0 +1,13 @@
+"""Fault injection and verification tools: the fault suite and ``streamml soak`` use them.
+
+- :class:`BrokerChaos` kills and restarts brokers of a local cluster;
+- :class:`PartitionProxy` cuts clients off from the brokers (a network partition);
+- :class:`AckedProducer` writes events and records which ones the brokers acknowledged;
+- :class:`Procs` runs CLI workers and kills, pauses and restarts them.
+"""
+
+from streamml.chaos.brokers import BrokerChaos
+from streamml.chaos.proxy import PartitionProxy
+from streamml.chaos.workload import STATELESS_APP, AckedProducer, Procs, wait_until, write_app
+
+__all__ = ["BrokerChaos", "PartitionProxy", "AckedProducer", "Procs", "STATELESS_APP", "write_app", "wait_until"]
