@@ -51,7 +51,7 @@ def test_monitor_command_asks_for_one_retrain_on_drift(settings: Settings) -> No
     TrainingJob("fraud", topic, SklearnClassifier(), features=["amount", "velocity"]).run(settings, Registry(settings))
     produce_features(settings, topic, 1500, 1500, drifted=True, seed=2)
     out = sm(settings, "monitor", "--model", "fraud", "--features", "payments", "--window", "1000",
-             "--duration", "8")
+             "--duration", "6")
     assert out.returncode == 0, out.stderr
     assert "retrain requested" in out.stdout and "drift: psi(" in out.stdout, out.stdout
     cmds = [orjson.loads(v) for _, v in drain(settings, settings.topic("control"), expect=1)]

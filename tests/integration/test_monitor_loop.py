@@ -36,7 +36,7 @@ def test_closed_loop_detects_new_fraud_pattern_retrains_promotes_and_swaps(setti
     assert v3["reason"] == "control: " + from_monitor[0]["reason"]
 
     # the scorer swapped: v3 scored payments after the new pattern started, and caught the pattern
-    after = {r["version"]: r for r in rep["quality"] if r["phase"] == "after the new pattern"}
+    after = {r["version"]: r for r in rep["quality"] if r["phase"] == "after"}
     assert 2 in after and 3 in after, rep["quality"]
     assert after[2]["cashout_recall"] is not None and after[3]["cashout_recall"] is not None
     assert after[3]["cashout_recall"] > after[2]["cashout_recall"]

@@ -58,8 +58,8 @@ class Timeline:
     warmup: float = 35.0              # features before this are not trained on (windows still filling)
     unsupervised_at: float = 45.0
     supervised_at: float = 70.0
-    inject_at: float = 100.0
-    fraud_rate: float = 0.015
+    inject_at: float = 90.0
+    fraud_rate: float = 0.02
     label_delay_ms: int = 5_000
     quality_window: int = 4000
     quality_min_labels: int = 600
@@ -73,7 +73,7 @@ class Timeline:
     def for_minutes(cls, minutes: float) -> "Timeline":
         """The default scenario stretched to ``minutes`` (at least 3)."""
         total = max(180.0, minutes * 60.0)
-        return cls(duration=total, inject_at=max(100.0, round(total * 0.55)))
+        return cls(duration=total, inject_at=max(90.0, round(total * 0.5)))
 
     @classmethod
     def short(cls) -> "Timeline":
@@ -215,7 +215,12 @@ def run(settings: Settings, minutes: float = 3.0, console: Console | None = None
     if dashboard:
         from streamml.monitor.dashboard import serve
 
-        dash = serve(settings, port=port)
+        from streamml.errors import ConfigError
+
+        try:
+            dash = serve(settings, port=port)
+        except ConfigError:                       # the port is taken: any free one will do
+            dash = serve(settings, port=0)
         say(f"dashboard: [link={dash.url}]{dash.url}[/link]", "bold cyan")
     train_from = t0_ms + int(tl.warmup * 1000)
     job = _LabelledJob(MODEL, feats, _forest(), labels_topic=labels, features=FEATURES, seed=tl.seed,
@@ -347,8 +352,7 @@ def _final_report(settings: Settings, steady_ms: int, inject_ms: int, registry: 
     lab = labels.select(pl.col("event_id"), pl.col("is_fraud").alias("y"), pl.col("pattern")).unique("event_id")
     j = preds.select("event_id", "score", pl.col("model_version").cast(pl.Int64), "event_time").join(lab, on="event_id")
     rows = []
-    for phase, cond in (("before the new pattern", pl.col("event_time") < inject_ms),
-                        ("after the new pattern", pl.col("event_time") >= inject_ms)):
+    for phase, cond in (("before", pl.col("event_time") < inject_ms), ("after", pl.col("event_time") >= inject_ms)):
         part = j.filter(cond)
         for v in sorted(part.get_column("model_version").unique().to_list()):
             pv = part.filter(pl.col("model_version") == v)
@@ -361,8 +365,9 @@ def _final_report(settings: Settings, steady_ms: int, inject_ms: int, registry: 
 
 
 def _print_report(rep: dict[str, Any], console: Console) -> None:
-    t = Table(title="precision and recall, per model version (predictions joined with labels, threshold 0.5)")
-    for col in ("phase", "version", "payments", "fraud", "precision", "recall", "ROC AUC", "recall on new pattern"):
+    t = Table(title="precision and recall per model version, before and after the new fraud pattern "
+                    "(predictions joined with labels, threshold 0.5)")
+    for col in ("phase", "version", "payments", "fraud", "precision", "recall", "ROC AUC", "new-pattern recall"):
         t.add_column(col, justify="left" if col == "phase" else "right")
     for r in rep.get("quality", []):
         f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
