@@ -1,6 +1,6 @@
 """Broker faults on a 3-node cluster (replication 3, min.insync.replicas 2, no unclean election):
 SIGKILL and clean restart of each broker in turn, then of the partition leader five times, while
-events are ingested and processed by exactly-once stream workers. Every acknowledged ingest
+events are ingested, processed by exactly-once stream workers and scored by exactly-once scorers. Every acknowledged ingest
 record must appear exactly once downstream, per the independent read_committed verifier."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from streamml.kafka.inspect import under_replicated, wait_fully_replicated
 from streamml.kafka.local import LocalCluster
 from streamml.verify import read_topic, verify
 
+from streamml.chaos.soak import publish_soak_model
 from streamml.chaos import AckedProducer, BrokerChaos, Procs, wait_until, write_app
 
 pytestmark = pytest.mark.faults
@@ -29,6 +30,12 @@ def run_scenario(cluster: LocalCluster, settings: Settings, tmp: Path, n: int = 
     procs = Procs(settings, tmp)
     procs.start("worker0", ["run", str(app), "--worker-index", "0", "--max-batch", "500"])
     procs.start("worker1", ["run", str(app), "--worker-index", "1", "--max-batch", "500"])
+    preds = settings.topic("predictions", "fraud")
+    ensure_topic(settings, out, 3, replication=3)
+    publish_soak_model(settings)
+    for inst in ("a", "b"):
+        procs.start(f"scorer-{inst}", ["serve", "--model", "fraud", "--input", "pay", "--instance", inst,
+                                      "--batch-size", "500"])
     producer = AckedProducer(settings, raw, n, rate)
     chaos = BrokerChaos(cluster, settings)
     producer.start()
@@ -38,17 +45,21 @@ def run_scenario(cluster: LocalCluster, settings: Settings, tmp: Path, n: int = 
         chaos.leader_kills(raw, times=5)
         producer.join(600)
         assert not producer.is_alive()
-        assert wait_until(lambda: len(read_topic(settings, out, 30)) >= len(producer.acked), 180), \
-            procs.log("worker0") + procs.log("worker1")
+        assert wait_until(lambda: len(read_topic(settings, preds, 30)) >= len(producer.acked), 240), \
+            procs.log("worker0") + procs.log("worker1") + procs.log("scorer-a")
     finally:
         procs.stop_all()
     report = verify(settings, [raw], [out], expected=lambda r: r.header("sm.event_id") in producer.acked)
+    scoring = verify(settings, [out], [preds])
     assert wait_fully_replicated(settings, 120)
     result = {"records_sent": n, "acked": len(producer.acked), "send_failures": len(producer.failed),
-              "faults": chaos.faults, **report.as_dict(), "under_replicated_at_end": under_replicated(settings)}
+              "faults": chaos.faults, **report.as_dict(), "scoring": scoring.as_dict(),
+              "under_replicated_at_end": under_replicated(settings)}
     (tmp / "report.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: v for k, v in result.items() if k != "per_partition"}), "\n" + "\n".join(chaos.log))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("per_partition", "scoring")}),
+          "\nscoring:", scoring.summary(), "\n" + "\n".join(chaos.log))
     assert report.ok, report.summary()
+    assert scoring.ok, "scoring: " + scoring.summary()
     assert result["under_replicated_at_end"] == 0
     assert len(producer.acked) == n, f"{len(producer.failed)} sends failed: acks=all should ride out one broker down"
     return result

@@ -89,7 +89,9 @@ class Procs:
         if args is not None:
             self.cmds[name] = [sys.executable, "-m", "streamml", *args]
         log = open(self.tmp / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(self.cmds[name], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        # a session of its own: stop_all() signals the whole group, supervised children included
+        self.procs[name] = subprocess.Popen(self.cmds[name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
 
     def kill(self, name: str, restart: bool = True) -> None:
         self.procs[name].send_signal(signal.SIGKILL)
@@ -107,19 +109,29 @@ class Procs:
     def alive(self, name: str) -> bool:
         return self.procs[name].poll() is None
 
-    def stop_all(self) -> None:
+    def stop_all(self, timeout: float = 30.0) -> None:
+        """SIGTERM every process group, SIGKILL what is left after ``timeout``."""
         for p in self.procs.values():
             if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+                _signal_group(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
         for p in self.procs.values():
             try:
-                p.wait(30)
+                p.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
+            _signal_group(p.pid, signal.SIGKILL)  # children a supervisor left behind
 
     def log(self, name: str, lines: int = 30) -> str:
         text = (self.tmp / f"{name}.log").read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 STATELESS_APP = """

@@ -95,7 +95,8 @@ class Engine:
         self.state = WindowState()
         self.keep_frames = keep_frames
         self.component = f"stream.{pipeline.name}".encode()
-        self._base = [(H.COMPONENT, self.component), (H.VERSION, __version__.encode())]
+        self._base = [(H.COMPONENT, self.component), (H.VERSION, __version__.encode()),
+                      (H.PIPELINE_HASH, pipeline.fingerprint().encode())]
         self._schema = dict(pipeline.schema) if pipeline.schema else None
         self._needs_ts = self.window is not None and self.window.time is None
         self._needs_offsets = self.window is not None and self.window.spec.kind == "sliding"

@@ -33,8 +33,9 @@ _CHECKPOINT = b"\x00changelog_offset"
 
 
 def store_dir(settings: Settings, pipeline: str, store: str = "window") -> Path:
-    """Where the local stores of ``pipeline`` live."""
-    return settings.state_dir / "stream" / pipeline / store
+    """Where the local stores of ``pipeline`` live (per namespace: two namespaces sharing a
+    home directory never share state)."""
+    return settings.state_dir / "stream" / settings.namespace / pipeline / store
 
 
 class PartitionStore:

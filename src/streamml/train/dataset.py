@@ -456,6 +456,13 @@ class Dataset:
         if not times:
             raise ConfigError(f"cannot split by time: no {tcol!r} field in the data")
         t = np.sort(np.concatenate(times))
+        lo, hi = self.spec.time_filter or (None, None)
+        if lo is not None:
+            t = t[t >= lo]
+        if hi is not None:
+            t = t[t < hi]
+        if not t.size:
+            raise ConfigError("cannot split by time: no record in the dataset's time range")
         cum = np.cumsum(fractions)[:-1] / float(sum(fractions))
         return [int(t[min(len(t) - 1, int(round(c * len(t))))]) for c in cum]
 
