@@ -40,7 +40,7 @@ test-unit: setup
 test-integration: kafka system-deps
 	$(PY) -m pytest tests/integration
 
-test-faults: kafka
+test-faults: kafka system-deps
 	$(PY) -m pytest -m faults tests/faults
 
 bench: kafka

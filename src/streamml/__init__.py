@@ -37,6 +37,8 @@ _LAZY = {
     # train and models as data
     "Dataset": "streamml.train", "TrainingJob": "streamml.train", "Retrainer": "streamml.train",
     "OnlineLearner": "streamml.train", "Registry": "streamml.registry",
+    # serve
+    "Scorer": "streamml.serve", "ServeOptions": "streamml.serve", "RegistrySource": "streamml.serve",
     # interactive
     "topic": "streamml.query", "topics": "streamml.query", "sql": "streamml.query", "tail": "streamml.query",
     "deploy": "streamml.query",

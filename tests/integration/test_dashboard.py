@@ -26,7 +26,7 @@ from streamml.monitor.quality import QualityTracker
 from streamml.registry.registry import Registry
 from streamml.train.job import TrainingJob
 from streamml.train.trainers import SklearnClassifier
-from tests.integration.test_monitor_drift import produce_features
+from test_monitor_drift import produce_features
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

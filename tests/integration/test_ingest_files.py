@@ -21,32 +21,11 @@ from streamml.ingest import ingest_files
 from streamml.kafka import clients
 from streamml.schema import Field, Schema, SchemaRegistry, codec_for
 
+from helpers import drain
+
 SCHEMA = Schema("pay", [Field("id", int), Field("amount", float, min=0), Field("cur", str, enum=["EUR", "USD"]),
                         Field("ts", "timestamp")])
 SM = [str(Path(sys.executable).parent / "streamml")]
-
-
-def drain(settings: Settings, topic: str, expect: int | None = None, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """Every committed record of ``topic``, read by an independent read_committed consumer."""
-    c = clients.consumer(settings, f"verify-{time.time_ns()}")
-    c.subscribe([topic])
-    out: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    quiet = time.monotonic()
-    while time.monotonic() < deadline:
-        msgs = c.consume(2000, timeout=0.3)
-        if msgs:
-            quiet = time.monotonic()
-        for m in msgs:
-            if m.error():
-                continue
-            out.append({"key": m.key(), "value": m.value(), "headers": H.as_dict(m.headers())})
-        if expect is not None and len(out) >= expect and time.monotonic() - quiet > 0.5:
-            break
-        if expect is None and time.monotonic() - quiet > 2.0:
-            break
-    c.close()
-    return out
 
 
 def _row(i: int) -> dict[str, Any]:

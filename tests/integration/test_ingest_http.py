@@ -20,32 +20,13 @@ import uvicorn
 from streamml import headers as H
 from streamml.config import Settings
 from streamml.ingest import HttpOptions, create_app
-from streamml.kafka import clients
 from streamml.schema import Field, Schema
+
+from helpers import drain
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SCHEMA = Schema("clicks", [Field("user", str), Field("n", int, min=0)])
-
-
-def drain(settings: Settings, topic: str, expect: int | None = None, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """Every committed record of ``topic``, read by an independent read_committed consumer."""
-    c = clients.consumer(settings, f"verify-{time.time_ns()}")
-    c.subscribe([topic])
-    out: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    quiet = time.monotonic()
-    while time.monotonic() < deadline:
-        msgs = c.consume(2000, timeout=0.3)
-        if msgs:
-            quiet = time.monotonic()
-        out += [{"key": m.key(), "value": m.value(), "headers": H.as_dict(m.headers())} for m in msgs if not m.error()]
-        if expect is not None and len(out) >= expect and time.monotonic() - quiet > 0.5:
-            break
-        if expect is None and time.monotonic() - quiet > 2.0:
-            break
-    c.close()
-    return out
 
 
 def free_port() -> int:

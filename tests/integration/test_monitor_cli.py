@@ -12,9 +12,9 @@ import orjson
 
 from streamml.config import Settings
 from streamml.kafka.admin import ensure_topic
-from tests.integration.test_dashboard import _seed
-from tests.integration.test_kafka_layer import drain
-from tests.integration.test_monitor_drift import produce_features
+from test_dashboard import _seed
+from test_kafka_layer import drain
+from test_monitor_drift import produce_features
 
 
 def sm(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

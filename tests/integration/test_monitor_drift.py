@@ -17,7 +17,7 @@ from streamml.monitor.metrics import Metrics
 from streamml.registry.registry import Registry
 from streamml.train.job import Retrainer, TrainingJob
 from streamml.train.trainers import SklearnClassifier
-from tests.integration.test_kafka_layer import drain
+from test_kafka_layer import drain
 
 
 def produce_features(settings: Settings, topic: str, n: int, start: int, *, drifted: bool, seed: int) -> None:

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from streamml.config import Settings
 from streamml.demos.fraud import MODEL, Timeline, run
-from tests.integration.test_kafka_layer import drain
+from test_kafka_layer import drain
 
 
 def test_closed_loop_detects_new_fraud_pattern_retrains_promotes_and_swaps(settings: Settings) -> None:

@@ -19,28 +19,10 @@ from streamml.ingest import MqttBridge, MqttOptions
 from streamml.kafka import clients
 from streamml.schema import Field, Schema
 
+from helpers import drain
+
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (make system-deps installs it)")
-
-
-def drain(settings: Settings, topic: str, expect: int | None = None, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """Every committed record of ``topic``, read by an independent read_committed consumer."""
-    c = clients.consumer(settings, f"verify-{time.time_ns()}")
-    c.subscribe([topic])
-    out: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    quiet = time.monotonic()
-    while time.monotonic() < deadline:
-        msgs = c.consume(2000, timeout=0.3)
-        if msgs:
-            quiet = time.monotonic()
-        out += [{"key": m.key(), "value": m.value(), "headers": H.as_dict(m.headers())} for m in msgs if not m.error()]
-        if expect is not None and len(out) >= expect and time.monotonic() - quiet > 0.5:
-            break
-        if expect is None and time.monotonic() - quiet > 2.0:
-            break
-    c.close()
-    return out
 
 
 @pytest.fixture

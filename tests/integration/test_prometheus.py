@@ -67,8 +67,8 @@ scrape_configs:
         while time.monotonic() < deadline:
             try:
                 ups = _query(base, "up")
-                recs = _query(base, 'streamml_records_total{component="serve.fraud"}')
-                inst = _query(base, 'streamml_instance_records{worker="worker-a",component="serve.fraud"}')
+                recs = _query(base, 'streamml_records_total{component="serve.fraud",job="streamml"}')
+                inst = _query(base, 'streamml_instance_records{worker="worker-a",component="serve.fraud",job="dashboard"}')
                 if len(ups) == 2 and all(u["value"][1] == "1" for u in ups) and recs and inst:
                     break
             except httpx.HTTPError:
@@ -78,14 +78,14 @@ scrape_configs:
             pytest.fail(f"prometheus did not scrape both targets: {ups}\n{(tmp_path / 'prometheus.log').read_text()[-2000:]}")
         assert float(recs[0]["value"][1]) == 5000
         assert float(inst[0]["value"][1]) == 5000
-        dlq = _query(base, 'streamml_dlq_records_total{component="ingest.http"}')
+        dlq = _query(base, 'streamml_dlq_records_total{component="ingest.http",job="streamml"}')
         assert float(dlq[0]["value"][1]) == 4 and dlq[0]["metric"]["reason"] == "bad json"
-        lag = _query(base, 'streamml_consumer_lag{group="g"}')
+        lag = _query(base, 'streamml_consumer_lag{group="g",job="streamml"}')
         assert float(lag[0]["value"][1]) == 123
-        ver = _query(base, 'streamml_model_version{model="fraud"}')
+        ver = _query(base, 'streamml_model_version{model="fraud",job="streamml"}')  # the dashboard job also exports this process's global metrics
         assert ver[0]["metric"]["version"] == "7"
         # Prometheus' own quantile over our buckets agrees with the data to within one bucket
-        q = float(_query(base, 'histogram_quantile(0.5, streamml_latency_ms_bucket{component="serve.fraud"})')[0]["value"][1])
+        q = float(_query(base, 'histogram_quantile(0.5, streamml_latency_ms_bucket{component="serve.fraud",job="streamml"})')[0]["value"][1])
         true = float(np.median(lat))
         assert 20 <= true <= 50 and 20 <= q <= 50
     finally:
