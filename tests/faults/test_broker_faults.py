@@ -76,12 +76,12 @@ def test_broker_kills_on_a_secured_cluster(secure_cluster3: LocalCluster, tmp_pa
     reach every component (producer, CLI workers, verifier) through settings only."""
     import uuid
 
-    from streamml.kafka.security import add_user, grant
+    from streamml.kafka.security import add_user, grant_namespace
 
     ns = "s" + uuid.uuid4().hex[:8]
     admin = secure_cluster3.settings()
     add_user(admin, "pipeline", "pipeline-secret")
-    grant(admin, "pipeline", topic_prefix=f"{ns}.", group_prefix=ns, transactional_prefix=ns)
+    grant_namespace(admin, "pipeline", ns)
     s = secure_cluster3.settings(user="pipeline", password="pipeline-secret").with_(
         namespace=ns, home=tmp_path / "home")
     s.home.mkdir(parents=True)

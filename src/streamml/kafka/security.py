@@ -11,7 +11,7 @@ from streamml.config import Settings
 from streamml.kafka.clients import admin as make_admin
 from streamml.kafka.errors import classify
 
-__all__ = ["add_user", "grant"]
+__all__ = ["add_user", "grant", "grant_namespace"]
 
 
 def add_user(settings: Settings, user: str, password: str, timeout: float = 30.0) -> None:
@@ -52,3 +52,14 @@ def grant(settings: Settings, user: str, *, topic_prefix: str, group_prefix: str
             fut.result()
     except KafkaException as exc:
         raise classify(exc, f"cannot grant ACLs to {user}: ") from None
+
+
+def grant_namespace(settings: Settings, user: str, namespace: str, timeout: float = 30.0) -> None:
+    """Allow ``user`` everything streamml does inside ``namespace``: its topics
+    (``<ns>.``), and the consumer groups and transactional ids streamml uses, which start
+    either with the namespace or with ``streamml-`` (readers, registry writers).
+    """
+    grant(settings, user, topic_prefix=f"{namespace}.", group_prefix=namespace, transactional_prefix=namespace,
+          timeout=timeout)
+    grant(settings, user, topic_prefix=f"{namespace}.", group_prefix="streamml-", transactional_prefix="streamml-",
+          create=False, timeout=timeout)
