@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import orjson
-from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka import IsolationLevel, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
 from streamml.config import Settings
 from streamml.headers import EVENT_ID
 from streamml.kafka import clients
-from streamml.kafka.admin import metadata
+from streamml.kafka.admin import list_offsets, metadata
 from streamml.kafka.errors import classify
 
 __all__ = ["Record", "VerifyReport", "read_topic", "open_transactions", "verify", "event_id_of"]
@@ -77,11 +77,7 @@ def _end_offsets(settings: Settings, topic: str, isolation: IsolationLevel, time
     if topic not in md.topics or md.topics[topic].error is not None:
         raise classify(md.topics[topic].error if topic in md.topics else "unknown topic", f"topic {topic}: ")
     req = {TopicPartition(topic, p): OffsetSpec.latest() for p in md.topics[topic].partitions}
-    try:
-        res = admin.list_offsets(req, isolation_level=isolation, request_timeout=timeout)
-        return {tp.partition: fut.result().offset for tp, fut in res.items()}
-    except KafkaException as exc:
-        raise classify(exc, f"cannot list offsets of {topic}: ") from None
+    return {p: off for (_, p), off in list_offsets(admin, req, isolation=isolation, timeout=timeout).items()}
 
 
 def open_transactions(settings: Settings, topics: Iterable[str], timeout: float = 15.0) -> list[tuple[str, int, int, int]]:

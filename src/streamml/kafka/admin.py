@@ -16,7 +16,7 @@ from streamml.errors import BrokerUnavailableError, ConfigError, RetriableError
 from streamml.kafka.clients import admin as make_admin
 from streamml.kafka.errors import classify
 
-__all__ = ["metadata", "TopicSpec", "ensure_topic", "ensure_topics", "delete_topics", "default_replication", "list_topics"]
+__all__ = ["metadata", "list_offsets", "TopicSpec", "ensure_topic", "ensure_topics", "delete_topics", "default_replication", "list_topics"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,28 @@ def metadata(client: AdminClient, timeout: float = 30.0, topic: str | None = Non
             if not isinstance(err, (RetriableError, BrokerUnavailableError)) or time.monotonic() >= deadline:
                 raise err from None
             time.sleep(0.2)
+
+
+def list_offsets(client: AdminClient, specs: dict[Any, Any], *, isolation: Any = None,
+                 timeout: float = 30.0) -> dict[tuple[str, int], int]:
+    """``{(topic, partition): offset}`` for ``specs`` (TopicPartition -> OffsetSpec), read_committed
+    by default; retried while leadership moves (a broker restarting) until ``timeout``."""
+    from confluent_kafka import IsolationLevel
+
+    if not specs:
+        return {}
+    isolation = IsolationLevel.READ_COMMITTED if isolation is None else isolation
+    deadline = time.monotonic() + timeout
+    while True:
+        attempt = max(2.0, min(10.0, deadline - time.monotonic()))
+        try:
+            futs = client.list_offsets(specs, isolation_level=isolation, request_timeout=attempt)
+            return {(tp.topic, tp.partition): fut.result().offset for tp, fut in futs.items()}
+        except KafkaException as exc:
+            err = classify(exc, "cannot list offsets: ")
+            if not isinstance(err, (RetriableError, BrokerUnavailableError)) or time.monotonic() >= deadline:
+                raise err from None
+            time.sleep(0.3)
 
 
 def default_replication(client: AdminClient, timeout: float = 10.0) -> int:

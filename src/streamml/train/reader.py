@@ -88,11 +88,9 @@ class RawBatch:
 
 
 def _partitions(settings: Settings, topic: str, timeout: float) -> list[int]:
-    c = clients.admin(settings)
-    try:
-        md = c.list_topics(topic, timeout=timeout)
-    except KafkaException as exc:
-        raise classify(exc, f"cannot describe topic {topic}: ") from None
+    from streamml.kafka.admin import metadata
+
+    md = metadata(clients.admin(settings), timeout, topic)
     t = md.topics.get(topic)
     if t is None or t.error is not None or not t.partitions:
         raise ConfigError(f"topic {topic} does not exist",
@@ -101,16 +99,9 @@ def _partitions(settings: Settings, topic: str, timeout: float) -> list[int]:
 
 
 def _list_offsets(settings: Settings, specs: dict[TopicPartition, OffsetSpec], timeout: float) -> dict[tuple[str, int], int]:
-    from confluent_kafka import IsolationLevel
+    from streamml.kafka.admin import list_offsets
 
-    if not specs:
-        return {}
-    client = clients.admin(settings)
-    try:
-        futs = client.list_offsets(specs, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout)
-        return {(tp.topic, tp.partition): fut.result().offset for tp, fut in futs.items()}
-    except KafkaException as exc:
-        raise classify(exc, "cannot list offsets: ") from None
+    return list_offsets(clients.admin(settings), specs, timeout=timeout)
 
 
 def resolve_ranges(
