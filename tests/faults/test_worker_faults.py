@@ -1,5 +1,6 @@
-"""Worker faults on the 3-node cluster: a paused zombie and a network partition, each past the
-consumer session timeout and the transaction timeout, under load. The exactly-once stream
+"""Worker faults on the 3-node cluster, under load: a paused zombie (past the consumer session
+timeout, the poll timeout and the transaction timeout) and a network partition (past the
+session and transaction timeouts). The exactly-once stream
 workers run under the CLI's supervisor (``streamml run --workers 2``), which restarts a
 worker that stopped on a fatal error (fenced). The verifier then finds every input exactly
 once in the output."""
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.faults
 
 TXN_TIMEOUT_S = 30   # RunOptions.transaction_timeout_ms
 SESSION_S = 10       # RunOptions.session_timeout_ms
+POLL_S = 20          # max.poll.interval.ms given to the zombie test's workers through settings
 
 
 def children(pid: int) -> list[int]:
@@ -90,7 +92,7 @@ def test_paused_zombie_is_fenced_and_duplicates_nothing(settings3: Settings, tmp
     raw, out, app = _setup(settings3, tmp_path, "zombie")
     marker = str(tmp_path / "freeze-once")
     app.write_text(ZOMBIE_HOOK.format(marker=marker) + app.read_text())
-    procs = Procs(settings3, tmp_path)
+    procs = Procs(settings3, tmp_path, extra_env={"STREAMML_KAFKA__MAX_POLL_INTERVAL_MS": str(POLL_S * 1000)})
     procs.start("workers", ["run", str(app), "--workers", "2", "--max-batch", "200"])
     producer = AckedProducer(settings3, raw, 5000, rate=200)
     assert wait_until(lambda: len(children(procs.procs["workers"].pid)) == 2, 30)
@@ -100,7 +102,7 @@ def test_paused_zombie_is_fenced_and_duplicates_nothing(settings3: Settings, tmp
     stopped: list[int] = []
     assert wait_until(lambda: stopped.extend(p for p in children(procs.procs["workers"].pid) if _state(p) == "T")
                       or stopped, 30, every=0.2), "no worker froze inside a transaction"
-    time.sleep(TXN_TIMEOUT_S + SESSION_S)           # past the session and the transaction timeout
+    time.sleep(max(TXN_TIMEOUT_S, POLL_S) + SESSION_S)  # past the session, poll and transaction timeouts
     os.kill(stopped[0], signal.SIGCONT)             # the zombie wakes up and tries to commit
     result = _finish(settings3, procs, producer, raw, out)
     assert result["duplicated"] == 0 and result["lost"] == 0

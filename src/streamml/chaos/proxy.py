@@ -2,12 +2,13 @@
 
 ``cut()`` models a network partition: bytes stop flowing both ways on open connections and
 new connections are accepted but never served (requests time out; nothing is reset).
-``heal()`` closes the held connections so clients reconnect, and serves again.
+``heal()`` resets the held connections so clients reconnect at once, and serves again.
 """
 
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from typing import Iterable
@@ -38,10 +39,10 @@ class PartitionProxy:
                 client, _ = srv.accept()
             except OSError:
                 return
-            with self.lock:
+            with self.lock:  # decided under the lock heal() takes: a connection is held or served
                 self.conns.append(client)
-            if self.blocked.is_set():
-                continue  # held: accepted, never served
+                if self.blocked.is_set():
+                    continue  # held: accepted, never served
             try:
                 upstream = socket.create_connection((self.host, target), timeout=5)
             except OSError:
@@ -67,11 +68,8 @@ class PartitionProxy:
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.close()
-                except OSError:
-                    pass
+            _reset(src)
+            _reset(dst)
 
     def cut(self) -> None:
         self.blocked.set()
@@ -79,15 +77,26 @@ class PartitionProxy:
     def heal(self) -> None:
         with self.lock:
             held, self.conns = self.conns, []
+            self.blocked.clear()
         for s in held:
-            try:
-                s.close()
-            except OSError:
-                pass
-        self.blocked.clear()
+            _reset(s)
 
     def close(self) -> None:
         self.closed = True
         self.heal()
         for srv in self.servers:
             srv.close()
+
+
+def _reset(s: socket.socket) -> None:
+    """Tear a connection down so both ends see it at once. ``close()`` alone leaves it open while
+    another thread is blocked in ``recv()`` on it: the client would wait on a dead connection."""
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, not FIN
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        s.close()
+    except OSError:
+        pass

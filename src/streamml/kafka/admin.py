@@ -82,8 +82,8 @@ def list_offsets(client: AdminClient, specs: dict[Any, Any], *, isolation: Any =
 
 def default_replication(client: AdminClient, timeout: float = 10.0) -> int:
     """3 when the cluster has at least 3 brokers, else 1."""
-    n = len(metadata(client, timeout).brokers)
-    return 3 if n >= 3 else 1
+    md = metadata(client, timeout)
+    return 3 if max(len(md.brokers), _replica_hosts(md)) >= 3 else 1
 
 
 def ensure_topics(settings: Settings, specs: list[TopicSpec], timeout: float = 30.0,
@@ -100,7 +100,8 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec], timeout: float = 3
         if spec.partitions < 1:
             raise ConfigError(f"topic {spec.name}: partitions must be >= 1")
     md = metadata(client, timeout)
-    rf_default = 3 if len(md.brokers) >= 3 else 1
+    seen_brokers = max(len(md.brokers), _replica_hosts(md))
+    rf_default = 3 if seen_brokers >= 3 else 1
     missing = [s for s in specs if s.name not in md.topics]
     created: list[str] = []
     deadline = time.monotonic() + max(timeout, 60.0)
@@ -116,10 +117,16 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec], timeout: float = 3
                 futures[spec.name].result()
                 created.append(spec.name)
             except KafkaException as exc:
-                if exc.args[0].code() == CKError.TOPIC_ALREADY_EXISTS:
+                code = exc.args[0].code()
+                if code == CKError.TOPIC_ALREADY_EXISTS:
                     continue
                 err = classify(exc, f"cannot create topic {spec.name}: ")
-                if isinstance(err, (RetriableError, BrokerUnavailableError)) and time.monotonic() < deadline:
+                # A broker of the cluster restarting is briefly unregistered: a replication factor
+                # the cluster has shown it can hold is retried, not refused.
+                restarting = (code == CKError.INVALID_REPLICATION_FACTOR
+                              and (spec.replication or rf_default) <= seen_brokers)
+                if (isinstance(err, (RetriableError, BrokerUnavailableError)) or restarting) \
+                        and time.monotonic() < deadline:
                     retry.append(spec)  # e.g. the controller is being re-elected
                 else:
                     raise err from None
@@ -128,6 +135,11 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec], timeout: float = 3
         missing = retry
     _wait_visible(client, [s.name for s in specs], timeout)
     return created
+
+
+def _replica_hosts(md: Any) -> int:
+    """Brokers existing replicas are placed on: counts a broker that is down right now."""
+    return len({r for t in md.topics.values() for p in t.partitions.values() for r in p.replicas})
 
 
 def _wait_visible(client: AdminClient, names: list[str], timeout: float) -> None:

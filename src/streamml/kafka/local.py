@@ -226,7 +226,7 @@ class LocalCluster:
         self._check_ports()
         fresh = not self.cluster_id or not all((n.path / "data" / "meta.properties").exists() for n in self.node_infos)
         if fresh:
-            self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            self.cluster_id = _cluster_id()
         if self.secure and not (self.data_dir / "tls" / "broker.pem").exists():
             from streamml.kafka.tls import make_certificates
 
@@ -331,7 +331,7 @@ class LocalCluster:
     def _format(self, node: NodeInfo, libs: Path) -> None:
         data = node.path / "data"
         data.mkdir(parents=True, exist_ok=True)
-        cmd = self._java(libs, node) + ["kafka.tools.StorageTool", "format", "-t", self.cluster_id,
+        cmd = self._java(libs, node) + ["kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}",
                                         "-c", str(node.path / "server.properties"), "--ignore-formatted"]
         if self.secure:
             cmd += ["--add-scram", f"SCRAM-SHA-512=[name={self.admin_user},password={self.admin_password}]"]
@@ -445,6 +445,18 @@ def _wait_exit(node: NodeInfo, timeout: float) -> bool:
     return not node.alive()
 
 
+def _cluster_id() -> str:
+    """A Kafka cluster id (base64url of a random UUID) that no command line reads as an option.
+
+    >>> all(not _cluster_id().startswith("-") for _ in range(500))
+    True
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
     """Whether nothing listens on ``host:port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -456,10 +468,27 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def free_port_base(nodes: int = 1, start: int = 20000, end: int = 60000) -> int:
-    """A base port such that every port a cluster of ``nodes`` needs is free."""
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux; a common default elsewhere)."""
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port_base(nodes: int = 1, start: int | None = None, end: int | None = None) -> int:
+    """A base port such that every port a cluster of ``nodes`` needs is free.
+
+    The range avoids the kernel's ephemeral ports: a client reconnecting to a stopped broker
+    can otherwise be handed that broker's port as its own local port (a TCP self-connect),
+    and the restarted broker then fails to bind.
+    """
     import random
 
+    if start is None or end is None:
+        lo, hi = _ephemeral_ports()
+        start, end = (10000, lo) if lo - 10000 >= 2000 else (hi + 1, 65535)
     rng = random.Random(os.getpid() ^ int(time.time()))
     for _ in range(200):
         base = rng.randrange(start, end - 200)

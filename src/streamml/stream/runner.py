@@ -126,8 +126,9 @@ class Worker:
         tid = f"{self.group}.w{opts.worker}" if eos else None
         self.producer = clients.producer(self.settings, transactional_id=tid, linger_ms=opts.linger_ms,
                                          **({"transaction_timeout_ms": opts.transaction_timeout_ms} if eos else {}))
-        overrides: dict[str, Any] = {"session_timeout_ms": opts.session_timeout_ms,
-                                     "max_poll_interval_ms": 600_000}
+        overrides: dict[str, Any] = {"session_timeout_ms": opts.session_timeout_ms}
+        if "max.poll.interval.ms" not in self.settings.kafka:   # the user's setting wins
+            overrides["max_poll_interval_ms"] = 600_000          # room for a long state restore
         if opts.static_membership:
             overrides["group_instance_id"] = f"{self.group}.w{opts.worker}"
         self.consumer = clients.consumer(self.settings, self.group, **overrides)
@@ -160,7 +161,9 @@ class Worker:
         """Ask the loop to finish its current batch and stop."""
         self._stop.set()
 
-    def close(self) -> None:
+    def close(self, *, after_error: bool = False) -> None:
+        """Release the consumer, producer and stores. After an error (a fenced producer cannot
+        flush) a failing flush is not allowed to hide the error that stopped the loop."""
         if self.consumer is not None:
             try:
                 self.consumer.close()   # revokes: releases the stores
@@ -168,8 +171,12 @@ class Worker:
                 pass
             self.consumer = None
         if self.producer is not None:
-            self.producer.flush(10)
-            self.producer = None
+            producer, self.producer = self.producer, None
+            try:
+                producer.flush(10)
+            except KafkaException as exc:
+                if not after_error:
+                    raise classify(exc, "cannot flush the output on close: ") from None
         if self.state is not None:
             self.state.close()
         for op in self.pipeline.ops:
@@ -200,8 +207,10 @@ class Worker:
                     continue
                 last_input = time.monotonic()
                 self._batch(msgs)
-        finally:
-            self.close()
+        except BaseException:
+            self.close(after_error=True)
+            raise
+        self.close()
         return dict(self.stats)
 
     def _valid(self, msgs: list[Any]) -> list[Any]:
