@@ -139,6 +139,8 @@ def _supervise(settings: Settings, app_file: Path, args: list[str], workers: int
                 continue
             if rc == 0 or stopping.is_set() or rc == 2:
                 del procs[i]
+                if not stopping.is_set():
+                    err_console.print(f"worker {i} exited with {rc}; not restarted")
                 continue
             quick_failures[i] = quick_failures.get(i, 0) + 1 if time.monotonic() - started[i] < 10 else 1
             if quick_failures[i] >= 3:
