@@ -60,30 +60,41 @@ class TransactionalSession:
         self.consumer = consumer
         self.timeout = timeout
         if init:
-            self._call(lambda: producer.init_transactions(timeout), "init_transactions: ")
+            self._call(producer.init_transactions, "init_transactions: ")
 
-    def _call(self, fn: Any, context: str, retries: int = 5) -> Any:
+    def _call(self, fn: Any, context: str, retries: int = 5, deadline: float | None = None) -> Any:
+        """``fn(seconds_left)``, retried on a RetriableError while ``retries`` and time remain.
+
+        Without a deadline every attempt may take ``timeout``; with one, the attempts share it.
+        """
         for attempt in range(retries + 1):
+            left = self.timeout if deadline is None else deadline - time.monotonic()
             try:
-                return fn()
+                return fn(max(1.0, left))
             except KafkaException as exc:
                 err = classify(exc, context)
-                if isinstance(err, RetriableError) and not isinstance(err, FatalError) and attempt < retries:
+                more_time = deadline is None or time.monotonic() < deadline
+                if isinstance(err, RetriableError) and not isinstance(err, FatalError) \
+                        and attempt < retries and more_time:
                     time.sleep(min(0.1 * 2**attempt, 2.0))
                     continue
                 raise err from None
         return None
 
     def begin(self) -> None:
-        self._call(self.producer.begin_transaction, "begin_transaction: ", retries=0)
+        self._call(lambda _: self.producer.begin_transaction(), "begin_transaction: ", retries=0)
 
     def commit(self, offsets: list[TopicPartition] | None = None) -> None:
-        """Send ``offsets`` (if any) to the transaction, then commit it."""
+        """Send ``offsets`` (if any) to the transaction, then commit it.
+
+        Sending the offsets gets ``timeout`` in all: nothing is committed yet, so giving up
+        aborts cleanly and the batch is retried. A commit that times out is retried, as
+        librdkafka requires (it may already be under way on the broker)."""
         if offsets and self.consumer is not None:
             meta = self.consumer.consumer_group_metadata()
-            self._call(lambda: self.producer.send_offsets_to_transaction(offsets, meta, self.timeout),
-                       "send_offsets_to_transaction: ")
-        self._call(lambda: self.producer.commit_transaction(self.timeout), "commit_transaction: ")
+            self._call(lambda left: self.producer.send_offsets_to_transaction(offsets, meta, left),
+                       "send_offsets_to_transaction: ", deadline=time.monotonic() + self.timeout)
+        self._call(self.producer.commit_transaction, "commit_transaction: ")
 
     def abort(self) -> None:
         try:
