@@ -51,6 +51,35 @@ def rewind(consumer: Consumer, offsets: list[TopicPartition]) -> None:
             pass  # partition no longer assigned: the new owner starts from the committed offset
 
 
+def _bounded(send_offsets: Any, offsets: list[TopicPartition], meta: Any, seconds: float) -> None:
+    """``send_offsets(offsets, meta, seconds)`` that returns within ``seconds`` (plus a grace).
+
+    librdkafka can wait on a lost group coordinator past the timeout it was given
+    (confluentinc/librdkafka#5456, #5511). Sending the offsets runs in a helper thread; when it
+    does not come back the producer is given up as fenced: the caller stops, and a new
+    instance with the same transactional id fences this one and aborts its transaction.
+    """
+    import threading
+
+    box: list[BaseException | None] = []
+
+    def call() -> None:
+        try:
+            send_offsets(offsets, meta, seconds)
+            box.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box.append(exc)
+
+    t = threading.Thread(target=call, name="send-offsets", daemon=True)
+    t.start()
+    t.join(seconds + 5.0)
+    if not box:
+        raise FatalError(f"send_offsets_to_transaction did not return within {seconds:.0f}s",
+                         hint="the group coordinator was lost; a restarted worker fences this producer")
+    if box[0] is not None:
+        raise box[0]
+
+
 class TransactionalSession:
     """Runs batches in Kafka transactions on one producer and one consumer."""
 
@@ -92,7 +121,7 @@ class TransactionalSession:
         librdkafka requires (it may already be under way on the broker)."""
         if offsets and self.consumer is not None:
             meta = self.consumer.consumer_group_metadata()
-            self._call(lambda left: self.producer.send_offsets_to_transaction(offsets, meta, left),
+            self._call(lambda left: _bounded(self.producer.send_offsets_to_transaction, offsets, meta, left),
                        "send_offsets_to_transaction: ", deadline=time.monotonic() + self.timeout)
         self._call(self.producer.commit_transaction, "commit_transaction: ")
 
