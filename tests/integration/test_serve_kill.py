@@ -121,3 +121,32 @@ def test_two_processes_share_the_group_and_http_answers(settings: Settings, tmp_
     assert a.returncode == 0 and b.returncode == 0
     logs = "".join(f.read_text(errors="replace") for f in tmp_path.glob("serve-*.log"))
     assert "scoring" in logs
+
+
+def test_a_fenced_scorer_reconnects_and_loses_and_duplicates_nothing(settings: Settings, tmp_path: Path) -> None:
+    """Another producer takes the scorer's transactional id mid-stream (as a restarted twin would):
+    the scorer's open transaction is aborted, its producer is fenced, and it reconnects with new
+    clients instead of stopping; every event is then scored exactly once."""
+    from streamml.kafka import clients
+
+    topic = settings.topic("features", "pay")
+    ensure_topic(settings, topic, 3)
+    publish_model(settings)
+    events = fraud_events(12_000, seed=9, prefix="f")
+    produce_events(settings, topic, events[:6000])
+    p = spawn(settings, tmp_path, "f", "--idle-exit", "8")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and count_uncommitted(settings, settings.topic("predictions", "fraud")) < 1000:
+            time.sleep(0.2)
+        twin = clients.producer(settings, transactional_id=f"{settings.namespace}.serve.fraud.f")
+        twin.init_transactions(30)
+        produce_events(settings, topic, events[6000:])
+        check_exactly_once(settings, {f"f{i}" for i in range(12_000)}, timeout=120)
+        p.wait(90)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    log = b"".join(f.read_bytes() for f in tmp_path.glob("serve-f-*.log")).decode(errors="replace")
+    assert "reconnecting (recovery 1)" in log, log[-3000:]
+    assert p.returncode == 0, log[-3000:]

@@ -61,7 +61,8 @@ def metadata(client: AdminClient, timeout: float = 30.0, topic: str | None = Non
 def list_offsets(client: AdminClient, specs: dict[Any, Any], *, isolation: Any = None,
                  timeout: float = 30.0) -> dict[tuple[str, int], int]:
     """``{(topic, partition): offset}`` for ``specs`` (TopicPartition -> OffsetSpec), read_committed
-    by default; retried while leadership moves (a broker restarting) until ``timeout``."""
+    by default; retried while leadership moves (a broker restarting, no leader elected yet)
+    until ``timeout``."""
     from confluent_kafka import IsolationLevel
 
     if not specs:
@@ -75,7 +76,10 @@ def list_offsets(client: AdminClient, specs: dict[Any, Any], *, isolation: Any =
             return {(tp.topic, tp.partition): fut.result().offset for tp, fut in futs.items()}
         except KafkaException as exc:
             err = classify(exc, "cannot list offsets: ")
-            if not isinstance(err, (RetriableError, BrokerUnavailableError)) or time.monotonic() >= deadline:
+            # _NOENT here is librdkafka's "No leaders found": an election is under way
+            leaderless = err.code == "_NOENT"
+            if not (leaderless or isinstance(err, (RetriableError, BrokerUnavailableError))) \
+                    or time.monotonic() >= deadline:
                 raise err from None
             time.sleep(0.3)
 

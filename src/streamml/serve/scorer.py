@@ -36,7 +36,7 @@ from confluent_kafka import Message, Producer, TopicPartition
 
 from streamml import headers as H
 from streamml.config import Settings
-from streamml.errors import AbortableError, ConfigError, FatalError, ValidationError
+from streamml.errors import AbortableError, AuthorizationError, ConfigError, FatalError, ValidationError
 from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic, list_topics
 from streamml.kafka.errors import classify
@@ -50,6 +50,7 @@ from streamml.serve.swap import ModelHost, SwapEvent
 __all__ = ["ServeOptions", "Scorer", "ScorerStats", "MODES"]
 
 MODES = ("exactly-once", "at-least-once")
+MAX_RECOVERIES, RECOVERY_WINDOW_S = 5, 600.0  # more fatal errors than this in the window stop the scorer
 _log = logging.getLogger("streamml.serve")
 
 
@@ -99,12 +100,13 @@ class ScorerStats:
     aborted: int = 0
     swaps: int = 0
     refused: int = 0
+    recoveries: int = 0
     versions: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"batches": self.batches, "scored": self.scored, "rejected": self.rejected,
                 "aborted": self.aborted, "swaps": self.swaps, "refused": self.refused,
-                "versions": dict(self.versions)}
+                "recoveries": self.recoveries, "versions": dict(self.versions)}
 
 
 def _produce(p: Producer, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
@@ -145,6 +147,7 @@ class Scorer:
         self._started = False
         self._assigned = False
         self._delivery_error: Any = None
+        self._recoveries: list[float] = []
 
     # -- model plumbing -----------------------------------------------------------------
     def _sample_rows(self, cols: tuple[str, ...]) -> np.ndarray | None:
@@ -190,6 +193,13 @@ class Scorer:
         self.host.start(wait_for=self.strategy.primary, timeout=o.wait_for_model_s)
         gc.collect()
         gc.freeze()  # modules, models and clients live for the whole run: the collector need not scan them
+        self._connect()
+        self._started = True
+        return self
+
+    def _connect(self) -> None:
+        """Create the consumer and producer and subscribe (at start, and after a recovery)."""
+        o, s = self.options, self.settings
         conf: dict[str, Any] = {"session_timeout_ms": 10_000}
         if o.instance:  # static membership: a restarted instance takes its partitions back at once
             conf["group_instance_id"] = f"{self.group}.{o.instance}"
@@ -206,8 +216,27 @@ class Scorer:
             # error_cb reports and which stops the scorer before it commits past it
             self.producer = clients.producer(s, message_timeout_ms=0, error_cb=self._client_error, **o.producer)
         self.consumer.subscribe([o.input_topic], on_assign=self._on_assign)
-        self._started = True
-        return self
+
+    def _recover(self, exc: FatalError) -> None:
+        """Replace clients that a fatal error made unusable (fenced, or stuck on a lost group
+        coordinator) with new ones. The new transactional producer fences the old one and aborts
+        its open transaction; the new consumer starts from the committed offsets: nothing the
+        old clients had not committed is lost or written twice. The old clients are closed in
+        the background, since a stuck one may never return."""
+        now = time.monotonic()
+        self._recoveries = [t for t in self._recoveries if now - t < RECOVERY_WINDOW_S] + [now]
+        if len(self._recoveries) > MAX_RECOVERIES or isinstance(exc, AuthorizationError) \
+                or exc.code in ("UNSUPPORTED_VERSION", "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"):
+            raise exc
+        self.stats.recoveries += 1
+        _log.warning("%s; reconnecting (recovery %d)", exc, self.stats.recoveries)
+        old = (self.consumer, self.producer)
+        self.consumer = self.producer = self.tx = None
+        self._pending.clear()
+        self._delivery_error = None
+        threading.Thread(target=_close_quietly, args=old, name="close-fenced", daemon=True).start()
+        time.sleep(1.0)
+        self._connect()
 
     def _peek(self, topic: str, timeout: float = 2.0) -> tuple[list[str] | None, pl.DataFrame | None]:
         """The columns (and a few rows) of the newest records on ``topic``, so that even the first
@@ -267,7 +296,11 @@ class Scorer:
         idle_since: float | None = None
         try:
             while not self.stop_event.is_set():
-                n = self.step()
+                try:
+                    n = self.step()
+                except FatalError as exc:
+                    self._recover(exc)
+                    continue
                 if n:
                     idle_since = time.monotonic()
                     if on_batch is not None:
@@ -529,6 +562,15 @@ class Scorer:
                 produce(topic, v, k, headers=h)
             except BufferError:
                 _produce(p, topic, v, k, h)
+
+
+def _close_quietly(consumer: Any, producer: Any) -> None:
+    try:
+        if consumer is not None:
+            consumer.close()
+    except Exception:  # a fenced consumer may refuse to leave its group cleanly
+        pass
+    del producer  # released when the last reference goes; a stuck call keeps it until it returns
 
 
 def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:
