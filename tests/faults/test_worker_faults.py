@@ -116,7 +116,8 @@ def test_network_partition_past_the_transaction_timeout(cluster3: LocalCluster, 
     behind = settings3.with_(bootstrap_servers=cluster3.external_bootstrap_servers)
     procs = Procs(behind, tmp_path)
     try:
-        procs.start("workers", ["run", str(app), "--workers", "2", "--max-batch", "200"])
+        # a worker whose client call outlives its timeouts after the heal is restarted (--stuck-after)
+        procs.start("workers", ["run", str(app), "--workers", "2", "--max-batch", "200", "--stuck-after", "90"])
         producer = AckedProducer(settings3, raw, 5000, rate=200)
         producer.start()
         time.sleep(6)

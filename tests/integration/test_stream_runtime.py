@@ -216,6 +216,30 @@ def test_cli_runs_workers_until_idle(settings: Settings, tmp_path: Path) -> None
     assert sorted(r["j"] for r in rows) == [2 * i for i in range(3000)]
 
 
+def test_cli_worker_stuck_in_a_batch_stops_with_its_stacks(settings: Settings, tmp_path: Path) -> None:
+    """A batch that outlives --stuck-after stops the worker (so that a supervisor restarts it)
+    with the stacks of its threads in the log, and commits nothing of that batch."""
+    import os
+    import subprocess
+    import sys
+
+    src = settings.topic("raw", "stuck")
+    ensure_topic(settings, src, 1)
+    send(settings, src, [{"i": i, "k": "a"} for i in range(50)])
+    app = tmp_path / "stuck_app.py"
+    app.write_text("import time\nfrom streamml.stream import stream\n"
+                   "def hang(df):\n    time.sleep(60)\n    return df\n"
+                   "stuck = stream('stuck').map_batch(hang).to('stuck_out')\n")
+    env = dict(os.environ, STREAMML_BOOTSTRAP_SERVERS=settings.bootstrap_servers or "",
+               STREAMML_NAMESPACE=settings.namespace, STREAMML_HOME=str(settings.home))
+    res = subprocess.run([sys.executable, "-m", "streamml", "run", str(app), "--stuck-after", "3"],
+                         env=env, capture_output=True, timeout=50)
+    err = res.stderr.decode(errors="replace")
+    assert res.returncode == 1, err[-2000:]
+    assert "in one batch of stuck" in err and "in hang" in err, err[-2000:]
+    assert read_topic(settings, settings.topic("features", "stuck_out"), 5) == []
+
+
 def test_replay_over_bounded_offset_and_time_ranges(settings: Settings) -> None:
     src = settings.topic("raw", "hist")
     ensure_topic(settings, src, 1)

@@ -79,12 +79,37 @@ def _env_for(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _watchdog(workers: list[Any], index: int, limit_s: float) -> None:
+    """Stop this process when one batch runs longer than ``limit_s``: a client call stuck past its
+    own timeout (a lost coordinator) would otherwise hold the worker's partitions while its
+    heartbeats keep it in the group. The stacks of all threads go to the log first; the
+    supervisor restarts the worker, whose new producer fences the stuck transaction."""
+    import faulthandler
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            now = time.monotonic()
+            for w in workers:
+                since = w.busy_since
+                if since is not None and now - since > limit_s:
+                    err_console.print(f"error: worker {index} spent {now - since:.0f}s in one batch of "
+                                      f"{w.pipeline.name} (limit {limit_s:.0f}s, --stuck-after); stopping "
+                                      "so that it is restarted. Stacks:")
+                    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+                    os._exit(1)
+
+    threading.Thread(target=watch, name="watchdog", daemon=True).start()
+
+
 def _run_worker(settings: Settings, pipelines: list[Any], index: int, guarantee: str, max_batch: int,
-                idle_exit: Optional[float]) -> None:
+                idle_exit: Optional[float], stuck_after: float = 0.0) -> None:
     from streamml.stream.runner import RunOptions, Worker
 
     opts = RunOptions(guarantee=guarantee, worker=index, max_batch=max_batch)  # type: ignore[arg-type]
     workers = [Worker(p, settings, opts) for p in pipelines]
+    if stuck_after > 0:
+        _watchdog(workers, index, stuck_after)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: [w.stop() for w in workers])
     errors: list[BaseException] = []
@@ -164,6 +189,8 @@ def run_cmd(
     guarantee: str = typer.Option("exactly_once", "--guarantee", help="exactly_once or at_least_once."),
     max_batch: int = typer.Option(10_000, "--max-batch", help="Records per micro-batch at most."),
     idle_exit: Optional[float] = typer.Option(None, "--idle-exit", help="Stop after this many idle seconds."),
+    stuck_after: float = typer.Option(180.0, "--stuck-after",
+                                      help="Restart a worker whose batch takes longer (seconds; 0: never)."),
     worker_index: Optional[int] = typer.Option(None, "--worker-index", hidden=True),
     describe: bool = typer.Option(False, "--describe", help="Print the topologies and exit."),
 ) -> None:
@@ -179,9 +206,9 @@ def run_cmd(
     settings = connected(ctx)
     if worker_index is not None or workers == 1:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        _run_worker(settings, pipelines, worker_index or 0, guarantee, max_batch, idle_exit)
+        _run_worker(settings, pipelines, worker_index or 0, guarantee, max_batch, idle_exit, stuck_after)
         return
-    args = ["--guarantee", guarantee, "--max-batch", str(max_batch)]
+    args = ["--guarantee", guarantee, "--max-batch", str(max_batch), "--stuck-after", str(stuck_after)]
     for name in pipeline or []:
         args += ["--pipeline", name]
     if idle_exit is not None:

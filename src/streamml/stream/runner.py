@@ -73,6 +73,7 @@ class Worker:
         if pipeline.sink_name is None:
             raise PipelineError(f"pipeline {pipeline.name} has no sink", hint="end it with .to('name')")
         self.pipeline = pipeline
+        self.busy_since: float | None = None  # monotonic start of the batch under way
         self.settings = settings
         self.options = options or RunOptions()
         self.on_event = on_event
@@ -205,8 +206,11 @@ class Worker:
                     if idle_exit is not None and time.monotonic() - last_input > idle_exit:
                         break
                     continue
-                last_input = time.monotonic()
-                self._batch(msgs)
+                last_input = self.busy_since = time.monotonic()
+                try:
+                    self._batch(msgs)
+                finally:
+                    self.busy_since = None
         except BaseException:
             self.close(after_error=True)
             raise
