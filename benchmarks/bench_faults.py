@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import statistics
 
+from benchmarks import bench_stream
 from benchmarks.bench_stream import streamml_job
-from benchmarks.common import Measurement, Report, bench_broker, fill_topic, make_events, new_topic, raw_passthrough
+from benchmarks.common import (Measurement, Report, _keys, bench_broker, fill_topic, make_events, new_topic,
+                               raw_passthrough)
 
 
 def _poisoned(events: list[bytes], every: int = 100) -> list[bytes]:
@@ -28,9 +30,10 @@ def run(n: int, repeat: int) -> None:
                                     f"median of {repeat})")
     with bench_broker() as s:
         events = make_events(n, 100)
-        clean, poison = new_topic(s, "clean"), new_topic(s, "poison")
+        clean, poison = new_topic(s, "bench.clean"), new_topic(s, "bench.poison")  # dotted: used as is
         fill_topic(s, clean, events)
-        fill_topic(s, poison, _poisoned(events))
+        bench_stream._src_bytes = sum(map(len, events))  # the MB/s column of the streamml rows
+        fill_topic(s, poison, _poisoned(events), keys=_keys(events))  # the same keys, hence partitions
         raws, cleans, poisons = [], [], []
         for _ in range(repeat):
             raws.append(raw_passthrough(s, clean, n, eos=True))

@@ -88,10 +88,12 @@ def _keys(events: list[bytes]) -> list[bytes]:
     return [orjson.loads(e)["card_id"].encode() for e in events]
 
 
-def fill_topic(settings: Settings, topic: str, events: list[bytes], keyed: bool = True) -> None:
-    """Write ``events`` to ``topic`` (keyed by card id) and wait for every acknowledgement."""
+def fill_topic(settings: Settings, topic: str, events: list[bytes], keyed: bool = True,
+               keys: list[bytes] | None = None) -> None:
+    """Write ``events`` to ``topic`` (keyed by card id, or by ``keys``) and wait for every acknowledgement."""
     p = clients.producer(settings)
-    keys = _keys(events) if keyed else [None] * len(events)
+    if keys is None:
+        keys = _keys(events) if keyed else [None] * len(events)
     for k, v in zip(keys, events):
         _produce(p, topic, v, k)
     p.flush(120)
