@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional, TypeVar
 
 import typer
 
@@ -24,6 +25,8 @@ from streamml.cli.common import connected, console, err_console
 from streamml.errors import ConfigError
 
 __all__ = ["register", "build_strategy"]
+
+T = TypeVar("T")
 
 
 def register(app: typer.Typer) -> None:
@@ -55,6 +58,22 @@ def build_strategy(kind: str, model: str, also: list[str], *, candidate_stage: s
         return QualityBased([primary, *others], quality, min_labels=min_labels)
     raise ConfigError(f"unknown strategy {kind!r}",
                       hint="use single, shadow, canary, speculative, consensus or quality")
+
+
+def _while_unavailable(fn: Callable[[], T], what: str, seconds: float) -> T:
+    """``fn()``, tried again while Kafka is unavailable (a broker restarting, no leader elected
+    yet) for up to ``seconds``; any other error, or the last one, is raised."""
+    from streamml.errors import BrokerUnavailableError, RetriableError
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return fn()
+        except (RetriableError, BrokerUnavailableError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            err_console.print(f"[yellow]{what}: {exc}; trying again[/yellow]")
+            time.sleep(2.0)
 
 
 def serve(
@@ -99,7 +118,7 @@ def serve(
     w = [float(v) for v in weights.split(",")] if weights else None
     strat = build_strategy(strategy, model, list(also), candidate_stage=candidate_stage, canary_share=canary_share,
                            deadline_ms=deadline_ms, fallback_score=fallback_score, weights=w, quality=quality)
-    source = RegistrySource(settings)
+    source = _while_unavailable(lambda: RegistrySource(settings), "reading the models topic", wait)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -126,7 +145,7 @@ def serve(
                         follow_rollback=follow_rollback)
     scorer = Scorer(settings, strat, source, opts)
     scorer.stop_event = stop
-    scorer.start()
+    _while_unavailable(scorer.start, "starting the scorer", wait)
     server = None
     if http is not None:
         server, _ = serve_http(scorer.host, http, bind)

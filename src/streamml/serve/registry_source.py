@@ -79,6 +79,9 @@ class RegistrySource:
         return self.candidate(d) if d is not None else None
 
     def follow(self, stop: threading.Event) -> Iterator[Candidate]:
+        """Candidates as they are published; a follow that failed resumes at the first event it
+        had not finished (the position moves once the candidate was considered)."""
         for ev in self.registry.watch(from_offset=self._start, stop=stop, poll=0.2):
             if ev.kind == "descriptor" and ev.descriptor is not None:
                 yield self.candidate(ev.descriptor)
+            self._start = ev.offset + 1

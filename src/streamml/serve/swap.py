@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from streamml.errors import IntegrityError, ModelError, StreamMLError
+from streamml.errors import BrokerUnavailableError, IntegrityError, ModelError, RetriableError, StreamMLError
 from streamml.serve.base import Candidate, LoadedModel, ModelRef, ModelSource
 
 __all__ = ["Role", "ModelSlot", "ModelWatcher", "ModelHost", "verify", "SwapEvent"]
@@ -219,19 +219,33 @@ class ModelWatcher:
                 self.consider(cand)
 
     def start(self) -> "ModelWatcher":
+        if self._thread is not None and self._thread.is_alive():
+            return self
         self._thread = threading.Thread(target=self._run, name="streamml-model-watcher", daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
-        try:
-            for cand in self.source.follow(self._stop):
-                if self._stop.is_set():
-                    break
-                self.consider(cand)
-        except BaseException as exc:  # surfaced to the scorer, which decides whether to stop
-            self.error = exc
-            _log.exception("model follower stopped")
+        """Follow until stopped. Losing the brokers for a while (a restart, an election) only
+        pauses following: it resumes, with backoff, where the source left off. Anything else
+        is surfaced to the scorer as :attr:`error`, which decides whether to stop."""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                for cand in self.source.follow(self._stop):
+                    if self._stop.is_set():
+                        return
+                    self.consider(cand)
+                    delay = 0.5
+                return
+            except (RetriableError, BrokerUnavailableError) as exc:
+                _log.warning("following the models paused: %s; again in %.1fs", exc, delay)
+                self._stop.wait(delay)
+                delay = min(2 * delay, 10.0)
+            except BaseException as exc:  # noqa: BLE001 - handed to the scorer
+                self.error = exc
+                _log.exception("model follower stopped")
+                return
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
