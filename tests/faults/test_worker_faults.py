@@ -25,7 +25,7 @@ pytestmark = pytest.mark.faults
 
 TXN_TIMEOUT_S = 30   # RunOptions.transaction_timeout_ms
 SESSION_S = 10       # RunOptions.session_timeout_ms
-POLL_S = 20          # max.poll.interval.ms given to the zombie test's workers through settings
+POLL_S = 20          # max.poll.interval.ms given to the zombie and partition tests' workers through settings
 
 
 def children(pid: int) -> list[int]:
@@ -114,7 +114,9 @@ def test_network_partition_past_the_transaction_timeout(cluster3: LocalCluster, 
     proxy = PartitionProxy(cluster3.external_routes()).start()
     # the workers reach the cluster only through the proxy; producer and verifier go direct
     behind = settings3.with_(bootstrap_servers=cluster3.external_bootstrap_servers)
-    procs = Procs(behind, tmp_path)
+    # as in the zombie test, a member that stops polling (stuck after the heal) leaves the group
+    # after max.poll.interval.ms instead of the default 600 s, and its partitions move on
+    procs = Procs(behind, tmp_path, extra_env={"STREAMML_KAFKA__MAX_POLL_INTERVAL_MS": str(POLL_S * 1000)})
     try:
         # a worker whose client call outlives its timeouts after the heal is restarted (--stuck-after)
         procs.start("workers", ["run", str(app), "--workers", "2", "--max-batch", "200", "--stuck-after", "90"])
