@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from typing import Any, Callable, Optional, TypeVar
 
 import typer
@@ -63,17 +62,10 @@ def build_strategy(kind: str, model: str, also: list[str], *, candidate_stage: s
 def _while_unavailable(fn: Callable[[], T], what: str, seconds: float) -> T:
     """``fn()``, tried again while Kafka is unavailable (a broker restarting, no leader elected
     yet) for up to ``seconds``; any other error, or the last one, is raised."""
-    from streamml.errors import BrokerUnavailableError, RetriableError
+    from streamml.kafka.errors import retry_unavailable
 
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return fn()
-        except (RetriableError, BrokerUnavailableError) as exc:
-            if time.monotonic() >= deadline:
-                raise
-            err_console.print(f"[yellow]{what}: {exc}; trying again[/yellow]")
-            time.sleep(2.0)
+    return retry_unavailable(lambda _: fn(), timeout=seconds, pause=2.0,
+                             on_retry=lambda exc: err_console.print(f"[yellow]{what}: {exc}; trying again[/yellow]"))
 
 
 def serve(

@@ -27,11 +27,11 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from streamml import headers as H
 from streamml.config import Settings
-from streamml.errors import BrokerUnavailableError, ConfigError, RetriableError
+from streamml.errors import ConfigError
 from streamml.ingest.decode import Decoded, RecordSpec, decode_csv, decode_jsonl, decode_table
 from streamml.ingest.writer import IngestCounts, RecordWriter
 from streamml.kafka.clients import consumer as make_consumer
-from streamml.kafka.errors import classify
+from streamml.kafka.errors import classify, retry_unavailable
 from streamml.schema.codec import codec_for, schema_headers
 from streamml.schema.core import Schema
 from streamml.schema.registry import SchemaRegistry
@@ -206,17 +206,10 @@ class _Checkpoint:
         self.consumer = make_consumer(settings, group)
 
     def load(self) -> dict[str, Any] | None:
-        deadline = time.monotonic() + 30
-        while True:  # the group coordinator may be moving (a broker starting or restarting)
-            try:
-                tps = self.consumer.committed([TopicPartition(self.topic, 0)],
-                                              timeout=max(1.0, deadline - time.monotonic()))
-                break
-            except KafkaException as exc:
-                err = classify(exc, "cannot read the ingest checkpoint: ")
-                if not isinstance(err, (RetriableError, BrokerUnavailableError)) or time.monotonic() >= deadline:
-                    raise err from None
-                time.sleep(0.5)
+        # the group coordinator may be moving (a broker starting or restarting)
+        tps = retry_unavailable(lambda left: self.consumer.committed([TopicPartition(self.topic, 0)],
+                                                                     timeout=max(1.0, left)),
+                                "cannot read the ingest checkpoint: ", timeout=30, pause=0.5)
         meta = tps[0].metadata if tps and tps[0].offset >= 0 else None
         if not meta:
             return None

@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from streamml.config import Settings
 from streamml.errors import BrokerUnavailableError, ConfigError, RetriableError
 from streamml.kafka.clients import admin as make_admin
-from streamml.kafka.errors import classify
+from streamml.kafka.errors import classify, retry_unavailable
 
 __all__ = ["metadata", "list_offsets", "TopicSpec", "ensure_topic", "ensure_topics", "delete_topics", "default_replication", "list_topics"]
 
@@ -44,18 +44,8 @@ class TopicSpec:
 def metadata(client: AdminClient, timeout: float = 30.0, topic: str | None = None) -> Any:
     """Cluster metadata, retried while brokers are unreachable (one may be restarting)
     until ``timeout``; then the classified error is raised."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        try:
-            return client.list_topics(topic, timeout=max(1.0, min(5.0, left)))
-        except KafkaException as exc:
-            err = classify(exc, "cannot reach Kafka: ")
-            if not isinstance(err, (RetriableError, BrokerUnavailableError)) or time.monotonic() >= deadline:
-                raise err from None
-            time.sleep(0.2)
+    return retry_unavailable(lambda left: client.list_topics(topic, timeout=max(1.0, min(5.0, left))),
+                             "cannot reach Kafka: ", timeout=timeout, pause=0.2)
 
 
 def list_offsets(client: AdminClient, specs: dict[Any, Any], *, isolation: Any = None,
@@ -68,20 +58,13 @@ def list_offsets(client: AdminClient, specs: dict[Any, Any], *, isolation: Any =
     if not specs:
         return {}
     isolation = IsolationLevel.READ_COMMITTED if isolation is None else isolation
-    deadline = time.monotonic() + timeout
-    while True:
-        attempt = max(2.0, min(10.0, deadline - time.monotonic()))
-        try:
-            futs = client.list_offsets(specs, isolation_level=isolation, request_timeout=attempt)
-            return {(tp.topic, tp.partition): fut.result().offset for tp, fut in futs.items()}
-        except KafkaException as exc:
-            err = classify(exc, "cannot list offsets: ")
-            # _NOENT here is librdkafka's "No leaders found": an election is under way
-            leaderless = err.code == "_NOENT"
-            if not (leaderless or isinstance(err, (RetriableError, BrokerUnavailableError))) \
-                    or time.monotonic() >= deadline:
-                raise err from None
-            time.sleep(0.3)
+
+    def attempt(left: float) -> dict[tuple[str, int], int]:
+        futs = client.list_offsets(specs, isolation_level=isolation, request_timeout=max(2.0, min(10.0, left)))
+        return {(tp.topic, tp.partition): fut.result().offset for tp, fut in futs.items()}
+
+    # _NOENT here is librdkafka's "No leaders found": an election is under way
+    return retry_unavailable(attempt, "cannot list offsets: ", timeout=timeout, also=("_NOENT",))
 
 
 def default_replication(client: AdminClient, timeout: float = 10.0) -> int:

@@ -15,14 +15,17 @@ FatalError -> recreate the client or stop; AuthorizationError -> stop with a cle
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Callable, Collection, TypeVar
 
 from confluent_kafka import KafkaError as CKError
 from confluent_kafka import KafkaException
 
 from streamml import errors as e
 
-__all__ = ["classify", "raise_for"]
+__all__ = ["classify", "raise_for", "retry_unavailable"]
+
+T = TypeVar("T")
 
 _AUTH = {
     CKError.TOPIC_AUTHORIZATION_FAILED,
@@ -89,3 +92,37 @@ def raise_for(err: Any, context: str = "") -> None:
     if ck is not None and ck.code() == CKError.NO_ERROR:
         return
     raise classify(err, context)
+
+
+def retry_unavailable(fn: Callable[[float], T], context: str = "", *, timeout: float, pause: float = 0.3,
+                      also: Collection[str] = (), on_retry: Callable[[e.KafkaError], None] | None = None) -> T:
+    """``fn(seconds_left)``, called again while Kafka is unavailable (a broker restarting, a
+    coordinator or leader moving) until ``timeout`` seconds have passed.
+
+    A librdkafka error is classified (with ``context``); a RetriableError or
+    BrokerUnavailableError, or an error whose code is in ``also``, is retried after ``pause``
+    seconds (``on_retry`` is told first). Any other error, or the last one, is raised.
+
+    >>> calls = []
+    >>> def flaky(left: float) -> str:
+    ...     calls.append(left)
+    ...     if len(calls) < 3:
+    ...         raise KafkaException(CKError(CKError._TRANSPORT, "broker down"))
+    ...     return "ok"
+    >>> retry_unavailable(flaky, timeout=5, pause=0), len(calls)
+    ('ok', 3)
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn(deadline - time.monotonic())
+        except KafkaException as exc:
+            err = classify(exc, context)
+        except (e.RetriableError, e.BrokerUnavailableError) as exc:
+            err = exc
+        retriable = isinstance(err, (e.RetriableError, e.BrokerUnavailableError)) or err.code in also
+        if not retriable or time.monotonic() >= deadline:
+            raise err from None
+        if on_retry is not None:
+            on_retry(err)
+        time.sleep(pause)

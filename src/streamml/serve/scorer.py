@@ -230,11 +230,11 @@ class Scorer:
             raise exc
         self.stats.recoveries += 1
         _log.warning("%s; reconnecting (recovery %d)", exc, self.stats.recoveries)
-        old = (self.consumer, self.producer)
-        self.consumer = self.producer = self.tx = None
+        old = self.consumer
+        self.consumer = self.producer = self.tx = None  # the producer goes with its last reference
         self._pending.clear()
         self._delivery_error = None
-        threading.Thread(target=_close_quietly, args=old, name="close-fenced", daemon=True).start()
+        threading.Thread(target=_close_quietly, args=(old,), name="close-fenced", daemon=True).start()
         time.sleep(1.0)
         self._connect()
 
@@ -564,13 +564,12 @@ class Scorer:
                 _produce(p, topic, v, k, h)
 
 
-def _close_quietly(consumer: Any, producer: Any) -> None:
+def _close_quietly(consumer: Any) -> None:
     try:
         if consumer is not None:
             consumer.close()
     except Exception:  # a fenced consumer may refuse to leave its group cleanly
         pass
-    del producer  # released when the last reference goes; a stuck call keeps it until it returns
 
 
 def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:
