@@ -9,7 +9,7 @@ import random
 import orjson
 import polars as pl
 
-from streamml.stream import count, max, mean, stream, tumbling
+from streamml.stream import count, max, mean, replay, stream, tumbling
 
 card_stats = (
     stream("demo_payments")
@@ -37,6 +37,6 @@ if __name__ == "__main__":
     p.flush(30)
     print(Worker(card_stats, settings).run(idle_exit=3.0))
     live = [r.json() for r in read_topic(settings, card_stats.sink_topic(settings))]
-    replayed = card_stats.replay(settings)
+    replayed = replay(card_stats, settings)
     assert sorted(map(str, live)) == sorted(map(str, replayed.to_dicts())), "live != replay"
     print(f"{len(live)} window rows; replay matches the live run")

@@ -17,21 +17,16 @@ value, else ``topic/partition/offset``.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import orjson
-from confluent_kafka import IsolationLevel, TopicPartition
-from confluent_kafka.admin import OffsetSpec
 
 from streamml.config import Settings
+from streamml.errors import KafkaError
 from streamml.headers import EVENT_ID
-from streamml.kafka import clients
-from streamml.kafka.admin import list_offsets, metadata
-from streamml.kafka.errors import classify
+from streamml.kafka.read import TopicRange, read_ranges, watermarks
 
 __all__ = ["Record", "VerifyReport", "read_topic", "open_transactions", "verify", "event_id_of"]
 
@@ -71,52 +66,33 @@ def event_id_of(rec: Record) -> str:
     return f"{rec.topic}/{rec.partition}/{rec.offset}"
 
 
-def _end_offsets(settings: Settings, topic: str, isolation: IsolationLevel, timeout: float) -> dict[int, int]:
-    admin = clients.admin(settings)
-    md = metadata(admin, timeout, topic)
-    if topic not in md.topics or md.topics[topic].error is not None:
-        raise classify(md.topics[topic].error if topic in md.topics else "unknown topic", f"topic {topic}: ")
-    req = {TopicPartition(topic, p): OffsetSpec.latest() for p in md.topics[topic].partitions}
-    return {p: off for (_, p), off in list_offsets(admin, req, isolation=isolation, timeout=timeout).items()}
-
-
-def open_transactions(settings: Settings, topics: Iterable[str], timeout: float = 15.0) -> list[tuple[str, int, int, int]]:
+def open_transactions(settings: Settings, topics: Iterable[str],
+                      timeout: float = 15.0) -> list[tuple[str, int, int, int]]:
     """Partitions whose last stable offset lags the high watermark: ``(topic, partition, lso, hw)``."""
     out = []
     for topic in topics:
-        lso = _end_offsets(settings, topic, IsolationLevel.READ_COMMITTED, timeout)
-        hw = _end_offsets(settings, topic, IsolationLevel.READ_UNCOMMITTED, timeout)
-        out.extend((topic, p, lso[p], hw[p]) for p in sorted(hw) if lso[p] < hw[p])
+        lso = watermarks(settings, topic, committed=True, timeout=timeout)
+        hw = watermarks(settings, topic, committed=False, timeout=timeout)
+        out.extend((topic, p, lso[(t, p)][1], hw[(t, p)][1]) for (t, p) in sorted(hw) if lso[(t, p)][1] < hw[(t, p)][1])
     return out
 
 
 def read_topic(settings: Settings, topic: str, timeout: float = 120.0) -> list[Record]:
-    """Every committed record of ``topic``, in partition order, up to the current end."""
-    ends = _end_offsets(settings, topic, IsolationLevel.READ_COMMITTED, 15.0)
-    c = clients.consumer(settings, f"{settings.namespace}-verify-{uuid.uuid4().hex[:8]}", enable_partition_eof=True)
-    todo = {p for p, end in ends.items() if end > 0}
-    c.assign([TopicPartition(topic, p, 0) for p in todo])
+    """Every committed record of ``topic``, in partition order, up to the current end
+    (the last stable offset of each partition when it is called)."""
+    marks = watermarks(settings, topic, timeout=15.0)
+    ranges = [TopicRange(t, p, low, high) for (t, p), (low, high) in sorted(marks.items())]
     out: list[Record] = []
-    deadline = time.monotonic() + timeout
     try:
-        while todo and time.monotonic() < deadline:
-            for m in c.consume(5000, timeout=0.5):
-                err = m.error()
-                if err is not None:
-                    if err.code() == err._PARTITION_EOF:
-                        if m.offset() >= ends.get(m.partition(), 0):
-                            todo.discard(m.partition())
-                        continue
-                    raise classify(err, f"reading {topic}: ")
-                if m.offset() < ends[m.partition()]:
-                    out.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
-                                      tuple(m.headers() or ())))
-                if m.offset() + 1 >= ends[m.partition()]:
-                    todo.discard(m.partition())
-    finally:
-        c.close()
-    if todo:
-        raise TimeoutError(f"verifier could not read {topic} partitions {sorted(todo)} to the end in {timeout}s")
+        for msgs in read_ranges(settings, ranges, max_messages=5000, timeout=timeout, idle_timeout=timeout,
+                                context=f"verifier reading {topic}", group_prefix="verify"):
+            out.extend(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), tuple(m.headers() or ()))
+                       for m in msgs)
+    except KafkaError as exc:
+        if exc.code == "_TIMED_OUT":
+            raise TimeoutError(f"verifier could not read {topic} to the end in {timeout}s: {exc.message}") from None
+        raise
+    out.sort(key=lambda r: r.partition)  # stable: offset order within a partition is kept
     return out
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from streamml.config import Settings
 from streamml.kafka import clients, ensure_topic
-from streamml.stream import RunOptions, Table, Worker, count, last, max, mean, stream, sum, tumbling
+from streamml.stream import RunOptions, Table, Worker, count, last, max, mean, replay, stream, sum, tumbling
 from streamml.stream.state import PartitionStore, store_dir
 from streamml.verify import read_topic
 
@@ -105,7 +105,7 @@ def test_window_results_equal_recomputation_and_replay(settings: Settings) -> No
     dlq = read_topic(settings, settings.topic("dlq"))
     assert sorted(orjson.loads(r.value)["i"] for r in dlq) == sorted(late)
     assert all(r.header("sm.reason").startswith("late") for r in dlq)
-    replayed = pipe.replay(settings, batch_size=777)
+    replayed = replay(pipe, settings, batch_size=777)
     assert sorted(replayed.to_dicts(), key=str) == sorted(live, key=str)   # live == replayed features
 
 
@@ -248,10 +248,10 @@ def test_replay_over_bounded_offset_and_time_ranges(settings: Settings) -> None:
         p.produce(src, orjson.dumps({"i": i}), timestamp=1_700_000_000_000 + i * 1000)
     p.flush(10)
     pipe = stream("hist").with_columns(sq=pl.col("i") * pl.col("i")).to("hist_out")
-    part = pipe.replay(settings, start={0: 100}, end={0: 200})
+    part = replay(pipe, settings, start={0: 100}, end={0: 200})
     assert part["i"].to_list() == list(range(100, 200)) and part["sq"].to_list() == [i * i for i in range(100, 200)]
-    by_time = pipe.replay(settings, start=1_700_000_000_000 + 250_000, by_time=True)
+    by_time = replay(pipe, settings, start=1_700_000_000_000 + 250_000, by_time=True)
     assert by_time["i"].to_list() == list(range(250, 300))
-    pipe.replay(settings, start=290, to="hist_copy")
+    replay(pipe, settings, start=290, to="hist_copy")
     copied = [r.json()["i"] for r in read_topic(settings, settings.topic("features", "hist_copy"))]
     assert copied == list(range(290, 300))

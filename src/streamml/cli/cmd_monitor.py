@@ -29,7 +29,9 @@ def register(app: typer.Typer) -> None:
 def _topic(settings: object, name: Optional[str], kind: str) -> Optional[str]:
     if not name:
         return None
-    return name if "." in name else settings.topic(kind, name)  # type: ignore[attr-defined]
+    from streamml.kafka.names import resolve_topic
+
+    return resolve_topic(name, settings.namespace, kind=kind)  # type: ignore[attr-defined]
 
 
 def _stop_on_signals() -> threading.Event:

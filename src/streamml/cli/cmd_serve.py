@@ -96,6 +96,7 @@ def serve(
     idle_exit: Optional[float] = typer.Option(None, help="Stop after this many idle seconds."),
 ) -> None:
     """Score a features topic; follow the models topic and swap new versions in without restarting."""
+    from streamml.kafka.names import resolve_topic
     from streamml.serve import LiveQuality, ModelHost, Scorer, ServeOptions
     from streamml.serve.http import serve_http
     from streamml.serve.registry_source import RegistrySource
@@ -106,7 +107,7 @@ def serve(
     if strategy == "quality":
         if not labels:
             raise ConfigError("the quality strategy needs --labels TOPIC")
-        quality = LiveQuality().follow(settings, labels if "." in labels else settings.topic("labels", labels))
+        quality = LiveQuality().follow(settings, resolve_topic(labels, settings.namespace, kind="labels"))
     w = [float(v) for v in weights.split(",")] if weights else None
     strat = build_strategy(strategy, model, list(also), candidate_stage=candidate_stage, canary_share=canary_share,
                            deadline_ms=deadline_ms, fallback_score=fallback_score, weights=w, quality=quality)
@@ -131,7 +132,7 @@ def serve(
         host.stop()
         return
 
-    topic = input if "." in input else settings.topic("features", input)
+    topic = resolve_topic(input, settings.namespace, kind="features")
     opts = ServeOptions(topic, output_topic=output, mode=mode, group=group, instance=instance,
                         batch_size=batch_size, keep=tuple(keep), wait_for_model_s=wait,
                         follow_rollback=follow_rollback)

@@ -9,12 +9,12 @@
 from __future__ import annotations
 
 import polars as pl
-from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
-from confluent_kafka.admin import OffsetSpec
+from confluent_kafka import TopicPartition
 
 from streamml.config import TOPIC_KINDS, Settings
 from streamml.kafka import clients
-from streamml.kafka.errors import classify
+from streamml.kafka.admin import metadata
+from streamml.kafka.read import watermarks
 from streamml.query.resolve import default_settings
 
 __all__ = ["topics", "split_name"]
@@ -37,26 +37,13 @@ def topics(*, settings: Settings | None = None, all_namespaces: bool = False, ti
     """
     s = settings or default_settings()
     client = clients.admin(s)
-    try:
-        md = client.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise classify(exc, "cannot reach Kafka: ") from None
+    md = metadata(client, timeout)
     names = sorted(n for n in md.topics if not n.startswith("__")
                    and (all_namespaces or n.startswith(f"{s.namespace}.")))
     tps = [TopicPartition(n, p) for n in names for p in md.topics[n].partitions]
     size: dict[str, int] = {n: 0 for n in names}
-    if tps:
-        ends = {}
-        for spec_name, spec in (("start", OffsetSpec.earliest()), ("end", OffsetSpec.latest())):
-            futs = client.list_offsets({tp: spec for tp in tps}, isolation_level=IsolationLevel.READ_COMMITTED,
-                                       request_timeout=timeout)
-            for tp, fut in futs.items():
-                try:
-                    ends[(spec_name, tp.topic, tp.partition)] = fut.result().offset
-                except KafkaException as exc:
-                    raise classify(exc, f"cannot list offsets of {tp.topic}: ") from None
-        for tp in tps:
-            size[tp.topic] += max(0, ends[("end", tp.topic, tp.partition)] - ends[("start", tp.topic, tp.partition)])
+    for (topic, _), (low, high) in watermarks(s, tps, timeout=timeout, admin=client).items():
+        size[topic] += max(0, high - low)
     rows = [(n, *split_name(n, s.namespace), len(md.topics[n].partitions), size[n]) for n in names]
     return pl.DataFrame(rows, schema={"topic": pl.String, "kind": pl.String, "name": pl.String,
                                       "partitions": pl.Int64, "offsets": pl.Int64}, orient="row")

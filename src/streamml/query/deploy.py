@@ -22,6 +22,7 @@ import polars as pl
 
 from streamml.config import Settings
 from streamml.errors import PipelineError, QueryError
+from streamml.kafka import names
 from streamml.query.continuous import check, to_batch_sql
 from streamml.query.reader import META_COLUMNS, Bound
 from streamml.query.resolve import default_settings, resolve_topic
@@ -40,15 +41,7 @@ def _source(st: Statement, settings: Settings) -> str:
 
 def _sink(to: str, settings: Settings) -> str:
     """``name`` -> ``<ns>.features.<name>``; ``kind.name`` -> ``<ns>.<kind>.<name>``; else the full name."""
-    if "." not in to:
-        return settings.topic("features", to)
-    try:
-        return resolve_topic(to, settings)
-    except QueryError:
-        kind, _, rest = to.partition(".")
-        from streamml.config import TOPIC_KINDS
-
-        return settings.topic(kind, rest) if kind in TOPIC_KINDS and "." not in rest else to
+    return names.resolve_topic(to, settings.namespace, kind="features")
 
 
 def pipeline_for(statement: str | Statement, to: str, *, name: str | None = None,

@@ -1,7 +1,8 @@
 """Short names for topics, and the settings an interactive session uses.
 
 A name given to :func:`~streamml.query.topic`, :func:`~streamml.query.sql` or
-:func:`~streamml.query.tail` is resolved against the topics that exist, in this order:
+:func:`~streamml.query.tail` is resolved against the topics that exist by the one resolver,
+:func:`streamml.kafka.names.resolve_topic` (without a default kind), in this order:
 
 1. the exact topic name (``"t1.raw.payments"``, ``"legacy-orders"``);
 2. ``<kind>.<name>`` inside the namespace (``"labels.payments"`` -> ``<ns>.labels.payments``);
@@ -14,10 +15,10 @@ A name given to :func:`~streamml.query.topic`, :func:`~streamml.query.sql` or
 'shop.raw.payments'
 >>> pick("features.payments", "shop", ["shop.raw.payments", "shop.features.payments"])
 'shop.features.payments'
->>> pick("fraud", "shop", ["shop.labels.fraud", "shop.models.fraud"])
+>>> pick("fraud", "shop", ["shop.labels.fraud", "shop.models.fraud"])  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-streamml.errors.QueryError: topic name 'fraud' is ambiguous: shop.labels.fraud, shop.models.fraud (hint: write kind.name, e.g. 'labels.fraud', or the full topic name)
+streamml.errors.QueryError: topic name 'fraud' is ambiguous: shop.labels.fraud, shop.models.fraud (hint: write ...)
 """
 
 from __future__ import annotations
@@ -25,56 +26,23 @@ from __future__ import annotations
 import threading
 from typing import Iterable
 
-from streamml.config import TOPIC_KINDS, Settings
+from streamml.config import Settings
 from streamml.errors import QueryError
+from streamml.kafka.names import STREAM_KINDS, candidates
+from streamml.kafka.names import resolve_topic as _resolve
 
-__all__ = ["pick", "candidates", "resolve_topic", "default_settings", "use"]
+__all__ = ["pick", "candidates", "resolve_topic", "default_settings", "use", "STREAM_KINDS"]
 
-#: Kinds a bare name resolves to first, in this order.
-STREAM_KINDS = ("raw", "features", "predictions")
 _lock = threading.Lock()
 _default: Settings | None = None
 
 
-def candidates(name: str, namespace: str) -> list[str]:
-    """Every topic name ``name`` could stand for, in resolution order (existing or not).
-
-    >>> candidates("payments", "ns")[:3]
-    ['payments', 'ns.raw.payments', 'ns.features.payments']
-    """
-    out = [name]
-    kind, _, rest = name.partition(".")
-    if rest and kind in TOPIC_KINDS:
-        out.append(f"{namespace}.{name}")
-    if "." not in name:
-        out.extend(f"{namespace}.{k}.{name}" for k in STREAM_KINDS)
-        out.extend(f"{namespace}.{k}.{name}" for k in TOPIC_KINDS if k not in STREAM_KINDS)
-    return out
-
-
 def pick(name: str, namespace: str, existing: Iterable[str]) -> str:
-    """The topic ``name`` resolves to among ``existing`` topics (see the module docs)."""
-    topics = set(existing)
-    if name in topics:
-        return name
-    kind, _, rest = name.partition(".")
-    if rest and kind in TOPIC_KINDS and f"{namespace}.{name}" in topics:
-        return f"{namespace}.{name}"
-    found = [c for c in candidates(name, namespace)[1:] if c in topics and c.count(".") == 2]
-    streams = [c for c in found if c.split(".")[1] in STREAM_KINDS]
-    if streams:
-        return streams[0]
-    if len(found) == 1:
-        return found[0]
-    if len(found) > 1:
-        kind = found[0].split(".")[1]
-        raise QueryError(f"topic name {name!r} is ambiguous: {', '.join(found)}",
-                         hint=f"write kind.name, e.g. '{kind}.{name}', or the full topic name")
-    nearby = sorted(t for t in topics if t.startswith(f"{namespace}.") and not t.startswith("__"))
-    hint = ("topics in namespace " + namespace + ": " + ", ".join(nearby[:12])) if nearby else \
-        f"no topics in namespace {namespace!r}; list them with `streamml topics`"
-    raise QueryError(f"no topic named {name!r} (tried {', '.join(candidates(name, namespace)[:3])}, ...)",
-                     hint=hint)
+    """The topic ``name`` resolves to among ``existing`` topics (see the module docs).
+
+    The rules are :func:`streamml.kafka.names.resolve_topic`'s, without a default kind.
+    """
+    return _resolve(name, namespace, existing=existing, error=QueryError)
 
 
 def default_settings() -> Settings:

@@ -21,13 +21,12 @@ import uuid
 from typing import Any, Callable, Iterator
 
 import polars as pl
-from confluent_kafka import KafkaError as CKError
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 from streamml.config import Settings
 from streamml.errors import QueryError
 from streamml.kafka import clients
-from streamml.kafka.errors import classify
+from streamml.kafka.read import messages
 from streamml.query.reader import Bound, frame, spans
 from streamml.query.resolve import default_settings, resolve_topic
 
@@ -99,14 +98,8 @@ class Tail:
                     return
                 if self.idle_timeout is not None and now - last >= self.idle_timeout:
                     return
-                msgs = self._consumer.consume(self.batch_size, timeout=0.2)
-                good = []
-                for m in msgs:
-                    err = m.error()
-                    if err is None:
-                        good.append(m)
-                    elif err.code() != CKError._PARTITION_EOF:
-                        raise classify(KafkaException(err), f"while tailing {self.topic}: ")
+                good = messages(self._consumer.consume(self.batch_size, timeout=0.2),
+                                f"while tailing {self.topic}: ")
                 if not good:
                     continue
                 df = self._apply(frame(good))

@@ -14,7 +14,6 @@ Used by the tests, the examples and the benchmark, so all three score the same t
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -140,30 +139,44 @@ def _value(raw: bytes | None) -> dict[str, Any]:
 
 def read_topic(settings: Any, topic: str, *, expect: int | None = None, timeout: float = 30.0,
                quiet_s: float = 1.0) -> list[Record]:
-    """Read ``topic`` from the beginning with an independent read_committed consumer until
-    ``expect`` records arrived and it has been quiet for ``quiet_s`` (or ``timeout``)."""
-    from streamml.headers import as_dict
-    from streamml.kafka import clients
+    """Read ``topic`` from the beginning, read_committed, until ``expect`` records arrived
+    and no new one has for ``quiet_s`` (or ``timeout``: then what was read is returned).
 
-    c = clients.consumer(settings, f"verify-{uuid.uuid4().hex[:10]}")
-    c.subscribe([topic])
+    Each round pins the committed end of every partition and reads up to it with the read
+    layer (:func:`streamml.kafka.read.read_ranges`), continuing where the last round ended.
+    """
+    from streamml.errors import ConfigError, KafkaError
+    from streamml.headers import as_dict
+    from streamml.kafka.read import TopicRange, read_ranges, watermarks
+
     out: list[Record] = []
+    pos: dict[tuple[str, int], int] = {}
     deadline = time.monotonic() + timeout
     quiet = time.monotonic()
-    try:
-        while time.monotonic() < deadline:
-            msgs = c.consume(5000, timeout=0.3)
-            now = time.time() * 1000
-            if msgs:
-                quiet = time.monotonic()
-            for m in msgs:
-                if m.error() is not None:
-                    continue
-                out.append(Record(m.partition(), m.offset(), m.key(), _value(m.value()),
-                                  as_dict(m.headers()), m.timestamp()[1], now))
-            done = len(out) >= expect if expect is not None else bool(out)
-            if done and time.monotonic() - quiet >= quiet_s:
-                break
-    finally:
-        c.close()
+    while time.monotonic() < deadline:
+        try:
+            marks = watermarks(settings, topic, timeout=max(1.0, min(10.0, deadline - time.monotonic())))
+        except ConfigError:  # the topic is not there yet
+            marks = {}
+        ranges = [TopicRange(t, p, pos.get((t, p), low), high) for (t, p), (low, high) in sorted(marks.items())
+                  if pos.get((t, p), low) < high]
+        got = 0
+        try:
+            left = max(1.0, deadline - time.monotonic())
+            for msgs in read_ranges(settings, ranges, timeout=left, idle_timeout=left, group_prefix="testing"):
+                now = time.time() * 1000
+                out.extend(Record(m.partition(), m.offset(), m.key(), _value(m.value()), as_dict(m.headers()),
+                                  m.timestamp()[1], now) for m in msgs)
+                got += len(msgs)
+        except KafkaError as exc:
+            if exc.code != "_TIMED_OUT":
+                raise
+            break
+        pos.update({(r.topic, r.partition): r.end for r in ranges})
+        if got:
+            quiet = time.monotonic()
+        done = len(out) >= expect if expect is not None else bool(out)
+        if done and time.monotonic() - quiet >= quiet_s:
+            break
+        time.sleep(0.1)
     return out

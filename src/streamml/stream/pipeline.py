@@ -1,8 +1,9 @@
 """The fluent, immutable pipeline: a source topic, a chain of batch operators, a sink.
 
-Every method returns a new :class:`Pipeline`; nothing runs until a runner (``run``,
-``replay``, :class:`~streamml.stream.testing.TestDriver`) executes it. Operators work on
-a whole micro-batch as a Polars DataFrame.
+Every method returns a new :class:`Pipeline`; nothing runs until a runner executes it:
+``streamml.stream.run(pipeline, settings)`` (live), ``streamml.stream.replay(pipeline,
+settings)`` (history) or :class:`~streamml.stream.testing.TestDriver` (no broker). This
+module imports none of them. Operators work on a whole micro-batch as a Polars DataFrame.
 
 >>> import polars as pl
 >>> from streamml.stream import stream, tumbling, count, mean
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 import polars as pl
 
 from streamml.errors import PipelineError
+from streamml.kafka.names import resolve_topic
 from streamml.stream.windows import Agg, WindowSpec, WindowState, WindowStep, sliding_step, tumbling, window_step
 
 if TYPE_CHECKING:
@@ -200,9 +202,8 @@ class WindowBuilder:
 
 
 def _resolve(name: str, kind: str, settings: "Settings | None") -> str:
-    if "." in name:
-        return name
-    return settings.topic(kind, name) if settings is not None else f"{kind}.{name}"
+    """``name`` as a topic of default ``kind`` (without settings: for display, no namespace)."""
+    return resolve_topic(name, settings.namespace if settings is not None else None, kind=kind)
 
 
 @dataclass(frozen=True)
@@ -327,19 +328,6 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.name} {self.fingerprint()}: {len(self.ops)} step(s)>"
-
-    # -- running -------------------------------------------------------------------------
-    def run(self, settings: "Settings", **options: Any) -> None:
-        """Run this pipeline in this process until stopped (see :func:`streamml.stream.runner.run`)."""
-        from streamml.stream.runner import run
-
-        run(self, settings, **options)
-
-    def replay(self, settings: "Settings", **options: Any) -> pl.DataFrame:
-        """Recompute over a bounded range of history (see :func:`streamml.stream.replay.replay`)."""
-        from streamml.stream.replay import replay
-
-        return replay(self, settings, **options)
 
 
 def stream(topic: str, *, name: str | None = None, schema: dict[str, Any] | None = None) -> Pipeline:

@@ -12,19 +12,16 @@ does it process records of that partition.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import polars as pl
-from confluent_kafka import KafkaError as CKError
 from confluent_kafka import TopicPartition
 from rocksdict import Options, Rdict, WriteBatch
 
 from streamml.config import Settings
-from streamml.errors import PipelineError
-from streamml.kafka import clients
-from streamml.kafka.errors import classify
+from streamml.errors import KafkaError, PipelineError
+from streamml.kafka.read import RangeReader, TopicRange, watermarks
 from streamml.stream.engine import state_from_records
 
 __all__ = ["PartitionStore", "StateManager", "store_dir"]
@@ -91,18 +88,15 @@ class StateManager:
                 ) -> list[tuple[int, pl.DataFrame | None, dict[int, int]]]:
         """Open and catch up the stores of ``partitions``; returns their (rows, stream time)."""
         todo: dict[int, tuple[int, int]] = {}
-        c = clients.consumer(self.settings, f"streamml-restore-{time.time_ns()}", enable_partition_eof=True)
-        try:
-            for p in partitions:
-                st = self.stores.get(p) or PartitionStore(self.root / f"p{p}")
-                self.stores[p] = st
-                low, high = c.get_watermark_offsets(TopicPartition(self.changelog, p), timeout=30)
-                start = builtin_max(st.checkpoint, low)
-                if start < high:
-                    todo[p] = (start, high)
-            applied = self._catch_up(c, todo, timeout)
-        finally:
-            c.close()
+        marks = watermarks(self.settings, [TopicPartition(self.changelog, p) for p in partitions], timeout=30.0)
+        for p in partitions:
+            st = self.stores.get(p) or PartitionStore(self.root / f"p{p}")
+            self.stores[p] = st
+            low, high = marks[(self.changelog, p)]
+            start = max(st.checkpoint, low)
+            if start < high:
+                todo[p] = (start, high)
+        applied = self._catch_up(todo, timeout)
         out = []
         for p in partitions:
             rows, stream_time = state_from_records(self.stores[p].items(), p)
@@ -111,37 +105,34 @@ class StateManager:
                                      "rows": 0 if rows is None else rows.height})
         return out
 
-    def _catch_up(self, c: Any, todo: dict[int, tuple[int, int]], timeout: float) -> dict[int, int]:
+    def _catch_up(self, todo: dict[int, tuple[int, int]], timeout: float) -> dict[int, int]:
+        """Apply the changelog's committed records ``[start, end)`` of each partition."""
         if not todo:
             return {}
-        c.assign([TopicPartition(self.changelog, p, start) for p, (start, _) in todo.items()])
-        pending = set(todo)
+        ranges = [TopicRange(self.changelog, p, start, end) for p, (start, end) in todo.items()]
         buffers: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in todo}
         last: dict[int, int] = {}
         counts: dict[int, int] = {p: 0 for p in todo}
-        deadline = time.monotonic() + timeout
-        while pending:
-            if time.monotonic() > deadline:
-                raise PipelineError(f"restoring {self.changelog} timed out for partitions {sorted(pending)}")
-            for m in c.consume(10_000, timeout=0.5):
-                err = m.error()
-                if err is not None:
-                    if err.code() == CKError._PARTITION_EOF:
-                        pending.discard(m.partition())
-                        continue
-                    raise classify(err, f"restoring {self.changelog}: ")
-                p = m.partition()
-                buffers[p].append((m.key(), m.value()))
-                last[p] = m.offset()
-                counts[p] += 1
-                if m.offset() + 1 >= todo[p][1]:
-                    pending.discard(p)
-            for p in list(buffers):
-                if buffers[p] and (p not in pending or len(buffers[p]) >= 50_000):
-                    self.stores[p].apply(buffers[p], last[p] + 1)
-                    buffers[p] = []
-        for p, (start, _) in todo.items():
-            self.stores[p].apply(buffers[p], last.get(p, start - 1) + 1)
+        try:
+            with RangeReader(self.settings, ranges, timeout=timeout, idle_timeout=timeout,
+                             context=f"restoring {self.changelog}", group_prefix="restore") as reader:
+                while not reader.finished:
+                    for run in reader.poll(10_000, timeout=0.5):
+                        p = run[0].partition()
+                        buffers[p].extend([(m.key(), m.value()) for m in run])
+                        last[p] = run[-1].offset()
+                        counts[p] += len(run)
+                    for p, buf in buffers.items():
+                        if buf and (reader.done(self.changelog, p) or len(buf) >= 50_000):
+                            self.stores[p].apply(buf, last[p] + 1)
+                            buffers[p] = []
+                # everything below the end is applied (markers and aborted records included)
+                for p in todo:
+                    self.stores[p].apply(buffers[p], reader.position(self.changelog, p))
+        except KafkaError as exc:
+            if exc.code == "_TIMED_OUT":
+                raise PipelineError(exc.message, hint=exc.hint) from None
+            raise
         return counts
 
     def on_delivery(self, err: Any, msg: Any) -> None:
@@ -176,7 +167,3 @@ class StateManager:
         """Delete the local stores (they are rebuilt from the changelog on the next start)."""
         self.close()
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def builtin_max(a: int, b: int) -> int:
-    return a if a >= b else b

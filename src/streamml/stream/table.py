@@ -17,12 +17,13 @@ from typing import Any, Mapping
 
 import orjson
 import polars as pl
-from confluent_kafka import KafkaError as CKError
 from confluent_kafka import TopicPartition
 
 from streamml.config import Settings
-from streamml.errors import PipelineError
+from streamml.errors import KafkaError, PipelineError
 from streamml.kafka import clients
+from streamml.kafka.names import resolve_topic
+from streamml.kafka.read import pin, read_ranges
 from streamml.schema.batch import decode_json
 
 __all__ = ["Table"]
@@ -31,8 +32,8 @@ __all__ = ["Table"]
 class Table:
     """A lookup table kept in sync with the compacted topic ``name``.
 
-    ``name`` resolves like a pipeline source (``"cards"`` -> ``<ns>.raw.cards``; a name with a
-    dot is a full topic name). ``key`` names the column that holds the record key.
+    ``name`` resolves like a pipeline source (``"cards"`` -> ``<ns>.raw.cards``; see
+    :func:`streamml.kafka.names.resolve_topic`). ``key`` names the column that holds the record key.
     """
 
     def __init__(self, name: str, *, key: str = "key") -> None:
@@ -46,9 +47,8 @@ class Table:
         return f"table {self.name} (key={self.key})"
 
     def topic(self, settings: Settings | None) -> str:
-        if "." in self.name or settings is None:
-            return self.name
-        return settings.topic("raw", self.name)
+        """The topic read (resolved like a pipeline source; without settings, without namespace)."""
+        return resolve_topic(self.name, settings.namespace if settings is not None else None, kind="raw")
 
     # -- in-memory use (tests, replay) ------------------------------------------------
     def load(self, rows: Mapping[str, Mapping[str, Any] | None]) -> None:
@@ -69,25 +69,18 @@ class Table:
     def start(self, settings: Settings, timeout: float = 120.0) -> None:
         """Read the topic to its end (blocking), then keep the consumer for :meth:`refresh`."""
         topic = self.topic(settings)
-        c = clients.consumer(settings, f"streamml-table-{time.time_ns()}", enable_partition_eof=True)
-        md = c.list_topics(topic, timeout=30).topics.get(topic)
-        if md is None or md.error is not None or not md.partitions:
-            c.close()
-            raise PipelineError(f"table topic {topic} does not exist", hint="create and fill it first")
-        parts = sorted(md.partitions)
-        c.assign([TopicPartition(topic, p, -2) for p in parts])  # OFFSET_BEGINNING
-        pending = set(parts)
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            for m in c.consume(10_000, timeout=0.5):
-                if m.error() is not None:
-                    if m.error().code() == CKError._PARTITION_EOF:
-                        pending.discard(m.partition())
-                    continue
-                self._put(m.key(), m.value())
-        if pending:
-            c.close()
-            raise PipelineError(f"table {topic} did not load within {timeout}s")
+        ranges = pin(settings, topic, error=PipelineError)
+        try:
+            for msgs in read_ranges(settings, ranges, timeout=timeout, idle_timeout=timeout,
+                                    context=f"loading table {topic}"):
+                for m in msgs:
+                    self._put(m.key(), m.value())
+        except KafkaError as exc:
+            if exc.code == "_TIMED_OUT":
+                raise PipelineError(f"table {topic} did not load within {timeout}s", hint=exc.hint) from None
+            raise
+        c = clients.consumer(settings, f"streamml-table-{time.time_ns()}")
+        c.assign([TopicPartition(r.topic, r.partition, r.end) for r in ranges])
         self._consumer = c
 
     def refresh(self) -> int:

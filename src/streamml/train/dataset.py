@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass, replace
 from functools import partial
-from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -497,12 +497,12 @@ class Dataset:
 
 
 def _topic(settings: Settings, name: str, kind: str) -> str:
-    """``name`` when such a topic exists, else ``<ns>.<kind>.<name>``."""
+    """``name`` when such a topic exists, else resolved with default ``kind``
+    (:func:`streamml.kafka.names.resolve_topic`)."""
     from streamml.kafka.admin import list_topics
+    from streamml.kafka.names import resolve_topic
 
-    if "." in name or name in list_topics(settings):
-        return name
-    return settings.topic(kind, name)
+    return resolve_topic(name, settings.namespace, kind=kind, existing=list_topics(settings))
 
 
 def _max_opt(a: int | None, b: int | None) -> int | None:
