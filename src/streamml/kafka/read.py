@@ -43,8 +43,9 @@ from confluent_kafka.admin import OffsetSpec
 
 from streamml.config import Settings
 from streamml.errors import ConfigError, KafkaError, StreamMLError
-from streamml.kafka import clients
 from streamml.kafka.admin import list_offsets, metadata
+from streamml.kafka.clients import admin as make_admin
+from streamml.kafka.clients import consumer as make_consumer
 from streamml.kafka.errors import classify
 
 __all__ = ["TopicRange", "Bound", "as_millis", "partitions", "watermarks", "offsets_for_times", "pin",
@@ -121,7 +122,7 @@ def as_millis(when: datetime | str | int | float) -> int:
 def partitions(settings: Settings, topic: str, *, timeout: float = 30.0, admin: Any = None,
                error: type[StreamMLError] = ConfigError) -> list[int]:
     """The partition ids of ``topic``; raises ``error`` when the topic does not exist."""
-    md = metadata(admin or clients.admin(settings), timeout, topic)
+    md = metadata(admin or make_admin(settings), timeout, topic)
     t = md.topics.get(topic)
     if t is None or t.error is not None or not t.partitions:
         raise error(f"topic {topic} does not exist", hint="list topics with `streamml topics`")
@@ -152,7 +153,7 @@ def watermarks(settings: Settings, topics: str | Iterable[str] | Iterable[TopicP
     """
     from confluent_kafka import IsolationLevel
 
-    admin = admin or clients.admin(settings)
+    admin = admin or make_admin(settings)
     tps = _tps(settings, topics, timeout, admin)
     iso = IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
     low = list_offsets(admin, {tp: OffsetSpec.earliest() for tp in tps}, isolation=iso, timeout=timeout)
@@ -164,7 +165,7 @@ def offsets_for_times(settings: Settings, topics: str | Iterable[str] | Iterable
                       timeout: float = 30.0, admin: Any = None) -> dict[tuple[str, int], int]:
     """``{(topic, partition): offset}`` of the first record whose timestamp is at or after
     ``ms``; ``-1`` where there is none."""
-    admin = admin or clients.admin(settings)
+    admin = admin or make_admin(settings)
     tps = _tps(settings, topics, timeout, admin)
     return list_offsets(admin, {tp: OffsetSpec.for_timestamp(int(ms)) for tp in tps}, timeout=timeout)
 
@@ -181,7 +182,7 @@ def pin(settings: Settings, topics: str | Sequence[str], *, start: Bound = None,
     the partition holds and never end before they start. ``partitions_`` keeps only those.
     A topic that does not exist raises ``error``.
     """
-    admin = admin or clients.admin(settings)
+    admin = admin or make_admin(settings)
     names = [topics] if isinstance(topics, str) else list(topics)
     wanted = None if partitions_ is None else set(partitions_)
     tps = [tp for tp in _tps(settings, names, timeout, admin, error) if wanted is None or tp.partition in wanted]
@@ -296,7 +297,7 @@ class RangeReader:
             # a group id is required, never joined nor committed to; it starts with the namespace so
             # that prefix ACLs granted per namespace ("<ns>-") cover it
             group = f"{settings.namespace}-{group_prefix}-{uuid.uuid4().hex[:12]}"
-            self._c = clients.consumer(settings, group, **conf)
+            self._c = make_consumer(settings, group, **conf)
             self._c.assign([TopicPartition(p.range.topic, p.range.partition, p.range.start)
                             for p in self._parts.values()])
 
