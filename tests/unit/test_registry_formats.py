@@ -15,7 +15,8 @@ from sklearn.preprocessing import StandardScaler
 
 from streamml.errors import IntegrityError
 from streamml.registry import Descriptor, Signer, diff, export_model, restricted_loads, signed_payload
-from streamml.registry.formats import LoadedModel, load_artifact
+from streamml.registry.formats import load_artifact
+from streamml.registry.models import load_model
 from streamml.registry.store import check_chunk, chunk_headers, chunk_key, split_chunks
 from streamml.train import Autoencoder
 
@@ -102,8 +103,8 @@ def test_pickles_need_a_verified_signature_and_allowed_classes() -> None:
     assert art.format == "pickle"
     d = _descriptor(art)
     with pytest.raises(IntegrityError, match="signature was not verified"):
-        LoadedModel(d, art.data)
-    lm = LoadedModel(d, art.data, signature_verified=True)
+        load_model(d, art.data)
+    lm = load_model(d, art.data, signature_verified=True)
     assert 0.0 <= lm.score([{"a": 1.0}])[0] <= 1.0
     evil = pickle.dumps({"model": __import__("subprocess").Popen})
     with pytest.raises(IntegrityError, match="subprocess.Popen"):

@@ -24,11 +24,31 @@ def test_strategies_from_flags() -> None:
 
 
 def test_bad_flags_are_clear() -> None:
-    with pytest.raises(ConfigError, match="needs more than one model"):
+    with pytest.raises(ConfigError, match="the consensus strategy needs at least 2 models, got 1"):
         build_strategy("consensus", "a", [])
-    with pytest.raises(ConfigError, match="unknown strategy"):
+    with pytest.raises(ConfigError, match="unknown strategy 'roulette'") as err:
         build_strategy("roulette", "a", ["b"])
+    assert "single, shadow, canary, speculative, consensus, quality" in str(err.value)
+    with pytest.raises(ConfigError, match="the shadow strategy needs exactly 2 models, got 3"):
+        build_strategy("shadow", "a", ["b", "c"])
+    with pytest.raises(ConfigError, match="the single strategy needs exactly 1 model, got 2"):
+        build_strategy("single", "a", ["b"])
+    with pytest.raises(ConfigError, match="needs live quality"):
+        build_strategy("quality", "a", ["b"])
     with pytest.raises(ConfigError, match="weights"):
         build_strategy("consensus", "a", ["b"], weights=[1.0])
     with pytest.raises(ConfigError, match="between 0 and 1"):
         build_strategy("canary", "a", [], canary_share=2.0)
+
+
+def test_serve_names_the_valid_strategies_before_connecting(capsys: pytest.CaptureFixture[str]) -> None:
+    from streamml.cli.main import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["serve", "--model", "fraud", "--input", "payments", "--strategy", "bogus"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and "unknown strategy 'bogus'" in err and "needs more than one" not in err
+    assert "single, shadow, canary, speculative, consensus, quality" in err
+    with pytest.raises(SystemExit):
+        main(["serve", "--model", "fraud", "--input", "payments", "--strategy", "consensus"])
+    assert "the consensus strategy needs at least 2 models, got 1" in capsys.readouterr().err

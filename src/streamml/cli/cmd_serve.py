@@ -35,28 +35,16 @@ def register(app: typer.Typer) -> None:
 def build_strategy(kind: str, model: str, also: list[str], *, candidate_stage: str | None = None,
                    canary_share: float = 0.1, deadline_ms: float = 50.0, fallback_score: float = 0.0,
                    weights: list[float] | None = None, quality: Any = None, min_labels: int = 50) -> Any:
-    """The strategy object for the command-line options."""
-    from streamml.serve import Canary, Consensus, Constant, QualityBased, Role, Shadow, Single, Speculative
+    """The strategy object for the command-line options (looked up by name in the strategy registry)."""
+    from streamml.serve import Constant
+    from streamml.serve.strategies import StrategyOptions, roles_for
+    from streamml.serve.strategies import build_strategy as build
 
-    primary = Role(model)
-    others = [Role(n) for n in also]
-    if kind == "single":
-        return Single([primary])
-    if kind in ("shadow", "canary"):
-        stage = candidate_stage or kind
-        cand = Role(also[0], stage) if also else Role(model, stage)
-        return Shadow(primary, cand) if kind == "shadow" else Canary(primary, cand, canary_share)
-    if not others:
-        raise ConfigError(f"the {kind} strategy needs more than one model", hint="add --also OTHER_MODEL")
-    if kind == "speculative":
-        return Speculative([primary, *others], deadline_ms / 1000.0,
-                           fallback=Constant("fallback", score=fallback_score, label=int(fallback_score >= 0.5)))
-    if kind == "consensus":
-        return Consensus([primary, *others], weights)
-    if kind == "quality":
-        return QualityBased([primary, *others], quality, min_labels=min_labels)
-    raise ConfigError(f"unknown strategy {kind!r}",
-                      hint="use single, shadow, canary, speculative, consensus or quality")
+    roles = roles_for(kind, model, also, candidate_stage=candidate_stage)
+    options = StrategyOptions(canary_share=canary_share, deadline_s=deadline_ms / 1000.0,
+                              fallback=Constant("fallback", score=fallback_score, label=int(fallback_score >= 0.5)),
+                              weights=weights, quality=quality, min_labels=min_labels)
+    return build(kind, roles, options)
 
 
 def _while_unavailable(fn: Callable[[], T], what: str, seconds: float) -> T:
@@ -100,7 +88,10 @@ def serve(
     from streamml.serve import LiveQuality, ModelHost, Scorer, ServeOptions
     from streamml.serve.http import serve_http
     from streamml.serve.registry_source import RegistrySource
+    from streamml.serve.strategies import roles_for, strategy_class
 
+    # an unknown strategy or a wrong number of models fails before anything connects
+    strategy_class(strategy).check_models(len(roles_for(strategy, model, list(also), candidate_stage=candidate_stage)))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = connected(ctx)
     quality = None

@@ -40,7 +40,7 @@ import duckdb
 
 from streamml.errors import QueryError
 from streamml.query.reader import META_COLUMNS
-from streamml.query.sql import Statement, parse, quote
+from streamml.query.statement import Statement, parse, quote
 
 __all__ = ["check", "to_batch_sql", "NONDETERMINISTIC"]
 

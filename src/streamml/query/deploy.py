@@ -26,7 +26,7 @@ from streamml.kafka import names
 from streamml.query.continuous import check, to_batch_sql
 from streamml.query.reader import META_COLUMNS, Bound
 from streamml.query.resolve import default_settings, resolve_topic
-from streamml.query.sql import Statement, run_statement
+from streamml.query.statement import Statement, run_statement
 from streamml.query.tail import Tail
 
 if TYPE_CHECKING:

@@ -8,163 +8,30 @@ subqueries, window functions and everything else DuckDB offers work.
 
 A trailing ``EMIT CHANGES`` marks a continuous statement: here it runs over the snapshot (what
 the stream holds now); :func:`~streamml.query.deploy` runs the same statement over the stream.
+Parsing and running a statement over given tables live in :mod:`streamml.query.statement`
+(re-exported here), which :mod:`streamml.query.continuous` shares.
 
->>> st = parse("SELECT p.card_id, c.limit_ FROM payments p JOIN raw.cards c USING (card_id) EMIT CHANGES")
->>> [t.name for t in st.tables], st.emit_changes
-(['payments', 'raw.cards'], True)
->>> st.rewrite({"payments": "__t0", "raw.cards": "__t1"})
-'SELECT p.card_id, c.limit_ FROM "__t0" AS "p" JOIN "__t1" AS "c" USING (card_id)'
+>>> st = parse("SELECT card_id FROM payments EMIT CHANGES")
+>>> st.topic_names, st.emit_changes
+(['payments'], True)
 """
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
-
-import duckdb
-import polars as pl
+from typing import TYPE_CHECKING
 
 from streamml.config import Settings
-from streamml.errors import QueryError
+from streamml.query.continuous import check
+from streamml.query.reader import META_COLUMNS, frame, read_spans, spans
 from streamml.query.resolve import default_settings, resolve_topic
+from streamml.query.statement import Output, Statement, TableRef, parse, quote, run_statement
 
 if TYPE_CHECKING:
     import pandas as pd
+    import polars as pl
     import pyarrow as pa
 
 __all__ = ["Statement", "TableRef", "parse", "sql", "run_statement", "quote"]
-
-_EMIT = re.compile(r"\s+EMIT\s+CHANGES\s*;?\s*$", re.IGNORECASE | re.DOTALL)
-Output = Literal["polars", "pandas", "arrow"]
-
-
-def quote(identifier: str) -> str:
-    """A DuckDB quoted identifier.
-
-    >>> quote('a"b')
-    '"a""b"'
-    """
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-@dataclass(frozen=True)
-class TableRef:
-    """One table reference in a statement: the name as written and where it is."""
-
-    name: str
-    alias: str
-    location: int
-    length: int
-
-
-@dataclass(frozen=True)
-class Statement:
-    """A parsed SELECT statement and the topics it reads."""
-
-    text: str
-    body: str
-    emit_changes: bool
-    node: dict[str, Any] = field(repr=False)
-    tables: tuple[TableRef, ...]
-
-    @property
-    def topic_names(self) -> list[str]:
-        """The distinct table names, in order of first appearance."""
-        return list(dict.fromkeys(t.name for t in self.tables))
-
-    def rewrite(self, names: dict[str, str]) -> str:
-        """The body with each table reference replaced by ``names[ref.name] AS alias``."""
-        data = self.body.encode()
-        out, pos = [], 0
-        for ref in sorted(self.tables, key=lambda r: r.location):
-            alias = ref.alias or ref.name.split(".")[-1]
-            out.append(data[pos:ref.location])
-            out.append(f"{quote(names[ref.name])} AS {quote(alias)}".encode())
-            pos = ref.location + ref.length
-        out.append(data[pos:])
-        return b"".join(out).decode()
-
-
-def _walk(obj: Any, ctes: set[str], out: list[dict[str, Any]]) -> None:
-    if isinstance(obj, dict):
-        cte_map = obj.get("cte_map")
-        if isinstance(cte_map, dict):
-            ctes.update(entry["key"] for entry in cte_map.get("map", []))
-        if obj.get("type") == "BASE_TABLE" and "qualified_name" in obj:
-            out.append(obj)
-        for value in obj.values():
-            _walk(value, ctes, out)
-    elif isinstance(obj, list):
-        for value in obj:
-            _walk(value, ctes, out)
-
-
-def _serialize(body: str) -> dict[str, Any]:
-    con = duckdb.connect()
-    try:
-        raw = con.execute("SELECT json_serialize_sql(?)", [body]).fetchall()[0][0]
-    finally:
-        con.close()
-    return json.loads(raw)
-
-
-def parse(text: str) -> Statement:
-    """Parse one SELECT statement (optionally ending in ``EMIT CHANGES``)."""
-    body = text.strip()
-    emit = bool(_EMIT.search(" " + body))
-    body = _EMIT.sub("", " " + body).strip().rstrip(";").strip()
-    if not body:
-        raise QueryError("empty SQL statement")
-    tree = _serialize(body)
-    if tree.get("error"):
-        raise QueryError(f"SQL does not parse: {tree.get('error_message', 'syntax error')}",
-                         hint="only SELECT statements are supported, optionally ending in EMIT CHANGES")
-    statements = tree.get("statements", [])
-    if len(statements) != 1:
-        raise QueryError(f"expected one SELECT statement, got {len(statements)}")
-    node = statements[0]["node"]
-    ctes: set[str] = set()
-    found: list[dict[str, Any]] = []
-    _walk(node, ctes, found)
-    refs = []
-    for t in found:
-        path = t["qualified_name"]["path"]
-        name = ".".join(path)
-        if len(path) == 1 and name in ctes:
-            continue
-        refs.append(TableRef(name, t.get("alias") or "", int(t["query_location"]), int(t["query_location_length"])))
-    return Statement(text, body, emit, node, tuple(refs))
-
-
-def run_statement(stmt: Statement, tables: dict[str, Any], output: Output = "polars") -> Any:
-    """Run ``stmt`` with each topic name bound to an Arrow table / Polars frame in ``tables``."""
-    names = {name: f"__sm_t{i}" for i, name in enumerate(stmt.topic_names)}
-    con = duckdb.connect()
-    try:
-        for name, view in names.items():
-            data = tables[name]
-            con.register(view, data.to_arrow() if isinstance(data, pl.DataFrame) else data)
-        rel = con.sql(stmt.rewrite(names))
-        if rel is None:
-            raise QueryError("the statement returns no rows", hint="only SELECT statements are supported")
-        if output == "pandas":
-            return rel.df()
-        if output == "arrow":
-            return rel.arrow().read_all()
-        return rel.pl()
-    except duckdb.Error as exc:
-        empty = [n for n in stmt.topic_names if _height(tables[n]) == 0]
-        hint = (f"topic(s) {', '.join(empty)} have no records, so only the _topic, _partition, _offset, "
-                "_timestamp, _key columns exist" if empty else None)
-        raise QueryError(f"SQL failed: {str(exc).strip()}", hint=hint) from None
-    finally:
-        con.close()
-
-
-def _height(data: Any) -> int:
-    return data.height if isinstance(data, pl.DataFrame) else data.num_rows
 
 
 def sql(statement: str, *, settings: Settings | None = None, output: Output = "polars",
@@ -181,9 +48,6 @@ def sql(statement: str, *, settings: Settings | None = None, output: Output = "p
     :mod:`streamml.query.continuous`) and sees the value columns only: its result here is
     exactly what :func:`~streamml.query.deploy` writes for the same records.
     """
-    from streamml.query.continuous import check
-    from streamml.query.reader import META_COLUMNS, frame, read_spans, spans
-
     s = settings or default_settings()
     stmt = parse(statement)
     if stmt.emit_changes:

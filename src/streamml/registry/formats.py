@@ -1,4 +1,9 @@
-"""Artifact formats: ONNX (the default, portable) and signed pickles (River and other Python).
+"""Artifact formats and the ONE export path: ONNX (the default, portable) and signed pickles.
+
+:func:`export_model` is how every part of streamml turns a fitted model into artifact
+bytes (training jobs, ``Registry.publish``, the serving fixtures' ``sklearn_to_onnx``);
+:func:`load_artifact` checks the bytes against a descriptor and returns the
+:class:`~streamml.registry.base.LoadedModel` (see :mod:`streamml.registry.models`).
 
 Every ONNX model streamml writes has the same contract, whatever it was trained with:
 one input ``input`` (float32, shape ``[N, n_features]``, columns in the order of the
@@ -22,11 +27,12 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import numpy as np
-
 from streamml.errors import ConfigError, IntegrityError, ModelError
+from streamml.registry.base import LoadedModel, as_matrix
+from streamml.registry.models import load_model, score_one
 
-__all__ = ["Artifact", "LoadedModel", "export_model", "load_artifact", "as_matrix", "ONNX_OPSET", "FORMATS"]
+__all__ = ["Artifact", "export_model", "load_artifact", "verify_bytes", "infer_task", "as_matrix", "score_one",
+           "ONNX_OPSET", "FORMATS"]
 
 ONNX_OPSET = {"": 17, "ai.onnx.ml": 3}
 FORMATS = ("onnx", "pickle")
@@ -44,10 +50,12 @@ class Artifact:
 
     @property
     def sha256(self) -> str:
+        """Hex SHA-256 of ``data``."""
         return hashlib.sha256(self.data).hexdigest()
 
     @property
     def size(self) -> int:
+        """Length of ``data`` in bytes."""
         return len(self.data)
 
 
@@ -61,7 +69,12 @@ def _final(model: Any) -> Any:
 
 
 def infer_task(model: Any) -> str:
-    """``classifier``, ``anomaly`` or ``regressor`` for a fitted model."""
+    """``classifier``, ``anomaly`` or ``regressor`` for a fitted model.
+
+    >>> from sklearn.ensemble import IsolationForest
+    >>> infer_task(IsolationForest()), infer_task(object())
+    ('anomaly', 'classifier')
+    """
     if hasattr(model, "task"):
         return str(model.task)
     final = _final(model)
@@ -88,15 +101,43 @@ def _is_sklearn(model: Any) -> bool:
 
 
 def export_model(model: Any, features: Sequence[str], *, format: str | None = None,
-                 task: str | None = None) -> Artifact:
-    """Serialise a fitted model: ONNX when it can be (scikit-learn, or any object with a
-    ``to_onnx(n_features)`` method), else a pickle (River and other Python models)."""
+                 task: str | None = None, opset: int | None = None) -> Artifact:
+    """Serialise a fitted model: the one export path of streamml.
+
+    Parameters
+    ----------
+    model : object
+        A fitted model: scikit-learn (estimator or Pipeline), any object with a
+        ``to_onnx(n_features)`` method returning an ``onnx.ModelProto`` (e.g.
+        :class:`~streamml.train.Autoencoder`), or a Python model (River...).
+    features : sequence of str
+        The input columns, in the order the model was trained on.
+    format : {"onnx", "pickle"}, optional
+        Default: ONNX for scikit-learn and ``to_onnx`` models, else a pickle.
+    task : {"classifier", "anomaly", "regressor"}, optional
+        Default: :func:`infer_task`.
+    opset : int, optional
+        The default-domain ONNX opset (default ``ONNX_OPSET[""]``; converted models only).
+
+    Returns
+    -------
+    Artifact
+        Deterministic bytes (same fit, same bytes) and the schemas a descriptor records.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LinearRegression
+    >>> art = export_model(LinearRegression().fit(np.eye(2), [0.0, 1.0]), ["a", "b"])
+    >>> art.format, art.task, [o["name"] for o in art.output_schema][:1]
+    ('onnx', 'regressor', ['score'])
+    """
     features = list(features)
     task = task or infer_task(model)
     schema = [{"name": f, "type": "float32"} for f in features]
     fmt = format or ("onnx" if (_is_sklearn(model) or hasattr(model, "to_onnx")) else "pickle")
     if fmt == "onnx":
-        onx, outputs = _to_onnx(model, len(features), task)
+        onx, outputs = _to_onnx(model, len(features), task, opset)
         return Artifact(_canonical_bytes(onx), "onnx", task, schema, outputs)
     if fmt == "pickle":
         data = pickle.dumps({"streamml": 1, "model": model, "features": features, "task": task}, protocol=5)
@@ -113,7 +154,7 @@ def _canonical_bytes(onx: Any) -> bytes:
     return onx.SerializeToString(deterministic=True)
 
 
-def _to_onnx(model: Any, n_features: int, task: str) -> tuple[Any, list[dict[str, Any]]]:
+def _to_onnx(model: Any, n_features: int, task: str, opset: int | None = None) -> tuple[Any, list[dict[str, Any]]]:
     from onnx import TensorProto, helper
 
     if hasattr(model, "to_onnx"):
@@ -134,7 +175,7 @@ def _to_onnx(model: Any, n_features: int, task: str) -> tuple[Any, list[dict[str
     options = {type(final): {"zipmap": False}} if task == "classifier" else None
     try:
         onx = convert_sklearn(model, initial_types=[("input", FloatTensorType([None, n_features]))],
-                              target_opset=dict(ONNX_OPSET), options=options)
+                              target_opset={**ONNX_OPSET, **({"": opset} if opset else {})}, options=options)
     except Exception as exc:  # skl2onnx raises many types for unsupported models
         raise ModelError(f"cannot convert {type(model).__name__} to ONNX: {exc}",
                          hint="pass format='pickle' (signed) or register a skl2onnx converter") from None
@@ -161,101 +202,18 @@ def _to_onnx(model: Any, n_features: int, task: str) -> tuple[Any, list[dict[str
     return onx, [score, *outputs]
 
 
-def as_matrix(X: Any, features: Sequence[str], dtype: Any = np.float32) -> np.ndarray:
-    """Rows of ``X`` (NumPy, Polars, pandas, Arrow, or a list of dicts) as a feature matrix."""
-    if isinstance(X, np.ndarray):
-        return X.astype(dtype, copy=False) if X.ndim == 2 else X.reshape(1, -1).astype(dtype)
-    if isinstance(X, list):
-        return np.array([[float(r.get(f) or 0.0) for f in features] for r in X], dtype=dtype).reshape(-1, len(features))
-    mod = type(X).__module__
-    if mod.startswith("pyarrow"):
-        import polars as pl
-
-        X = pl.from_arrow(X)
-        mod = "polars"
-    if mod.startswith("polars"):
-        import polars as pl
-
-        return X.select([pl.col(f).cast(pl.Float64).fill_null(0.0) for f in features]).to_numpy().astype(dtype)
-    if mod.startswith("pandas"):
-        return X[list(features)].fillna(0.0).to_numpy(dtype=dtype)
-    raise ConfigError(f"cannot score a {type(X).__name__}", hint="pass NumPy, Polars, pandas, Arrow or dicts")
-
-
-class LoadedModel:
-    """A verified, loaded model: ``score(X)`` gives one float per row (higher = more positive)."""
-
-    def __init__(self, descriptor: Any, data: bytes, *, allowed_modules: Sequence[str] | None = None,
-                 signature_verified: bool = False) -> None:
-        self.descriptor = descriptor
-        self.features: list[str] = [c["name"] for c in descriptor.input_schema]
-        self.format = descriptor.format
-        self.task = descriptor.task
-        if self.format == "onnx":
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 1
-            opts.inter_op_num_threads = 1
-            try:
-                self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-            except Exception as exc:
-                raise IntegrityError(f"{descriptor.ref}: the ONNX artifact cannot be loaded: {exc}") from None
-            self.model: Any = self.session
-        elif self.format == "pickle":
-            from streamml.registry.signing import ALLOWED_MODULES, restricted_loads
-
-            if not signature_verified:
-                raise IntegrityError(f"{descriptor.ref}: refusing to unpickle an artifact whose signature was not "
-                                     "verified", hint="load pickled models through Registry.load()")
-            obj = restricted_loads(data, allowed_modules or ALLOWED_MODULES)
-            if not isinstance(obj, dict) or "model" not in obj:
-                raise IntegrityError(f"{descriptor.ref}: not a streamml pickle artifact")
-            self.model = obj["model"]
-        else:
-            raise ModelError(f"{descriptor.ref}: unknown format {self.format!r}")
-
-    def __repr__(self) -> str:
-        return f"LoadedModel({self.descriptor.ref}, format={self.format}, task={self.task})"
-
-    def score(self, X: Any) -> np.ndarray:
-        """Scores for the rows of ``X`` (NumPy in feature order, Polars/pandas/Arrow, or dicts)."""
-        if self.format == "onnx":
-            m = as_matrix(X, self.features, np.float32)
-            if m.shape[0] == 0:
-                return np.zeros(0, dtype=np.float64)
-            return np.asarray(self.session.run(["score"], {"input": m})[0], dtype=np.float64).reshape(-1)
-        rows = X if isinstance(X, list) and (not X or isinstance(X[0], dict)) else \
-            [dict(zip(self.features, map(float, r))) for r in as_matrix(X, self.features, np.float64)]
-        return np.array([score_one(self.model, x) for x in rows], dtype=np.float64)
-
-
-def score_one(model: Any, x: dict[str, Any]) -> float:
-    """One row's score from a Python (River-style) model."""
-    if hasattr(model, "predict_proba_one"):
-        p = model.predict_proba_one(x)
-        if not p:
-            return 0.0
-        for positive in (True, 1, "1"):
-            if positive in p:
-                return float(p[positive])
-        return float(p[sorted(p, key=str)[-1]])
-    if hasattr(model, "score_one"):
-        return float(model.score_one(x))
-    if hasattr(model, "predict_one"):
-        return float(model.predict_one(x) or 0.0)
-    if hasattr(model, "predict_proba"):
-        return float(model.predict_proba(np.array([list(x.values())]))[0, -1])
-    raise ModelError(f"cannot score with a {type(model).__name__}")
-
-
 def load_artifact(descriptor: Any, data: bytes, **kw: Any) -> LoadedModel:
-    """Check size and SHA-256 against the descriptor, then load (signature checks are the registry's)."""
+    """Check size and SHA-256 against the descriptor, then load (signature checks are the registry's).
+
+    ``kw`` goes to :func:`~streamml.registry.models.load_model` (``allowed_modules``,
+    ``signature_verified``).
+    """
     verify_bytes(descriptor, data)
-    return LoadedModel(descriptor, data, **kw)
+    return load_model(descriptor, data, **kw)
 
 
 def verify_bytes(descriptor: Any, data: bytes) -> None:
+    """Raise :class:`IntegrityError` unless ``data`` has the descriptor's size and SHA-256."""
     if len(data) != descriptor.size:
         raise IntegrityError(f"{descriptor.ref}: artifact is {len(data)} bytes, the descriptor says {descriptor.size}",
                              hint="the artifact is truncated or was replaced; republish the model")

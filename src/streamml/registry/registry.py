@@ -45,7 +45,9 @@ from streamml.kafka.errors import classify
 from streamml.kafka.transactions import TransactionalSession
 from streamml.registry.descriptor import (SINGLE_STAGES, Descriptor, check_name, check_stage, diff,
                                           signed_payload)
-from streamml.registry.formats import Artifact, LoadedModel, export_model, verify_bytes
+from streamml.registry.base import LoadedModel
+from streamml.registry.formats import Artifact, export_model, verify_bytes
+from streamml.registry.models import load_model
 from streamml.registry.signing import KEY_ENV, Signer, signers_from_env
 from streamml.registry.store import (CHUNK_BYTES, ArtifactStore, check_chunk, chunk_headers, chunk_key,
                                      split_chunks)
@@ -430,7 +432,7 @@ class Registry:
             raise IntegrityError(f"refusing to load {d.ref}: its descriptor is not signed ({d.format})",
                                  hint=f"publish it with {KEY_ENV} set; unsigned pickles are never unpickled")
         data = self.fetch(d)
-        return LoadedModel(d, data, allowed_modules=allowed_modules, signature_verified=signed)
+        return load_model(d, data, allowed_modules=allowed_modules, signature_verified=signed)
 
     # -- following changes ---------------------------------------------------------------------
     def watch(self, name: str | None = None, *, from_offset: int | None = None, from_beginning: bool = False,

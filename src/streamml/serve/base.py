@@ -5,6 +5,8 @@ Two small protocols keep the scorer independent of storage:
 * :class:`LoadedModel` — a model ready to score: ``name``, ``version``, the ordered
   ``input_columns`` it expects, and ``predict(X) -> Scores`` over a whole batch
   (``X`` is a float32 matrix, one row per event, columns in ``input_columns`` order).
+  This is the one model contract of streamml, defined in :mod:`streamml.registry.base`
+  and re-exported here with :class:`Scores`; what ``Registry.load`` returns is one.
 * :class:`ModelSource` — where versions come from: :meth:`ModelSource.latest` (what a
   starting scorer serves) and :meth:`ModelSource.follow` (new versions as they are
   published or promoted). Each version arrives as a :class:`Candidate`: its
@@ -26,9 +28,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
+
+from streamml.registry.base import LoadedModel, Model, Scores
 
 __all__ = [
     "Scores", "LoadedModel", "ModelRef", "Candidate", "ModelSource", "MemorySource", "Constant", "Slow",
@@ -37,34 +41,6 @@ __all__ = [
 
 #: Stages a model version can be in, in order of trust.
 STAGES = ("candidate", "shadow", "canary", "production", "archived")
-
-
-@dataclass
-class Scores:
-    """A batch's answers: ``score`` (float64, one per row) and ``label`` (int64) when the model has one."""
-
-    score: np.ndarray
-    label: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return int(self.score.shape[0])
-
-    def take(self, rows: np.ndarray) -> "Scores":
-        """The answers of ``rows`` only (an index or boolean mask)."""
-        return Scores(self.score[rows], None if self.label is None else self.label[rows])
-
-
-@runtime_checkable
-class LoadedModel(Protocol):
-    """A model version ready to score batches."""
-
-    name: str
-    version: int
-    input_columns: tuple[str, ...]
-
-    def predict(self, x: np.ndarray) -> Scores:
-        """Score a float32 matrix with ``len(input_columns)`` columns."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -149,7 +125,7 @@ class MemorySource:
             yield from fresh
 
 
-class Constant:
+class Constant(Model):
     """A model that answers the same score for every row: the last-resort fallback."""
 
     def __init__(self, name: str = "fallback", *, score: float = 0.0, label: int | None = None,
@@ -158,6 +134,7 @@ class Constant:
         self.value, self.label_value = float(score), label
 
     def predict(self, x: np.ndarray) -> Scores:
+        """``score`` (and ``label`` when set) for each of the ``x.shape[0]`` rows."""
         n = x.shape[0]
         label = None if self.label_value is None else np.full(n, self.label_value, dtype=np.int64)
         return Scores(np.full(n, self.value, dtype=np.float64), label)
@@ -166,7 +143,7 @@ class Constant:
         return f"Constant({self.name!r}, score={self.value})"
 
 
-class Slow:
+class Slow(Model):
     """Wraps a model and makes every call take at least ``delay_s`` longer (for deadline tests and demos).
 
     The sleep releases the GIL, as onnxruntime does while it computes.
@@ -178,6 +155,7 @@ class Slow:
         self.calls = 0
 
     def predict(self, x: np.ndarray) -> Scores:
+        """The wrapped model's answer, ``delay_s`` later."""
         self.calls += 1
         time.sleep(self.delay_s)
         return self.inner.predict(x)

@@ -5,7 +5,9 @@ from the moment this source was created (so nothing published between the two is
 missed) and offers every descriptor record: the registry rewrites a version's descriptor
 with its new stage whenever it is promoted, published at a stage, or rolled back to.
 Loading goes through :meth:`Registry.load` — signature, size and SHA-256 checked there —
-and the loaded ONNX session is wrapped as an :class:`~streamml.serve.onnxmodel.OnnxModel`.
+whose result (an :class:`~streamml.registry.models.OnnxModel` or
+:class:`~streamml.registry.models.PythonModel`) already is the
+:class:`~streamml.registry.base.LoadedModel` the scorer serves.
 """
 
 from __future__ import annotations
@@ -13,12 +15,10 @@ from __future__ import annotations
 import threading
 from typing import Any, Iterator
 
-import numpy as np
-
 from streamml.config import Settings
-from streamml.errors import ModelError
-from streamml.serve.base import Candidate, ModelRef, Scores
-from streamml.serve.onnxmodel import OnnxModel
+from streamml.registry.base import LoadedModel
+from streamml.registry.models import PythonModel
+from streamml.serve.base import Candidate, ModelRef
 
 __all__ = ["RegistrySource", "ref_of", "PythonModel"]
 
@@ -30,19 +30,6 @@ def ref_of(d: Any) -> ModelRef:
     threshold = (d.tags or {}).get("threshold")
     return ModelRef(d.name, int(d.version), d.stage, d.format, d.sha256, cols, types,
                     float(threshold) if threshold is not None else None, {"task": d.task})
-
-
-class PythonModel:
-    """A registry model that is not ONNX (a signed pickle, e.g. River), scored through its ``score``."""
-
-    def __init__(self, loaded: Any, ref: ModelRef) -> None:
-        self.inner, self.name, self.version = loaded, ref.name, ref.version
-        self.input_columns, self.sha256, self.threshold = ref.input_columns, ref.sha256, ref.threshold
-
-    def predict(self, x: np.ndarray) -> Scores:
-        score = np.asarray(self.inner.score(x), dtype=np.float64)
-        label = (score >= self.threshold).astype(np.int64) if self.threshold is not None else None
-        return Scores(score, label)
 
 
 class RegistrySource:
@@ -61,20 +48,15 @@ class RegistrySource:
         self._start = rng.end
 
     def candidate(self, d: Any) -> Candidate:
-        ref = ref_of(d)
+        """The :class:`Candidate` of descriptor ``d``: its ref, and a loader through the registry."""
 
-        def load() -> Any:
-            lm = self.registry.load(d)
-            if lm.format == "onnx":
-                return OnnxModel(lm.session, name=ref.name, version=ref.version, input_columns=ref.input_columns,
-                                 threshold=ref.threshold, sha=d.sha256)
-            if lm.format == "pickle":
-                return PythonModel(lm, ref)
-            raise ModelError(f"{ref}: cannot serve format {lm.format!r}")
+        def load() -> LoadedModel:
+            return self.registry.load(d)
 
-        return Candidate(ref, load)
+        return Candidate(ref_of(d), load)
 
     def latest(self, name: str, stage: str) -> Candidate | None:
+        """The newest version of ``name`` at ``stage``, if any."""
         d = self.registry.latest(name, stage)
         return self.candidate(d) if d is not None else None
 

@@ -15,6 +15,14 @@ topic the predictions go to) and turns a batch plus the roles' current models in
 * :class:`QualityBased` — every model scores, the one with the best live quality (from
   delayed labels, :class:`~streamml.serve.quality.LiveQuality`) answers.
 
+Strategies are registered by name (:func:`register_strategy`; :data:`STRATEGIES` is the
+read-only name -> class registry). :func:`strategy_class` looks one up and names the valid
+choices when it does not know the name; :func:`build_strategy` builds one from its roles
+and a :class:`StrategyOptions` after checking the number of models against the class's
+``min_models`` / ``max_models``; :func:`roles_for` gives the roles for a model name and
+``--also`` names, the way ``streamml serve`` does. The contract test
+(``tests/unit/test_serve_strategy_contract.py``) runs over every registered strategy.
+
 >>> import numpy as np, polars as pl
 >>> from streamml.serve.base import Constant
 >>> b = Batch(pl.DataFrame({"event_id": ["a", "b"], "x": [1.0, 2.0]}), [b"k1", b"k2"])
@@ -23,6 +31,8 @@ topic the predictions go to) and turns a batch plus the roles' current models in
 ...      Role("m2"): Constant("m2", score=0.8, label=1, version=4)}, b)
 >>> d.scores.score.tolist(), d.extra["members"][0]
 ([0.5, 0.5], 'm1:1,m2:4')
+>>> type(build_strategy("shadow", roles_for("shadow", "fraud"))).__name__
+'Shadow'
 """
 
 from __future__ import annotations
@@ -32,7 +42,8 @@ import time
 import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from types import MappingProxyType
+from typing import Any, ClassVar, Mapping, Sequence, TypeVar
 
 import numpy as np
 import polars as pl
@@ -42,10 +53,14 @@ from streamml.serve.base import Constant, LoadedModel, Scores
 from streamml.serve.quality import LiveQuality
 from streamml.serve.swap import Role
 
-__all__ = ["Batch", "Decision", "Strategy", "Single", "Shadow", "Canary", "Speculative", "Consensus",
-           "QualityBased", "bucket", "STRATEGIES"]
+__all__ = ["Batch", "Decision", "Strategy", "StrategyOptions", "Single", "Shadow", "Canary", "Speculative",
+           "Consensus", "QualityBased", "bucket", "STRATEGIES", "register_strategy", "strategy_class",
+           "build_strategy", "roles_for"]
 
-STRATEGIES = ("single", "shadow", "canary", "speculative", "consensus", "quality")
+S = TypeVar("S", bound="type[Strategy]")
+_REGISTRY: dict[str, type["Strategy"]] = {}
+#: The registered strategies, name -> class (read-only; add one with :func:`register_strategy`).
+STRATEGIES: Mapping[str, type["Strategy"]] = MappingProxyType(_REGISTRY)
 
 
 class Batch:
@@ -109,15 +124,86 @@ def _require(models: dict[Role, LoadedModel | None], role: Role) -> LoadedModel:
     return m
 
 
-class Strategy(ABC):
-    """Picks, per batch, which model's answer each row gets."""
+@dataclass(frozen=True)
+class StrategyOptions:
+    """The settings of every strategy in one parameter object; each strategy reads its own.
 
-    name = "strategy"
+    Attributes
+    ----------
+    canary_share : float
+        Canary: share of keys routed to the candidate.
+    deadline_s : float
+        Speculative: the answer deadline per batch.
+    fallback : LoadedModel, optional
+        Speculative: who answers when no model is in time (default: a constant 0).
+    grace_s : float
+        Speculative: scheduling jitter allowed in ``deadline_met``.
+    weights : sequence of float, optional
+        Consensus: one weight per model (default: equal).
+    threshold : float
+        Consensus: the score at which a model without labels votes 1.
+    quality : LiveQuality, optional
+        Quality: the live quality tracker (required by that strategy).
+    min_labels : int
+        Quality: labels a model needs before its quality counts.
+    """
+
+    canary_share: float = 0.1
+    deadline_s: float = 0.05
+    fallback: LoadedModel | None = None
+    grace_s: float = 0.01
+    weights: Sequence[float] | None = None
+    threshold: float = 0.5
+    quality: LiveQuality | None = None
+    min_labels: int = 50
+
+
+class Strategy(ABC):
+    """Picks, per batch, which model's answer each row gets.
+
+    Subclasses set ``name`` (the registry key), the number of models they take
+    (``min_models``, ``max_models``; None = no limit), ``candidate_stage`` when they are a
+    (primary, candidate) pair whose candidate defaults to another stage of the primary
+    model, and override :meth:`from_options` when their constructor takes more than roles.
+    """
+
+    name: ClassVar[str] = "strategy"
+    min_models: ClassVar[int] = 1
+    max_models: ClassVar[int | None] = None
+    candidate_stage: ClassVar[str | None] = None
 
     def __init__(self, roles: Sequence[Role]) -> None:
-        if not roles:
-            raise ConfigError(f"the {self.name} strategy needs at least one model")
+        self.check_models(len(roles))
         self.roles = list(roles)
+
+    @classmethod
+    def check_models(cls, n: int) -> None:
+        """Raise :class:`ConfigError` unless the strategy takes ``n`` models.
+
+        >>> try:
+        ...     Consensus.check_models(1)
+        ... except ConfigError as exc:
+        ...     print(exc.message)
+        the consensus strategy needs at least 2 models, got 1
+        """
+        lo, hi = cls.min_models, cls.max_models
+        if lo <= n and (hi is None or n <= hi):
+            return
+        want = f"exactly {lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
+        bound = lo if n < lo else hi
+        if n < lo:
+            hint = "add models (streamml serve --also OTHER_MODEL)"
+        elif hi == 1:
+            hint = "it serves one model: drop --also, or pick a strategy for several"
+        else:
+            hint = f"give it at most {hi} models (streamml serve: --model and {(hi or 1) - 1} --also)"
+        raise ConfigError(f"the {cls.name} strategy needs {want} model{'' if bound == 1 else 's'}, got {n}",
+                          hint=hint)
+
+    @classmethod
+    def from_options(cls, roles: Sequence[Role], options: StrategyOptions) -> "Strategy":
+        """The strategy over ``roles`` with the settings in ``options`` it uses."""
+        return cls(roles)
 
     @property
     def primary(self) -> Role:
@@ -131,10 +217,77 @@ class Strategy(ABC):
         """Release threads or clients the strategy holds."""
 
 
+def register_strategy(cls: S) -> S:
+    """Class decorator: make ``cls`` available under ``cls.name`` (a name is registered once).
+
+    >>> @register_strategy
+    ... class Last(Single):
+    ...     name = "last-doctest"
+    >>> strategy_class("last-doctest") is Last
+    True
+    >>> _ = _REGISTRY.pop("last-doctest")
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise TypeError(f"{cls!r} is not a Strategy subclass")
+    taken = _REGISTRY.get(cls.name)
+    if taken is not None and taken is not cls:
+        raise ConfigError(f"a strategy named {cls.name!r} is already registered ({taken.__qualname__})")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """The strategy class registered as ``name``.
+
+    >>> try:
+    ...     strategy_class("bogus")
+    ... except ConfigError as exc:
+    ...     print(exc.message, "|", exc.hint)
+    unknown strategy 'bogus' | choose one of: single, shadow, canary, speculative, consensus, quality
+    """
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise ConfigError(f"unknown strategy {name!r}", hint="choose one of: " + ", ".join(_REGISTRY))
+    return cls
+
+
+def roles_for(name: str, model: str, also: Sequence[str] = (), *, candidate_stage: str | None = None) -> list[Role]:
+    """The roles of strategy ``name`` for a primary ``model`` and other models ``also``.
+
+    For a (primary, candidate) strategy the candidates are at ``candidate_stage`` (default:
+    the strategy's own stage, e.g. ``shadow``), and with no other model the candidate is
+    the primary model at that stage; for the others every model is at ``production``.
+
+    >>> roles_for("canary", "fraud")
+    [Role(name='fraud', stage='production'), Role(name='fraud', stage='canary')]
+    >>> [str(r) for r in roles_for("shadow", "a", ["b"], candidate_stage="production")]
+    ['a', 'b']
+    """
+    cls = strategy_class(name)
+    primary = Role(model)
+    if cls.candidate_stage is not None:
+        stage = candidate_stage or cls.candidate_stage
+        return [primary, *([Role(n, stage) for n in also] or [Role(model, stage)])]
+    return [primary, *(Role(n) for n in also)]
+
+
+def build_strategy(name: str, roles: Sequence[Role], options: StrategyOptions | None = None) -> Strategy:
+    """The strategy registered as ``name`` over ``roles`` (the first is the primary).
+
+    Raises :class:`ConfigError` for an unknown name (naming the choices), for a number of
+    models the strategy does not take, and for settings it refuses.
+    """
+    cls = strategy_class(name)
+    cls.check_models(len(roles))
+    return cls.from_options(list(roles), options or StrategyOptions())
+
+
+@register_strategy
 class Single(Strategy):
     """The primary model answers every row."""
 
     name = "single"
+    max_models = 1
 
     def decide(self, models: dict[Role, LoadedModel | None], batch: Batch) -> Decision:
         m = _require(models, self.primary)
@@ -152,13 +305,22 @@ def _side_by_side(batch: Batch, a: LoadedModel, sa: Scores, b: LoadedModel, sb: 
     return pl.DataFrame(cols)
 
 
+@register_strategy
 class Shadow(Strategy):
     """Publish the primary's answer; score the candidate too and record both side by side."""
 
     name = "shadow"
+    min_models = max_models = 2
+    candidate_stage = "shadow"
 
     def __init__(self, primary: Role, candidate: Role) -> None:
         super().__init__([primary, candidate])
+
+    @classmethod
+    def from_options(cls, roles: Sequence[Role], options: StrategyOptions) -> "Shadow":
+        """Roles ``[primary, candidate]``."""
+        cls.check_models(len(roles))
+        return cls(roles[0], roles[1])
 
     def decide(self, models: dict[Role, LoadedModel | None], batch: Batch) -> Decision:
         m = _require(models, self.primary)
@@ -170,6 +332,7 @@ class Shadow(Strategy):
         return Decision(out, [m], shadow=_side_by_side(batch, m, out, cand, shadow_scores))
 
 
+@register_strategy
 class Canary(Strategy):
     """Send ``share`` of keys (by a stable hash) to the candidate, the rest to the primary.
 
@@ -177,12 +340,20 @@ class Canary(Strategy):
     """
 
     name = "canary"
+    min_models = max_models = 2
+    candidate_stage = "canary"
 
     def __init__(self, primary: Role, candidate: Role, share: float = 0.1) -> None:
         if not 0.0 <= share <= 1.0:
             raise ConfigError(f"canary share must be between 0 and 1, got {share}")
         super().__init__([primary, candidate])
         self.share = share
+
+    @classmethod
+    def from_options(cls, roles: Sequence[Role], options: StrategyOptions) -> "Canary":
+        """Roles ``[primary, candidate]``; ``options.canary_share``."""
+        cls.check_models(len(roles))
+        return cls(roles[0], roles[1], options.canary_share)
 
     def routed(self, batch: Batch) -> np.ndarray:
         """A boolean mask: True where the candidate answers."""
@@ -217,6 +388,7 @@ class Canary(Strategy):
         return Decision(Scores(score, label), [m, cand], which=mask.astype(np.int64))
 
 
+@register_strategy
 class Speculative(Strategy):
     """Run every model at once; the most preferred answer ready by ``deadline_s`` wins.
 
@@ -239,6 +411,11 @@ class Speculative(Strategy):
         self._pool = cf.ThreadPoolExecutor(max_workers=len(self.roles) * 2, thread_name_prefix="streamml-spec")
         self._busy: dict[Role, cf.Future[Scores]] = {}
         self.missed = 0
+
+    @classmethod
+    def from_options(cls, roles: Sequence[Role], options: StrategyOptions) -> "Speculative":
+        """``options.deadline_s``, ``fallback`` and ``grace_s``."""
+        return cls(roles, options.deadline_s, options.fallback, options.grace_s)
 
     def decide(self, models: dict[Role, LoadedModel | None], batch: Batch) -> Decision:
         start = time.monotonic()
@@ -274,10 +451,12 @@ class Speculative(Strategy):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+@register_strategy
 class Consensus(Strategy):
     """A weighted average of the models' scores; labels by weighted majority vote (ties: 1)."""
 
     name = "consensus"
+    min_models = 2
 
     def __init__(self, roles: Sequence[Role], weights: Sequence[float] | None = None,
                  threshold: float = 0.5) -> None:
@@ -286,6 +465,11 @@ class Consensus(Strategy):
         if len(self.weights) != len(self.roles):
             raise ConfigError(f"{len(self.weights)} weights for {len(self.roles)} models")
         self.threshold = threshold
+
+    @classmethod
+    def from_options(cls, roles: Sequence[Role], options: StrategyOptions) -> "Consensus":
+        """``options.weights`` and ``threshold``."""
+        return cls(roles, options.weights, options.threshold)
 
     def decide(self, models: dict[Role, LoadedModel | None], batch: Batch) -> Decision:
         used, scores, weights = [], [], []
@@ -307,14 +491,24 @@ class Consensus(Strategy):
         return Decision(Scores(mean, label), [used[0]], extra={"members": [members] * len(batch)})
 
 
+@register_strategy
 class QualityBased(Strategy):
     """Every model scores; the one with the best live quality answers (the first while none is measured)."""
 
     name = "quality"
+    min_models = 2
 
     def __init__(self, roles: Sequence[Role], quality: LiveQuality, min_labels: int = 50) -> None:
         super().__init__(roles)
         self.quality, self.min_labels = quality, min_labels
+
+    @classmethod
+    def from_options(cls, roles: Sequence[Role], options: StrategyOptions) -> "QualityBased":
+        """``options.quality`` (required) and ``min_labels``."""
+        if options.quality is None:
+            raise ConfigError("the quality strategy needs live quality from labels",
+                              hint="streamml serve: give --labels TOPIC")
+        return cls(roles, options.quality, min_labels=options.min_labels)
 
     def best(self, used: list[LoadedModel]) -> int:
         """Index of the model with the best measured quality (0 until enough labels arrived)."""

@@ -75,5 +75,5 @@ def score_metric(metric: str, y: Any, scores: Any) -> float:
 
 
 def evaluate(model: Any, frame: Any, y: Any, metric: str) -> float:
-    """Score a loaded model (anything with ``score(X)``) on ``frame`` against ``y``."""
+    """Score a :class:`~streamml.registry.base.LoadedModel` (anything with ``score(X)``) on ``frame`` against ``y``."""
     return score_metric(metric, y, model.score(frame))

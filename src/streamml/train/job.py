@@ -31,8 +31,10 @@ from streamml.config import Settings
 from streamml.errors import ConfigError
 from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic
+from streamml.registry.base import LoadedModel
 from streamml.registry.descriptor import Descriptor
-from streamml.registry.formats import Artifact, LoadedModel, export_model
+from streamml.registry.formats import Artifact, export_model
+from streamml.registry.models import load_model
 from streamml.train.dataset import Dataset
 from streamml.train.evaluate import score_metric
 from streamml.train.reader import resolve_ranges
@@ -135,9 +137,10 @@ class TrainingJob:
 
 
 def _local(name: str, artifact: Artifact) -> LoadedModel:
+    """The candidate as the registry would load it, from the bytes just exported (not yet published)."""
     d = Descriptor(name=name, version=0, format=artifact.format, sha256=artifact.sha256, size=artifact.size,
                    input_schema=artifact.input_schema, output_schema=artifact.output_schema, task=artifact.task)
-    return LoadedModel(d, artifact.data, signature_verified=True)  # bytes made in this process
+    return load_model(d, artifact.data, signature_verified=True)  # bytes made in this process
 
 
 def reproduce(settings: Settings, manifest: dict[str, Any], trainer: Callable[[Dataset], Any], *,
