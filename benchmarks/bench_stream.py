@@ -47,7 +47,7 @@ def streamml_job(settings: Settings, src: str, n: int, *, stateful: bool, eos: b
     if stateful:
         p = p.window(key="card_id", size=tumbling(WINDOW_MS), time="event_time").agg(n=count(), avg=mean("amount"))
     p = p.to(f"sml-{uuid.uuid4().hex[:8]}").named(f"bench-{uuid.uuid4().hex[:8]}")
-    opts = RunOptions(guarantee="exactly_once" if eos else "at_least_once", max_batch=10_000, poll_timeout=0.5)
+    opts = RunOptions(guarantee="exactly_once" if eos else "at_least_once", max_batch=10_000, idle_wait_s=0.5)
     box: dict[str, Any] = {}
 
     def run() -> int:

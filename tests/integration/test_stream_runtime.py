@@ -21,7 +21,7 @@ from streamml.stream import RunOptions, Table, Worker, count, last, max, mean, r
 from streamml.stream.state import PartitionStore, store_dir
 from streamml.verify import read_topic
 
-FAST = RunOptions(max_batch=300, poll_timeout=0.1)
+FAST = RunOptions(max_batch=300, idle_wait_s=0.1)
 
 
 def send(settings: Settings, topic: str, events: list[dict[str, Any]], key: str = "k",
@@ -223,6 +223,8 @@ def test_cli_worker_stuck_in_a_batch_stops_with_its_stacks(settings: Settings, t
     import subprocess
     import sys
 
+    from streamml.runtime.supervisor import EXIT_STUCK
+
     src = settings.topic("raw", "stuck")
     ensure_topic(settings, src, 1)
     send(settings, src, [{"i": i, "k": "a"} for i in range(50)])
@@ -235,8 +237,8 @@ def test_cli_worker_stuck_in_a_batch_stops_with_its_stacks(settings: Settings, t
     res = subprocess.run([sys.executable, "-m", "streamml", "run", str(app), "--stuck-after", "3"],
                          env=env, capture_output=True, timeout=50)
     err = res.stderr.decode(errors="replace")
-    assert res.returncode == 1, err[-2000:]
-    assert "in one batch of stuck" in err and "in hang" in err, err[-2000:]
+    assert res.returncode == EXIT_STUCK, err[-2000:]
+    assert "made no progress" in err and "in hang" in err, err[-2000:]
     assert read_topic(settings, settings.topic("features", "stuck_out"), 5) == []
 
 

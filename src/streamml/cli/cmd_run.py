@@ -2,9 +2,12 @@
 
 The module defines pipelines at module level (``features = stream("payments")...to("x")``)
 or an ``app`` attribute holding one pipeline or a list of them. With ``--workers N`` the
-command supervises N worker processes (restarting any that die); each worker runs every
-selected pipeline, and the consumer group spreads the partitions over the workers. A worker
-keeps its index across restarts, which fences its predecessor's transactions.
+command supervises N worker processes (:class:`streamml.runtime.supervisor.Supervisor`: a
+worker killed by a signal or crashed is restarted with a capped back-off; a configuration
+error stops the app); each worker runs every selected pipeline on the shared runtime, and
+the consumer group spreads the partitions over the workers and over the hosts that run the
+same command. A worker keeps its instance id (``<instance>-<i>``) across restarts, which
+fences its predecessor's transactions.
 """
 
 from __future__ import annotations
@@ -13,10 +16,8 @@ import importlib.util
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,7 +25,8 @@ import typer
 
 from streamml.cli.common import connected, console, err_console
 from streamml.config import Settings
-from streamml.errors import ConfigError, PipelineError
+from streamml.errors import AuthorizationError, ConfigError, PipelineError
+from streamml.runtime.supervisor import EXIT_CONFIG, EXIT_STUCK, Supervisor
 
 __all__ = ["register", "load_pipelines"]
 
@@ -79,37 +81,27 @@ def _env_for(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _watchdog(workers: list[Any], index: int, limit_s: float) -> None:
-    """Stop this process when one batch runs longer than ``limit_s``: a client call stuck past its
-    own timeout (a lost coordinator) would otherwise hold the worker's partitions while its
-    heartbeats keep it in the group. The stacks of all threads go to the log first; the
-    supervisor restarts the worker, whose new producer fences the stuck transaction."""
-    import faulthandler
+def _exit_when_stuck(index: int) -> Any:
+    """The watchdog's action in a command-line worker: print the stacks and exit, so that the
+    supervisor (or the service manager) restarts it; its new producer fences the stuck
+    transaction. A client call stuck past its own timeouts (a lost coordinator) would
+    otherwise hold the worker's partitions."""
 
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            now = time.monotonic()
-            for w in workers:
-                since = w.busy_since
-                if since is not None and now - since > limit_s:
-                    err_console.print(f"error: worker {index} spent {now - since:.0f}s in one batch of "
-                                      f"{w.pipeline.name} (limit {limit_s:.0f}s, --stuck-after); stopping "
-                                      "so that it is restarted. Stacks:")
-                    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-                    os._exit(1)
+    def on_stuck(seconds: float, stacks: str) -> None:
+        err_console.print(f"error: worker {index} made no progress for {seconds:.0f}s (--stuck-after); "
+                          "stopping so that it is restarted. Stacks:", markup=False, highlight=False)
+        sys.stderr.write(stacks + "\n")
+        sys.stderr.flush()
+        os._exit(EXIT_STUCK)
 
-    threading.Thread(target=watch, name="watchdog", daemon=True).start()
+    return on_stuck
 
 
-def _run_worker(settings: Settings, pipelines: list[Any], index: int, guarantee: str, max_batch: int,
-                idle_exit: Optional[float], stuck_after: float = 0.0) -> None:
-    from streamml.stream.runner import RunOptions, Worker
+def _run_worker(settings: Settings, pipelines: list[Any], index: int, options: Any,
+                idle_exit: Optional[float]) -> None:
+    from streamml.stream.runner import Worker
 
-    opts = RunOptions(guarantee=guarantee, worker=index, max_batch=max_batch)  # type: ignore[arg-type]
-    workers = [Worker(p, settings, opts) for p in pipelines]
-    if stuck_after > 0:
-        _watchdog(workers, index, stuck_after)
+    workers = [Worker(p, settings, options, on_stuck=_exit_when_stuck(index)) for p in pipelines]
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: [w.stop() for w in workers])
     errors: list[BaseException] = []
@@ -129,88 +121,73 @@ def _run_worker(settings: Settings, pipelines: list[Any], index: int, guarantee:
         for t in threads:
             t.join(0.2)
     if errors:
-        raise errors[0]
-
-
-def _supervise(settings: Settings, app_file: Path, args: list[str], workers: int) -> None:
-    env = _env_for(settings)
-    procs: dict[int, subprocess.Popen[bytes]] = {}
-    started: dict[int, float] = {}
-    quick_failures: dict[int, int] = {}
-    stopping = threading.Event()
-
-    def spawn(i: int) -> None:
-        started[i] = time.monotonic()
-        procs[i] = subprocess.Popen([sys.executable, "-m", "streamml", "run", str(app_file),
-                                     "--worker-index", str(i), *args], env=env)
-
-    def stop(*_: Any) -> None:
-        stopping.set()
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    for i in range(workers):
-        spawn(i)
-    console.print(f"running {workers} worker(s) of {app_file}")
-    restarts = 0
-    while procs:
-        time.sleep(0.2)
-        for i, p in list(procs.items()):
-            rc = p.poll()
-            if rc is None:
-                continue
-            if rc == 0 or stopping.is_set() or rc == 2:
-                del procs[i]
-                if not stopping.is_set():
-                    err_console.print(f"worker {i} exited with {rc}; not restarted")
-                continue
-            quick_failures[i] = quick_failures.get(i, 0) + 1 if time.monotonic() - started[i] < 10 else 1
-            if quick_failures[i] >= 3:
-                err_console.print(f"[red]worker {i} keeps failing at start (exit {rc}); stopping[/red]")
-                stop()
-                for p2 in procs.values():
-                    p2.wait(30)
-                raise typer.Exit(1)
-            else:
-                restarts += 1
-                err_console.print(f"[yellow]worker {i} exited with {rc}; restarting[/yellow]")
-                time.sleep(min(5.0, 0.5 * restarts))
-                spawn(i)
+        exc = errors[0]
+        if isinstance(exc, (ConfigError, PipelineError, AuthorizationError)):
+            err_console.print(f"error: {exc}", markup=False, highlight=False)
+            raise typer.Exit(EXIT_CONFIG)  # a restart would fail the same way
+        raise exc
 
 
 def run_cmd(
     ctx: typer.Context,
     app_file: Path = typer.Argument(..., help="Python module that defines pipelines."),
-    workers: int = typer.Option(1, "--workers", "-w", help="Worker processes to run."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes to run (supervised)."),
+    instance: Optional[str] = typer.Option(
+        None, "--instance",
+        help="This member's name in the group, stable across restarts and distinct per host "
+             "(default: the host name). With --workers N the workers are <instance>-0 .. <instance>-N-1."),
     pipeline: Optional[list[str]] = typer.Option(None, "--pipeline", "-p", help="Run only these pipelines."),
-    guarantee: str = typer.Option("exactly_once", "--guarantee", help="exactly_once or at_least_once."),
-    max_batch: int = typer.Option(10_000, "--max-batch", help="Records per micro-batch at most."),
+    guarantee: str = typer.Option("exactly-once", "--guarantee", help="exactly-once or at-least-once."),
+    max_batch: int = typer.Option(10_000, "--max-batch", min=1, help="Records per micro-batch at most."),
     idle_exit: Optional[float] = typer.Option(None, "--idle-exit", help="Stop after this many idle seconds."),
-    stuck_after: float = typer.Option(180.0, "--stuck-after",
-                                      help="Restart a worker whose batch takes longer (seconds; 0: never)."),
+    stuck_after: float = typer.Option(50.0, "--stuck-after",
+                                      help="Restart a worker that makes no progress for this long (seconds; 0: never)."),
+    max_restarts: Optional[int] = typer.Option(None, "--max-restarts",
+                                               help="Stop the app when one worker was restarted more often."),
     worker_index: Optional[int] = typer.Option(None, "--worker-index", hidden=True),
     describe: bool = typer.Option(False, "--describe", help="Print the topologies and exit."),
 ) -> None:
-    """Run the stream pipelines defined in APP_FILE (exactly-once by default)."""
-    if guarantee not in ("exactly_once", "at_least_once"):
-        raise ConfigError(f"unknown guarantee {guarantee!r}", hint="exactly_once or at_least_once")
+    """Run the stream pipelines defined in APP_FILE (exactly-once by default).
+
+    Run the same command on several hosts (or several times with distinct --instance) to
+    share the partitions in one consumer group; a restarted instance fences its predecessor.
+    """
+    from streamml.runtime import LoopOptions, instance_id, normalise_guarantee
+
+    guarantee = normalise_guarantee(guarantee)
     pipelines = load_pipelines(app_file, pipeline)
     if describe:
         for p in pipelines:
-            console.print(p.describe(), highlight=False)
-            console.print(f"  fingerprint {p.fingerprint()}")
+            console.print(p.describe(), highlight=False, markup=False)
+            console.print(f"  fingerprint {p.fingerprint()}", highlight=False, markup=False)
         return
     settings = connected(ctx)
-    if worker_index is not None or workers == 1:
+    if workers == 1 or worker_index is not None:
+        index = worker_index or 0
+        member = instance if instance and worker_index is None else instance_id(index)
+        if instance and worker_index is not None:
+            member = f"{instance}-{worker_index}"
+        opts = LoopOptions(guarantee=guarantee, instance=member, max_batch=max_batch, stuck_after_s=stuck_after)
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        _run_worker(settings, pipelines, worker_index or 0, guarantee, max_batch, idle_exit, stuck_after)
+        _run_worker(settings, pipelines, index, opts, idle_exit)
         return
+    base = instance or instance_id(0).rsplit("-", 1)[0]
+    LoopOptions(instance=f"{base}-0")  # checks the name before any worker starts
     args = ["--guarantee", guarantee, "--max-batch", str(max_batch), "--stuck-after", str(stuck_after)]
     for name in pipeline or []:
         args += ["--pipeline", name]
     if idle_exit is not None:
         args += ["--idle-exit", str(idle_exit)]
-    _supervise(settings, app_file, args, workers)
+    env = _env_for(settings)
+
+    def command(i: int) -> list[str]:
+        return [sys.executable, "-m", "streamml", "run", str(app_file), "--instance", f"{base}-{i}", *args]
+
+    sup = Supervisor(command, workers, env=env, max_restarts=max_restarts,
+                     say=lambda line: err_console.print(line, markup=False, highlight=False))
+    sup.install_signal_handlers()
+    console.print(f"running {workers} worker(s) of {app_file} as {base}-0..{base}-{workers - 1}",
+                  markup=False, highlight=False)
+    code = sup.run()
+    if code:
+        raise typer.Exit(code)
