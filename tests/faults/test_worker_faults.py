@@ -23,9 +23,9 @@ from streamml.chaos import PartitionProxy
 
 pytestmark = pytest.mark.faults
 
-TXN_TIMEOUT_S = 30   # RunOptions.transaction_timeout_ms
-SESSION_S = 10       # RunOptions.session_timeout_ms
-POLL_S = 20          # max.poll.interval.ms given to the zombie and partition tests' workers through settings
+TXN_TIMEOUT_S = 30   # LoopOptions.transaction_timeout_ms, the product default
+SESSION_S = 10       # LoopOptions.session_timeout_ms, the product default
+POLL_S = 45          # LoopOptions.max_poll_interval_ms, the product default (no test-only override)
 
 
 def children(pid: int) -> list[int]:
@@ -92,7 +92,7 @@ def test_paused_zombie_is_fenced_and_duplicates_nothing(settings3: Settings, tmp
     raw, out, app = _setup(settings3, tmp_path, "zombie")
     marker = str(tmp_path / "freeze-once")
     app.write_text(ZOMBIE_HOOK.format(marker=marker) + app.read_text())
-    procs = Procs(settings3, tmp_path, extra_env={"STREAMML_KAFKA__MAX_POLL_INTERVAL_MS": str(POLL_S * 1000)})
+    procs = Procs(settings3, tmp_path)
     procs.start("workers", ["run", str(app), "--workers", "2", "--max-batch", "200"])
     producer = AckedProducer(settings3, raw, 5000, rate=200)
     assert wait_until(lambda: len(children(procs.procs["workers"].pid)) == 2, 30)
@@ -114,12 +114,11 @@ def test_network_partition_past_the_transaction_timeout(cluster3: LocalCluster, 
     proxy = PartitionProxy(cluster3.external_routes()).start()
     # the workers reach the cluster only through the proxy; producer and verifier go direct
     behind = settings3.with_(bootstrap_servers=cluster3.external_bootstrap_servers)
-    # as in the zombie test, a member that stops polling (stuck after the heal) leaves the group
-    # after max.poll.interval.ms instead of the default 600 s, and its partitions move on
-    procs = Procs(behind, tmp_path, extra_env={"STREAMML_KAFKA__MAX_POLL_INTERVAL_MS": str(POLL_S * 1000)})
+    # with the product's defaults: a member that stops polling (stuck after the heal) leaves the
+    # group after max.poll.interval.ms (45 s), and its watchdog restarts it (--stuck-after 50 s)
+    procs = Procs(behind, tmp_path)
     try:
-        # a worker whose client call outlives its timeouts after the heal is restarted (--stuck-after)
-        procs.start("workers", ["run", str(app), "--workers", "2", "--max-batch", "200", "--stuck-after", "90"])
+        procs.start("workers", ["run", str(app), "--workers", "2", "--max-batch", "200"])
         producer = AckedProducer(settings3, raw, 5000, rate=200)
         producer.start()
         time.sleep(6)
