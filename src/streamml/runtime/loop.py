@@ -301,7 +301,7 @@ class Loop(Generic[R]):
         return msgs
 
     def _valid(self, msgs: list[Message]) -> list[Message]:
-        if not any(map(Message.error, msgs)):
+        if not any(m.error() for m in msgs):
             return msgs
         out = []
         for m in msgs:
