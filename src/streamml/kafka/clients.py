@@ -69,8 +69,10 @@ def producer(settings: Settings, *, transactional_id: str | None = None, **overr
         # sends offsets (the coordinator answers CONCURRENT_TRANSACTIONS while the previous commit
         # completes); a short first back-off, growing exponentially to retry.backoff.max.ms,
         # makes a small transaction cost a few ms instead of ~100 ms
-        extra.setdefault("retry.backoff.ms", 2)
-        extra.setdefault("retry.backoff.max.ms", 500)
+        user = settings.client_config()
+        for key, value in (("retry.backoff.ms", 2), ("retry.backoff.max.ms", 500)):
+            if key not in user:  # the user's setting wins
+                extra.setdefault(key, value)
     return Producer(_merged(settings, PRODUCER_DEFAULTS, extra))
 
 
