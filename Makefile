@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 SM     := $(VENV)/bin/streamml
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup kafka system-deps demo test test-unit test-integration test-faults bench clean
+.PHONY: all setup kafka system-deps demo check test test-unit test-integration test-faults bench clean
 
 all: test
 
@@ -30,6 +30,11 @@ system-deps:
 
 demo: kafka
 	$(SM) demo
+
+# Lint (ruff) and type-check (mypy; strict for runtime/, kafka/, stream/ and serve/, see pyproject.toml).
+check: setup
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/mypy src/streamml
 
 test: kafka system-deps
 	$(PY) -m pytest -m "not faults" tests src/streamml

@@ -16,7 +16,16 @@ import time
 
 import orjson
 
-from benchmarks.common import Measurement, Report, bench_broker, fill_topic, make_events, measure, new_topic, raw_consume
+from benchmarks.common import (
+    Measurement,
+    Report,
+    bench_broker,
+    fill_topic,
+    make_events,
+    measure,
+    new_topic,
+    raw_consume,
+)
 from streamml.config import Settings
 from streamml.kafka import clients
 from streamml.train import Dataset

@@ -13,8 +13,16 @@ import statistics
 
 from benchmarks import bench_stream
 from benchmarks.bench_stream import streamml_job
-from benchmarks.common import (Measurement, Report, _keys, bench_broker, fill_topic, make_events, new_topic,
-                               raw_passthrough)
+from benchmarks.common import (
+    Measurement,
+    Report,
+    _keys,
+    bench_broker,
+    fill_topic,
+    make_events,
+    new_topic,
+    raw_passthrough,
+)
 
 
 def _poisoned(events: list[bytes], every: int = 100) -> list[bytes]:

@@ -127,7 +127,8 @@ def main() -> None:
     args = ap.parse_args()
     n = args.rows
     events = make_events(n, args.size)
-    report = Report("bench_ingest", f"ingest, {n:,} JSON events of {args.size} B (3 partitions, exactly-once file ingest)")
+    report = Report("bench_ingest",
+                    f"ingest, {n:,} JSON events of {args.size} B (3 partitions, exactly-once file ingest)")
     with bench_broker() as settings, tempfile.TemporaryDirectory(prefix="streamml-bench-ingest-") as tmp:
         settings = settings.with_(home=Path(tmp) / "home")
         path = Path(tmp) / "events.jsonl"

@@ -40,7 +40,12 @@ from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic
 from streamml.serve import MemorySource, Role, Scorer, ServeOptions, Single
 from streamml.serve.testing import (
-    FRAUD_FEATURES, fraud_events, fraud_frame, onnx_candidate, produce_events, train_fraud_onnx,
+    FRAUD_FEATURES,
+    fraud_events,
+    fraud_frame,
+    onnx_candidate,
+    produce_events,
+    train_fraud_onnx,
 )
 
 

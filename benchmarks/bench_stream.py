@@ -20,13 +20,19 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    Measurement, Report, bench_broker, fill_topic, make_events, measure, new_topic, raw_passthrough,
+    Measurement,
+    Report,
+    bench_broker,
+    fill_topic,
+    make_events,
+    measure,
+    new_topic,
+    raw_passthrough,
 )
 from streamml.config import Settings
 
@@ -114,7 +120,8 @@ def free_port():
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
-bootstrap, src, n, stateful, eos, result = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5] == "1", sys.argv[6]
+bootstrap, src, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+stateful, eos, result = sys.argv[4] == "1", sys.argv[5] == "1", sys.argv[6]
 app = faust.App(f"faust-{os.getpid()}-{time.time_ns()}", broker=f"kafka://{bootstrap}", value_serializer="raw",
                 processing_guarantee="exactly_once" if eos else "at_least_once", store="memory://",
                 topic_partitions=1, web_enabled=False, web_port=free_port(), consumer_auto_offset_reset="earliest")

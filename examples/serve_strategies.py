@@ -12,11 +12,24 @@ from collections import Counter
 import streamml
 from streamml.kafka.admin import ensure_topic
 from streamml.serve import (
-    Canary, Consensus, Constant, MemorySource, Role, Scorer, ServeOptions, Slow, Speculative,
+    Canary,
+    Consensus,
+    Constant,
+    MemorySource,
+    Role,
+    Scorer,
+    ServeOptions,
+    Slow,
+    Speculative,
 )
 from streamml.serve.base import Candidate
 from streamml.serve.testing import (
-    fraud_events, onnx_candidate, onnx_model, produce_events, read_topic, train_fraud_onnx,
+    fraud_events,
+    onnx_candidate,
+    onnx_model,
+    produce_events,
+    read_topic,
+    train_fraud_onnx,
 )
 
 settings = streamml.connect()

@@ -24,8 +24,15 @@ import streamml
 from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic
 from streamml.registry import Registry
-from streamml.train import (Dataset, IsolationForestTrainer, Retrainer, SklearnClassifier, TrainingJob, reproduce,
-                            request_retrain)
+from streamml.train import (
+    Dataset,
+    IsolationForestTrainer,
+    Retrainer,
+    SklearnClassifier,
+    TrainingJob,
+    reproduce,
+    request_retrain,
+)
 
 settings = streamml.connect()
 settings = settings.with_(namespace=f"{settings.namespace}-train-{uuid.uuid4().hex[:6]}")  # a clean run each time

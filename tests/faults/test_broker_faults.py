@@ -1,7 +1,7 @@
 """Broker faults on a 3-node cluster (replication 3, min.insync.replicas 2, no unclean election):
 SIGKILL and clean restart of each broker in turn, then of the partition leader five times, while
-events are ingested, processed by exactly-once stream workers and scored by exactly-once scorers. Every acknowledged ingest
-record must appear exactly once downstream, per the independent read_committed verifier."""
+events are ingested, processed by exactly-once stream workers and scored by exactly-once scorers. Every
+acknowledged ingest record must appear exactly once downstream, per the independent read_committed verifier."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from streamml.chaos import AckedProducer, BrokerChaos, Procs, wait_until, write_app
+from streamml.chaos.soak import publish_soak_model
 from streamml.config import Settings
 from streamml.kafka.admin import ensure_topic, topic_config
 from streamml.kafka.inspect import under_replicated, wait_fully_replicated
 from streamml.kafka.local import LocalCluster
 from streamml.verify import read_topic, verify
-
-from streamml.chaos.soak import publish_soak_model
-from streamml.chaos import AckedProducer, BrokerChaos, Procs, wait_until, write_app
 
 pytestmark = pytest.mark.faults
 

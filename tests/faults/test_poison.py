@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from streamml.chaos import AckedProducer, Procs, wait_until, write_app
 from streamml.config import Settings
 from streamml.kafka.admin import ensure_topic
 from streamml.verify import read_topic, verify
-
-from streamml.chaos import AckedProducer, Procs, wait_until, write_app
 
 pytestmark = pytest.mark.faults
 

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from streamml.chaos import AckedProducer, PartitionProxy, Procs, wait_until, write_app
 from streamml.config import Settings
 from streamml.kafka.admin import ensure_topic
 from streamml.kafka.local import LocalCluster
 from streamml.verify import read_topic, verify
-
-from streamml.chaos import AckedProducer, Procs, wait_until, write_app
-from streamml.chaos import PartitionProxy
 
 pytestmark = pytest.mark.faults
 

@@ -13,6 +13,7 @@ import numpy as np
 import orjson
 import polars as pl
 import pytest
+from test_monitor_drift import produce_features
 
 from streamml.config import Settings
 from streamml.kafka import clients
@@ -26,7 +27,6 @@ from streamml.monitor.quality import QualityTracker
 from streamml.registry.registry import Registry
 from streamml.train.job import TrainingJob
 from streamml.train.trainers import SklearnClassifier
-from test_monitor_drift import produce_features
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -130,7 +130,8 @@ def test_dashboard_shows_live_data_in_headless_chromium(settings: Settings) -> N
                     const out = {};
                     for (const [id, c] of Object.entries(window.streamml.charts))
                         out[id] = {n: c.data[0].length, series: c.series.slice(1).map(s => s.label),
-                                   nonnull: c.data.slice(1).map(ys => ys.filter(v => v !== null && v !== undefined).length),
+                                   nonnull: c.data.slice(1).map(
+                                       ys => ys.filter(v => v !== null && v !== undefined).length),
                                    last: c.data.slice(1).map(ys => ys[ys.length - 1])};
                     return out; }""")
                 text = page.inner_text("body")

@@ -14,14 +14,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import drain
 
 from streamml import headers as H
 from streamml.config import Settings
 from streamml.ingest import ingest_files
 from streamml.kafka import clients
 from streamml.schema import Field, Schema, SchemaRegistry, codec_for
-
-from helpers import drain
 
 SCHEMA = Schema("pay", [Field("id", int), Field("amount", float, min=0), Field("cur", str, enum=["EUR", "USD"]),
                         Field("ts", "timestamp")])

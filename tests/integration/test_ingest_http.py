@@ -11,18 +11,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import httpx
 import pytest
 import uvicorn
+from helpers import drain
 
 from streamml import headers as H
 from streamml.config import Settings
 from streamml.ingest import HttpOptions, create_app
 from streamml.schema import Field, Schema
-
-from helpers import drain
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

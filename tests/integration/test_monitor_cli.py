@@ -9,12 +9,12 @@ import time
 
 import httpx
 import orjson
-
-from streamml.config import Settings
-from streamml.kafka.admin import ensure_topic
 from test_dashboard import _seed
 from test_kafka_layer import drain
 from test_monitor_drift import produce_features
+
+from streamml.config import Settings
+from streamml.kafka.admin import ensure_topic
 
 
 def sm(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

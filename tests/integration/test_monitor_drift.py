@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import orjson
+from test_kafka_layer import drain
 
 from streamml.config import Settings
 from streamml.kafka import clients
@@ -17,7 +18,6 @@ from streamml.monitor.metrics import Metrics
 from streamml.registry.registry import Registry
 from streamml.train.job import Retrainer, TrainingJob
 from streamml.train.trainers import SklearnClassifier
-from test_kafka_layer import drain
 
 
 def produce_features(settings: Settings, topic: str, n: int, start: int, *, drifted: bool, seed: int) -> None:
@@ -90,7 +90,8 @@ def test_drift_triggers_exactly_one_retrain_and_one_promotion(settings: Settings
     drifted_features = set(retrains[0]["details"]["features"])
     assert drifted_features & {"amount", "velocity"}
     for name in drifted_features:                         # an independent look at the reported PSI
-        assert retrains[0]["details"]["features"][name]["psi"] > 0.2 or retrains[0]["details"]["features"][name]["ks"] > 0.3
+        reported = retrains[0]["details"]["features"][name]
+        assert reported["psi"] > 0.2 or reported["ks"] > 0.3
 
     assert len(results) == 1 and results[0].promoted and results[0].version == 2
     versions = registry.list("fraud")

@@ -6,10 +6,10 @@ import io
 
 import orjson
 from rich.console import Console
+from test_kafka_layer import drain
 
 from streamml.config import Settings
 from streamml.demos.fraud import MODEL, Timeline, run
-from test_kafka_layer import drain
 
 
 def test_closed_loop_detects_new_fraud_pattern_retrains_promotes_and_swaps(settings: Settings) -> None:

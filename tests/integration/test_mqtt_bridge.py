@@ -8,18 +8,17 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
+from helpers import drain
 
 from streamml import headers as H
 from streamml.config import Settings
 from streamml.ingest import MqttBridge, MqttOptions
 from streamml.kafka import clients
 from streamml.schema import Field, Schema
-
-from helpers import drain
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed (make system-deps installs it)")

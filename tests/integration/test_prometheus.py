@@ -34,7 +34,8 @@ def _query(base: str, q: str) -> list[dict]:
 
 
 @pytest.mark.skipif(PROMETHEUS is None,
-                    reason="the prometheus binary is not installed (apt-get install prometheus; scripts/system-deps.sh)")
+                    reason="the prometheus binary is not installed "
+                           "(apt-get install prometheus; scripts/system-deps.sh)")
 def test_prometheus_scrapes_component_and_dashboard_metrics(settings: Settings, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     m = Metrics()
@@ -68,24 +69,28 @@ scrape_configs:
             try:
                 ups = _query(base, "up")
                 recs = _query(base, 'streamml_records_total{component="serve.fraud",job="streamml"}')
-                inst = _query(base, 'streamml_instance_records{worker="worker-a",component="serve.fraud",job="dashboard"}')
+                inst = _query(base,
+                              'streamml_instance_records{worker="worker-a",component="serve.fraud",job="dashboard"}')
                 if len(ups) == 2 and all(u["value"][1] == "1" for u in ups) and recs and inst:
                     break
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
         else:
-            pytest.fail(f"prometheus did not scrape both targets: {ups}\n{(tmp_path / 'prometheus.log').read_text()[-2000:]}")
+            log = (tmp_path / "prometheus.log").read_text()[-2000:]
+            pytest.fail(f"prometheus did not scrape both targets: {ups}\n{log}")
         assert float(recs[0]["value"][1]) == 5000
         assert float(inst[0]["value"][1]) == 5000
         dlq = _query(base, 'streamml_dlq_records_total{component="ingest.http",job="streamml"}')
         assert float(dlq[0]["value"][1]) == 4 and dlq[0]["metric"]["reason"] == "bad json"
         lag = _query(base, 'streamml_consumer_lag{group="g",job="streamml"}')
         assert float(lag[0]["value"][1]) == 123
-        ver = _query(base, 'streamml_model_version{model="fraud",job="streamml"}')  # the dashboard job also exports this process's global metrics
+        # the dashboard job also exports this process's global metrics
+        ver = _query(base, 'streamml_model_version{model="fraud",job="streamml"}')
         assert ver[0]["metric"]["version"] == "7"
         # Prometheus' own quantile over our buckets agrees with the data to within one bucket
-        q = float(_query(base, 'histogram_quantile(0.5, streamml_latency_ms_bucket{component="serve.fraud",job="streamml"})')[0]["value"][1])
+        median = 'histogram_quantile(0.5, streamml_latency_ms_bucket{component="serve.fraud",job="streamml"})'
+        q = float(_query(base, median)[0]["value"][1])
         true = float(np.median(lat))
         assert 20 <= true <= 50 and 20 <= q <= 50
     finally:

@@ -47,7 +47,7 @@ def payments(settings: Settings) -> tuple[str, list[dict[str, Any]]]:
     tx = TransactionalSession(p)
     with pytest.raises(RuntimeError):
         with tx.transaction():
-            for i in range(40):
+            for _ in range(40):
                 p.produce(topic, orjson.dumps({"card_id": "ghost", "amount": 1e6, "country": "XX", "n": -1}), b"ghost")
             p.flush(10)
             raise RuntimeError("aborted on purpose")

@@ -88,7 +88,7 @@ def test_aborted_transactions_are_skipped_and_the_reader_terminates(settings: Se
 
     # an open transaction: the committed end stays below it, and reading to it does not wait
     p.begin_transaction()
-    for i in range(3):
+    for _ in range(3):
         p.produce(topic, b"open", partition=0)
     p.flush(30)
     try:

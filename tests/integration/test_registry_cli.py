@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import orjson
 import pytest
+from test_train_jobs import load_topics  # noqa: E402  (same folder, on sys.path)
 
 from streamml.config import Settings
 from streamml.registry import Registry
-
-from test_train_jobs import load_topics  # noqa: E402  (same folder, on sys.path)
 
 
 def sm(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:

@@ -137,7 +137,8 @@ def test_a_fenced_scorer_reconnects_and_loses_and_duplicates_nothing(settings: S
     p = spawn(settings, tmp_path, "f", "--idle-exit", "8")
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and count_uncommitted(settings, settings.topic("predictions", "fraud")) < 1000:
+        predictions = settings.topic("predictions", "fraud")
+        while time.monotonic() < deadline and count_uncommitted(settings, predictions) < 1000:
             time.sleep(0.2)
         twin = clients.producer(settings, transactional_id=f"{settings.namespace}.serve.fraud.f")
         twin.init_transactions(30)

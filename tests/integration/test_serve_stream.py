@@ -12,13 +12,29 @@ import orjson
 from streamml.config import Settings
 from streamml.kafka.admin import ensure_topic
 from streamml.serve import (
-    Canary, Constant, LiveQuality, MemorySource, QualityBased, Role, Scorer, ServeOptions, Shadow, Single, Slow,
+    Canary,
+    Constant,
+    LiveQuality,
+    MemorySource,
+    QualityBased,
+    Role,
+    Scorer,
+    ServeOptions,
+    Shadow,
+    Single,
+    Slow,
     Speculative,
 )
 from streamml.serve.base import Candidate
 from streamml.serve.strategies import bucket
 from streamml.serve.testing import (
-    FRAUD_FEATURES, fraud_events, fraud_frame, onnx_candidate, onnx_model, produce_events, read_topic,
+    FRAUD_FEATURES,
+    fraud_events,
+    fraud_frame,
+    onnx_candidate,
+    onnx_model,
+    produce_events,
+    read_topic,
     train_fraud_onnx,
 )
 

@@ -14,7 +14,13 @@ from streamml.config import Settings
 from streamml.kafka.admin import ensure_topic
 from streamml.serve import MemorySource, Role, Scorer, ServeOptions, Single
 from streamml.serve.testing import (
-    FRAUD_FEATURES, fraud_events, onnx_candidate, onnx_model, produce_events, read_topic, train_fraud_onnx,
+    FRAUD_FEATURES,
+    fraud_events,
+    onnx_candidate,
+    onnx_model,
+    produce_events,
+    read_topic,
+    train_fraud_onnx,
 )
 
 

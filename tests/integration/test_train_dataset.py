@@ -111,7 +111,8 @@ def test_labels_join_point_in_time(settings: Settings, new_topic: Callable[..., 
         i = int(r["event_id"][1:])
         lab.append({"event_id": r["event_id"], "label": int(i % 3 == 0)})
         arrivals.append(r["event_time"] + 5_000)
-    lab.append({"event_id": "e1", "label": 1}); arrivals.append(T0 + 1000 + 9_000)
+    lab.append({"event_id": "e1", "label": 1})
+    arrivals.append(T0 + 1000 + 9_000)
     arrivals[2] = T0 + 2000 - 1
     arrivals[4] = T0 + 10 ** 8
     produce(settings, labels, lab, timestamps=arrivals)
@@ -147,7 +148,7 @@ def test_offset_split_epochs_manifest_headers(settings: Settings, new_topic: Cal
     assert a.to_polars().height + b.to_polars().height == 200
     assert set(a.to_polars()["event_id"]).isdisjoint(b.to_polars()["event_id"])
     seen = []
-    for epoch, batches in ds.epochs(2, batch_rows=50):
+    for _epoch, batches in ds.epochs(2, batch_rows=50):
         rows = pl.concat(list(batches))
         seen.append(rows["event_id"].to_list())
     assert sorted(seen[0]) == sorted(seen[1]) and len(seen[0]) == 200 and seen[0] != seen[1]

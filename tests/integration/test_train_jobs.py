@@ -13,8 +13,17 @@ from streamml.config import Settings
 from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic
 from streamml.registry import Registry
-from streamml.train import (AutoencoderTrainer, Dataset, IsolationForestTrainer, Retrainer, SklearnClassifier,
-                            Trained, TrainingJob, reproduce, request_retrain)
+from streamml.train import (
+    AutoencoderTrainer,
+    Dataset,
+    IsolationForestTrainer,
+    Retrainer,
+    SklearnClassifier,
+    Trained,
+    TrainingJob,
+    reproduce,
+    request_retrain,
+)
 
 # two days ago, hour-aligned: record timestamps must stay inside the topics' retention (7 days)
 T0 = (int(time.time()) // 3600 - 48) * 3_600_000

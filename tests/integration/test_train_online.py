@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import orjson
 from river import compose, evaluate, linear_model, metrics, preprocessing
+from test_train_jobs import FEATS, fraud_data  # noqa: E402  (same folder, on sys.path)
 
 from streamml.config import Settings
 from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic
 from streamml.registry import Registry
 from streamml.train import OnlineLearner
-
-from test_train_jobs import FEATS, fraud_data  # noqa: E402  (same folder, on sys.path)
 
 
 def _model() -> compose.Pipeline:

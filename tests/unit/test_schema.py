@@ -9,9 +9,21 @@ import pyarrow as pa
 import pytest
 
 from streamml.errors import SchemaError, ValidationError
-from streamml.schema import (Field, Schema, SchemaRegistry, check_compatible, codec_for, decode_batch,
-                             ensure_compatible, from_avro, from_json_schema, load_schema, save_schema, to_avro,
-                             to_json_schema)
+from streamml.schema import (
+    Field,
+    Schema,
+    SchemaRegistry,
+    check_compatible,
+    codec_for,
+    decode_batch,
+    ensure_compatible,
+    from_avro,
+    from_json_schema,
+    load_schema,
+    save_schema,
+    to_avro,
+    to_json_schema,
+)
 
 PAY = Schema("payments", [
     Field("card_id", str),
@@ -35,7 +47,8 @@ PAY = Schema("payments", [
     ({"card_id": "c", "amount": 1.0, "currency": "EUR", "count": 0}, ["field 'count': 0 is below the minimum 1"]),
     ({"card_id": "c", "amount": 1e6, "currency": "EUR"}, ["field 'amount': 1000000.0 is above the maximum 10000"]),
     ({"card_id": "c", "amount": 1.0, "currency": "GBP"}, ["field 'currency': 'GBP' is not one of EUR, USD"]),
-    ({"card_id": "c", "amount": 1.0, "currency": "EUR", "ts": "yesterday"}, ["field 'ts': expected timestamp, got str"]),
+    ({"card_id": "c", "amount": 1.0, "currency": "EUR", "ts": "yesterday"},
+     ["field 'ts': expected timestamp, got str"]),
     ([1, 2], ["expected a JSON object, got list"]),
 ])
 def test_record_validation_reasons(record: object, reasons: list[str]) -> None:

@@ -10,8 +10,22 @@ import pytest
 
 from streamml.errors import ConfigError, IntegrityError, ModelError, ServingError
 from streamml.serve import (
-    Batch, Canary, Consensus, Constant, LiveQuality, MemorySource, ModelHost, QualityBased, Role, Scores,
-    Shadow, Single, Slow, Speculative, to_matrix, verify,
+    Batch,
+    Canary,
+    Consensus,
+    Constant,
+    LiveQuality,
+    MemorySource,
+    ModelHost,
+    QualityBased,
+    Role,
+    Scores,
+    Shadow,
+    Single,
+    Slow,
+    Speculative,
+    to_matrix,
+    verify,
 )
 from streamml.serve.strategies import bucket
 from streamml.serve.testing import FRAUD_FEATURES, fraud_frame, onnx_candidate, onnx_model, train_fraud_onnx

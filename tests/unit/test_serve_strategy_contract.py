@@ -10,7 +10,14 @@ from streamml.errors import ConfigError, ServingError
 from streamml.registry.base import LoadedModel
 from streamml.serve import Constant, LiveQuality, Role
 from streamml.serve.strategies import (
-    STRATEGIES, Batch, Decision, Strategy, StrategyOptions, build_strategy, roles_for, strategy_class,
+    STRATEGIES,
+    Batch,
+    Decision,
+    Strategy,
+    StrategyOptions,
+    build_strategy,
+    roles_for,
+    strategy_class,
 )
 
 NAMES = sorted(STRATEGIES)

@@ -13,7 +13,18 @@ import pytest
 
 from streamml.errors import PipelineError
 from streamml.stream import (
-    TestDriver, count, count_distinct, hopping, last, max, mean, min, std, stream, sum, tumbling,
+    TestDriver,
+    count,
+    count_distinct,
+    hopping,
+    last,
+    max,
+    mean,
+    min,
+    std,
+    stream,
+    sum,
+    tumbling,
 )
 from streamml.stream.windows import parse_duration
 

@@ -18,6 +18,7 @@ import orjson
 from streamml.config import Settings
 from streamml.headers import lineage
 from streamml.kafka import clients
+from streamml.kafka.produce import send
 
 __all__ = ["AckedProducer", "Procs", "STATELESS_APP", "write_app", "wait_until"]
 
@@ -58,14 +59,8 @@ class AckedProducer(threading.Thread):
                           "amount": round(self.rng.uniform(1, 500), 2), "n": i}
                     self.events[eid] = ev
                     value = orjson.dumps(ev)
-                while True:
-                    try:
-                        p.produce(self.topic, value, key.encode(), on_delivery=reporter(eid),
-                                  headers=lineage(event_id=eid, event_time_ms=1_700_000_000_000 + i,
-                                                  component="faults.ingest"))
-                        break
-                    except BufferError:
-                        p.poll(0.1)
+                send(p, self.topic, value, key.encode(), on_delivery=reporter(eid),
+                     headers=lineage(event_id=eid, event_time_ms=1_700_000_000_000 + i, component="faults.ingest"))
             p.poll(0)
             time.sleep(max(0.0, chunk / self.rate - (time.monotonic() - t0)))
         p.flush(300)

@@ -141,7 +141,8 @@ def run_cmd(
     max_batch: int = typer.Option(10_000, "--max-batch", min=1, help="Records per micro-batch at most."),
     idle_exit: Optional[float] = typer.Option(None, "--idle-exit", help="Stop after this many idle seconds."),
     stuck_after: float = typer.Option(50.0, "--stuck-after",
-                                      help="Restart a worker that makes no progress for this long (seconds; 0: never)."),
+                                      help="Restart a worker that makes no progress for this long "
+                                           "(seconds; 0: never)."),
     max_restarts: Optional[int] = typer.Option(None, "--max-restarts",
                                                help="Stop the app when one worker was restarted more often."),
     worker_index: Optional[int] = typer.Option(None, "--worker-index", hidden=True),

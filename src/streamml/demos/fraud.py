@@ -29,11 +29,10 @@ import io
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import orjson
 import polars as pl
 from rich.console import Console
 from rich.table import Table
@@ -176,7 +175,8 @@ def run(settings: Settings, minutes: float = 3.0, console: Console | None = None
         settings = settings.with_(namespace=f"fraud-{uuid.uuid4().hex[:6]}")
     ns = settings.namespace
     settings = settings.with_(home=settings.home / "demos" / ns)     # local state of this run only
-    raw, feats, labels = settings.topic("raw", STREAM), settings.topic("features", STREAM), settings.topic("labels", STREAM)
+    raw, feats = settings.topic("raw", STREAM), settings.topic("features", STREAM)
+    labels = settings.topic("labels", STREAM)
     preds = settings.topic("predictions", MODEL)
     ensure_topics(settings, [TopicSpec(raw, 3), TopicSpec(feats, 3), TopicSpec(labels, 3), TopicSpec(preds, 3),
                              TopicSpec(settings.topic("control"), 1), TopicSpec(settings.topic("dlq"), 3)])
@@ -213,9 +213,8 @@ def run(settings: Settings, minutes: float = 3.0, console: Console | None = None
     threads.start("scorer", scorer.run)
     dash = None
     if dashboard:
-        from streamml.monitor.dashboard import serve
-
         from streamml.errors import ConfigError
+        from streamml.monitor.dashboard import serve
 
         try:
             dash = serve(settings, port=port)
@@ -242,7 +241,8 @@ def run(settings: Settings, minutes: float = 3.0, console: Console | None = None
             d = registry.publish(model, name=MODEL, features=FEATURES, stage="production", trainer="isolation-forest",
                                  manifest={"kind": TRAINING_KIND, "trainer": "isolation-forest", "seed": tl.seed,
                                            "train": ds.manifest()},
-                                 metrics={"train_rows": len(ds)}, decision={"promoted": True, "reason": "no labels yet"})
+                                 metrics={"train_rows": len(ds)},
+                                 decision={"promoted": True, "reason": "no labels yet"})
             say(f"unsupervised model v{d.version} (IsolationForest on {len(ds):,} payments, no labels) -> production")
         if until(tl.supervised_at, stop):
             request_retrain(settings, MODEL, reason="labels available: supervised training")
@@ -270,7 +270,8 @@ def run(settings: Settings, minutes: float = 3.0, console: Console | None = None
                 hist = list(monitor.alerter.history)
                 for h in hist[seen:]:
                     if h.get("event") == "alert":
-                        what = "RETRAIN requested" if h.get("command") == "retrain" else f"alert ({h.get('suppressed')})"
+                        what = ("RETRAIN requested" if h.get("command") == "retrain"
+                                else f"alert ({h.get('suppressed')})")
                         say(f"{what}: {h.get('reason')}", "bold red" if h.get("command") == "retrain" else "yellow")
                     elif h.get("event") == "swap":
                         say(f"scorer and monitor now on v{h.get('version')}", "green")

@@ -10,8 +10,16 @@ dead_lettered (+ failed)`` holds.
 """
 
 from streamml.ingest.files import FileIngestReport, ingest_files
-from streamml.ingest.generators import (NEW_PATTERN, PATTERNS, Event, GenerateReport, generate_sensors,
-                                        generate_transactions, sensors, transactions)
+from streamml.ingest.generators import (
+                                        NEW_PATTERN,
+                                        PATTERNS,
+                                        Event,
+                                        GenerateReport,
+                                        generate_sensors,
+                                        generate_transactions,
+                                        sensors,
+                                        transactions,
+)
 from streamml.ingest.http import HttpOptions, create_app, serve_http
 from streamml.ingest.mqtt import MqttBridge, MqttOptions, bridge_mqtt
 from streamml.ingest.writer import IngestCounts, RecordWriter

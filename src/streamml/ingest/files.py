@@ -18,6 +18,7 @@ import glob as _glob
 import hashlib
 import time
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -32,6 +33,7 @@ from streamml.ingest.decode import Decoded, RecordSpec, decode_csv, decode_jsonl
 from streamml.ingest.writer import IngestCounts, RecordWriter
 from streamml.kafka.clients import consumer as make_consumer
 from streamml.kafka.errors import classify, retry_unavailable
+from streamml.kafka.produce import send_all
 from streamml.schema.codec import codec_for, schema_headers
 from streamml.schema.core import Schema
 from streamml.schema.registry import SchemaRegistry
@@ -445,52 +447,42 @@ def _produce_chunk(writer: RecordWriter, d: Decoded, fkey: bytes, path: str, con
     elif keys is None:
         keys = [None] * n
     times = d.times
-    produce, poll, topic = writer.producer.produce, writer.producer.poll, writer.topic
+    producer, topic = writer.producer, writer.topic
     if not bad and not pacer.rate and not lineage:            # the common case, as tight as the raw client
-        for value, key in zip(values, keys):
-            try:
-                produce(topic, value, key)
-            except BufferError:
-                poll(0.05)
-                writer.produce(value, key, None)
-        poll(0)
+        send_all(producer, topic, zip(keys, values, repeat(None)))
+        producer.poll(0)
         return
     if not bad and not pacer.rate and times is None:
         id_header = H.EVENT_ID
-        for value, key, pos in zip(values, keys, positions):
-            headers = [(id_header, fkey + b"%d" % pos), *const]
-            try:
-                produce(topic, value, key, headers=headers)
-            except BufferError:
-                poll(0.05)
-                writer.produce(value, key, headers)
-        poll(0)
+        send_all(producer, topic, ((key, value, [(id_header, fkey + b"%d" % pos), *const])
+                                   for value, key, pos in zip(values, keys, positions)))
+        producer.poll(0)
         return
     tick = pacer.tick if pacer.rate else None
     event_id, event_time = H.EVENT_ID, H.EVENT_TIME
-    for i in range(n) if not bad else (i for i in range(n) if ok[i]):
-        if tick is not None:
-            tick()
-        if lineage:
-            if times is None:
-                headers = [(event_id, fkey + b"%d" % positions[i]), *const]
+
+    def records() -> Iterator[tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]]:
+        for i in range(n) if not bad else (i for i in range(n) if ok[i]):
+            if tick is not None:
+                tick()
+            headers: list[tuple[str, bytes]] | None
+            if lineage:
+                if times is None:
+                    headers = [(event_id, fkey + b"%d" % positions[i]), *const]
+                else:
+                    headers = [(event_id, fkey + b"%d" % positions[i]), (event_time, b"%d" % times[i]), *const]
             else:
-                headers = [(event_id, fkey + b"%d" % positions[i]), (event_time, b"%d" % times[i]), *const]
-        else:
-            headers = None
-        try:
-            produce(topic, values[i], keys[i], headers=headers)
-        except BufferError:
-            poll(0.05)
-            writer.produce(values[i], keys[i], headers)
-    poll(0)
+                headers = None
+            yield keys[i], values[i], headers
+
+    send_all(producer, topic, records())
+    producer.poll(0)
 
 
 def _progress(progress: bool | Any, files: list[Path], state: dict[str, Any]) -> tuple[Any, Any, bool]:
     if not progress:
         return None, None, False
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     own = progress is True
     bar = (Progress(TextColumn("[bold]ingest[/bold]"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),

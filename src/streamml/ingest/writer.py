@@ -28,6 +28,7 @@ from streamml.config import Settings
 from streamml.errors import KafkaError
 from streamml.kafka.admin import TopicSpec, ensure_topics, topic_config
 from streamml.kafka.clients import producer as make_producer
+from streamml.kafka.produce import send
 
 __all__ = ["IngestCounts", "RecordWriter", "STREAM_HEADER", "TRUNCATED_HEADER", "DLQ_PREVIEW_BYTES",
            "record_size"]
@@ -116,15 +117,7 @@ class RecordWriter:
     def produce(self, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]] | None,
                 on_delivery: Callable[[Any, Any], None] | None = None) -> None:
         """Produce one record to the raw topic, waiting for queue space when the buffer is full."""
-        while True:
-            try:
-                if on_delivery is None:
-                    self.producer.produce(self.topic, value, key, headers=headers)
-                else:
-                    self.producer.produce(self.topic, value, key, headers=headers, on_delivery=on_delivery)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        send(self.producer, self.topic, value, key, headers=headers, on_delivery=on_delivery)
 
     def dead_letter(self, original: bytes, source: str, reason: str, *, event_id: str | None = None,
                     on_delivery: Callable[[Any, Any], None] | None = None) -> None:
@@ -139,15 +132,7 @@ class RecordWriter:
             value = original[:DLQ_PREVIEW_BYTES]
             headers.append((TRUNCATED_HEADER, str(len(original)).encode()))
         key = self.stream.encode()
-        while True:
-            try:
-                if on_delivery is None:
-                    self.producer.produce(self.dlq_topic, value, key, headers=headers)
-                else:
-                    self.producer.produce(self.dlq_topic, value, key, headers=headers, on_delivery=on_delivery)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        send(self.producer, self.dlq_topic, value, key, headers=headers, on_delivery=on_delivery)
 
     def flush(self, timeout: float = 60.0) -> None:
         """Wait until every produced record is acknowledged or failed."""

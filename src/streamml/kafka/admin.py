@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +15,8 @@ from streamml.errors import BrokerUnavailableError, ConfigError, RetriableError
 from streamml.kafka.clients import admin as make_admin
 from streamml.kafka.errors import classify, retry_unavailable
 
-__all__ = ["metadata", "list_offsets", "TopicSpec", "ensure_topic", "ensure_topics", "delete_topics", "default_replication", "list_topics"]
+__all__ = ["metadata", "list_offsets", "TopicSpec", "ensure_topic", "ensure_topics", "delete_topics",
+           "default_replication", "list_topics"]
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from streamml.config import Settings
-from streamml.kafka.clients import admin as make_admin
 from streamml.kafka.admin import metadata
+from streamml.kafka.clients import admin as make_admin
 from streamml.kafka.errors import classify
 
 __all__ = ["cluster_overview", "under_replicated", "partition_leader", "wait_fully_replicated"]

@@ -201,6 +201,11 @@ class DashboardState:
                 self.errors["refresh"] = str(exc)[:200]
             self._stop.wait(self.refresh)
 
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` has started the refresh thread."""
+        return self._thread is not None
+
     def start(self) -> "DashboardState":
         self._thread = threading.Thread(target=self._run, name="streamml-dashboard", daemon=True)
         self._thread.start()
@@ -318,7 +323,7 @@ def create_app(settings: Settings, *, state: DashboardState | None = None, metri
 
     @asynccontextmanager
     async def lifespan(_: Any) -> Any:
-        if st._thread is None:
+        if not st.started:
             st.refresh_once()
             st.start()
         yield

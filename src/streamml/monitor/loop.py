@@ -129,7 +129,8 @@ class Monitor:
         if publish:
             from streamml.monitor.publish import SnapshotPublisher
 
-            self.publisher = SnapshotPublisher(settings, self.metrics, instance=f"monitor.{model}-{uuid.uuid4().hex[:4]}",
+            self.publisher = SnapshotPublisher(settings, self.metrics,
+                                               instance=f"monitor.{model}-{uuid.uuid4().hex[:4]}",
                                                interval=cfg.publish_interval, extra=self.report)
 
     def _detector(self, ref: Reference) -> DriftDetector:
@@ -283,8 +284,8 @@ class Monitor:
                     bad.append(f"{key}={q[key]:.2f}<{floor:g}")
             if cfg.max_error is not None and q.get("rmse") is not None and q["rmse"] > cfg.max_error:
                 bad.append(f"rmse={q['rmse']:.3g}>{cfg.max_error:g}")
-            self.alerter.check("quality", bool(bad), ", ".join(bad),
-                               {k: q.get(k) for k in ("n", "precision", "recall", "auc", "rmse")} | {"version": self.version})
+            details = {k: q.get(k) for k in ("n", "precision", "recall", "auc", "rmse")} | {"version": self.version}
+            self.alerter.check("quality", bool(bad), ", ".join(bad), details)
             for key in ("precision", "recall", "auc", "f1", "rmse", "mae"):
                 if q.get(key) is not None:
                     self.metrics.set_gauge(f"quality_{key}", q[key], model=self.model)

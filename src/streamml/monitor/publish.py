@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 import uuid
 from collections import deque
 from typing import Any, Callable

@@ -134,7 +134,7 @@ class CatalogWatcher:
     def lineage(self) -> list[dict[str, Any]]:
         """Every version with its stage, metrics, decision and training offsets, newest first."""
         out = []
-        for v, d in sorted(self.descriptors.items(), reverse=True):
+        for _v, d in sorted(self.descriptors.items(), reverse=True):
             out.append(summarize_descriptor(d))
         return out
 
@@ -146,7 +146,8 @@ def summarize_descriptor(d: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a descriptor shown in the dashboard: version, stage, scores, training offsets.
 
     >>> summarize_descriptor({"name": "fraud", "version": 2, "stage": "production", "metrics": {"roc_auc": 0.9},
-    ...     "manifest": {"train": {"spec": {"ranges": [{"topic": "t", "partition": 0, "start": 0, "end": 10}]}, "rows": 10}}})["training"]
+    ...     "manifest": {"train": {"spec": {"ranges": [{"topic": "t", "partition": 0, "start": 0, "end": 10}]},
+    ...                            "rows": 10}}})["training"]
     [{'topic': 't', 'partition': 0, 'start': 0, 'end': 10}]
     """
     manifest = d.get("manifest") or {}

@@ -63,7 +63,8 @@ def render(data: dict[str, Any], console: Console) -> None:
             score = (d.get("metrics") or {}).get(metric) if metric else None
             dec = d.get("decision") or {}
             decision = "-" if "promoted" not in dec else ("promoted" if dec["promoted"] else "kept champion")
-            ranges = ", ".join(f"{r['topic']}[{r['partition']}] {r['start']}..{r['end']}" for r in d.get("training", []))
+            ranges = ", ".join(f"{r['topic']}[{r['partition']}] {r['start']}..{r['end']}"
+                               for r in d.get("training", []))
             stage = (d.get("serving") or [d.get("stage")])[0] or ""
             style = "green" if stage == "production" else ("dim" if stage == "archived" else "yellow")
             models.add_row(str(d.get("name")), f"v{d.get('version')}", Text(stage, style=style),

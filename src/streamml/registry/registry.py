@@ -33,24 +33,22 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 import orjson
-from confluent_kafka import KafkaError as CKError
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 from streamml import headers as H
 from streamml.config import Settings
 from streamml.errors import ConfigError, IntegrityError, ModelError
 from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic
-from streamml.kafka.errors import classify
+from streamml.kafka.produce import send
+from streamml.kafka.read import messages
 from streamml.kafka.transactions import TransactionalSession
-from streamml.registry.descriptor import (SINGLE_STAGES, Descriptor, check_name, check_stage, diff,
-                                          signed_payload)
 from streamml.registry.base import LoadedModel
+from streamml.registry.descriptor import SINGLE_STAGES, Descriptor, check_name, check_stage, diff, signed_payload
 from streamml.registry.formats import Artifact, export_model, verify_bytes
 from streamml.registry.models import load_model
 from streamml.registry.signing import KEY_ENV, Signer, signers_from_env
-from streamml.registry.store import (CHUNK_BYTES, ArtifactStore, check_chunk, chunk_headers, chunk_key,
-                                     split_chunks)
+from streamml.registry.store import CHUNK_BYTES, ArtifactStore, check_chunk, chunk_headers, chunk_key, split_chunks
 from streamml.train.reader import TopicRange, read_ranges, resolve_ranges
 
 __all__ = ["Registry", "RegistryEvent", "Follower", "CATALOG", "CHUNKS"]
@@ -282,13 +280,8 @@ class Registry:
             return cb
 
         for i, c in enumerate(chunks):
-            while True:
-                try:
-                    p.produce(self.topic, c, chunk_key(name, version, i), partition=CHUNKS,
-                              headers=chunk_headers(i, len(chunks), c), on_delivery=delivered(i))
-                    break
-                except BufferError:
-                    p.poll(0.05)
+            send(p, self.topic, c, chunk_key(name, version, i), partition=CHUNKS,
+                 headers=chunk_headers(i, len(chunks), c), on_delivery=delivered(i))
             p.poll(0)
         p.flush(self.timeout * 4)
         if errors or len(offsets) != len(chunks):
@@ -453,11 +446,7 @@ class Registry:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while not (stop is not None and stop.is_set()) and (deadline is None or time.monotonic() < deadline):
-                for m in c.consume(100, timeout=poll):
-                    if m.error() is not None:
-                        if m.error().code() == CKError._PARTITION_EOF:
-                            continue
-                        raise classify(KafkaException(m.error()), "watching the models topic: ")
+                for m in messages(c.consume(100, timeout=poll), "watching the models topic: "):
                     ev = _event(m.key(), m.value(), m.offset())
                     if ev is not None and (name is None or ev.name == name):
                         yield ev

@@ -16,7 +16,16 @@ from streamml.serve.quality import LiveQuality
 from streamml.serve.registry_source import RegistrySource
 from streamml.serve.scorer import MODES, Scorer, ScorerStats, ServeOptions
 from streamml.serve.strategies import (
-    STRATEGIES, Batch, Canary, Consensus, Decision, QualityBased, Shadow, Single, Speculative, Strategy,
+    STRATEGIES,
+    Batch,
+    Canary,
+    Consensus,
+    Decision,
+    QualityBased,
+    Shadow,
+    Single,
+    Speculative,
+    Strategy,
 )
 from streamml.serve.swap import ModelHost, ModelSlot, ModelWatcher, Role, SwapEvent, verify
 

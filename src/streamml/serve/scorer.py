@@ -40,6 +40,7 @@ from streamml.errors import AbortableError, AuthorizationError, ConfigError, Fat
 from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic, list_topics
 from streamml.kafka.errors import classify
+from streamml.kafka.produce import send, send_all
 from streamml.kafka.transactions import TransactionalSession, rewind
 from streamml.schema.batch import bad_rows, decode_json, encode_json
 from streamml.serve.base import LoadedModel, ModelSource
@@ -110,12 +111,7 @@ class ScorerStats:
 
 
 def _produce(p: Producer, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-    while True:
-        try:
-            p.produce(topic, value, key, headers=headers)
-            return
-        except BufferError:
-            p.poll(0.05)
+    send(p, topic, value, key, headers=headers)
 
 
 class Scorer:
@@ -530,13 +526,8 @@ class Scorer:
         values = encode_json(out)
         keys = [m.key() for m in msgs]
         p, topic = self.producer, self.output_topic
-        produce = p.produce
         if not self.options.lineage_headers:
-            for v, k in zip(values, keys):
-                try:
-                    produce(topic, v, k)
-                except BufferError:
-                    _produce(p, topic, v, k, [])
+            send_all(p, topic, ((k, v, None) for v, k in zip(values, keys)))
             return
         ids = out["event_id"].cast(pl.Binary).to_list()
         tcol = self.options.time_column
@@ -557,11 +548,7 @@ class Scorer:
             which = d.which.tolist() if d.which is not None else [0] * len(values)
             headers = [[h for h in ((H.EVENT_ID, i), (H.EVENT_TIME, t)) if h[1] is not None] + list(statics[w])
                        for i, t, w in zip(ids, times, which)]
-        for v, k, h in zip(values, keys, headers):
-            try:
-                produce(topic, v, k, headers=h)
-            except BufferError:
-                _produce(p, topic, v, k, h)
+        send_all(p, topic, zip(keys, values, headers))
 
 
 def _close_quietly(consumer: Any) -> None:

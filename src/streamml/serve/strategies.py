@@ -213,7 +213,7 @@ class Strategy(ABC):
     def decide(self, models: dict[Role, LoadedModel | None], batch: Batch) -> Decision:
         """Score ``batch`` with ``models`` (the current model of each role, None when it has none)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 -- an optional hook; most strategies hold nothing
         """Release threads or clients the strategy holds."""
 
 

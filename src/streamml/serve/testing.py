@@ -117,15 +117,10 @@ class Record:
 def produce_events(settings: Any, topic: str, events: Sequence[tuple[bytes, bytes]]) -> None:
     """Write ``(key, value)`` events and wait for every acknowledgement."""
     from streamml.kafka import clients
+    from streamml.kafka.produce import send_all
 
     p = clients.producer(settings)
-    for k, v in events:
-        while True:
-            try:
-                p.produce(topic, v, k)
-                break
-            except BufferError:
-                p.poll(0.05)
+    send_all(p, topic, ((k, v, None) for k, v in events))
     p.flush(60)
 
 

@@ -10,10 +10,23 @@ from streamml.stream.runner import RunOptions, Worker, run
 from streamml.stream.table import Table
 from streamml.stream.testing import TestDriver
 from streamml.stream.windows import (
-    Agg, WindowSpec, count, count_distinct, hopping, last, max, mean, min, sliding, std, sum, tumbling,
+    Agg,
+    WindowSpec,
+    count,
+    count_distinct,
+    hopping,
+    last,
+    max,
+    mean,
+    min,
+    sliding,
+    std,
+    sum,
+    tumbling,
 )
 
 __all__ = [
-    "stream", "Pipeline", "Table", "TestDriver", "RunOptions", "Worker", "run", "replay", "WindowSpec", "Agg", "tumbling", "hopping", "sliding",
+    "stream", "Pipeline", "Table", "TestDriver", "RunOptions", "Worker", "run", "replay", "WindowSpec", "Agg",
+    "tumbling", "hopping", "sliding",
     "count", "sum", "mean", "min", "max", "std", "count_distinct", "last",
 ]

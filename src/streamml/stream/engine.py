@@ -18,7 +18,7 @@ from streamml import headers as H
 from streamml.errors import PipelineError, ValidationError
 from streamml.schema.batch import bad_rows, decode_json, encode_json
 from streamml.stream.pipeline import Pipeline, Window
-from streamml.stream.windows import KEYCOL, P, WS, WindowState
+from streamml.stream.windows import KEYCOL, WS, P, WindowState
 
 __all__ = ["RawBatch", "StepResult", "Engine", "STREAM_TIME_KEY"]
 
@@ -98,7 +98,7 @@ class Engine:
         self._base = [(H.COMPONENT, self.component), (H.VERSION, __version__.encode()),
                       (H.PIPELINE_HASH, pipeline.fingerprint().encode())]
         self._schema = dict(pipeline.schema) if pipeline.schema else None
-        self._needs_ts = self.window is not None and self.window.time is None
+        self.needs_timestamps = self.window is not None and self.window.time is None
         self._needs_offsets = self.window is not None and self.window.spec.kind == "sliding"
 
     # -- state ownership ------------------------------------------------------------------
@@ -149,7 +149,7 @@ class Engine:
                                 else raw.partitions, dtype=pl.Int64)]
         if self._needs_offsets:
             cols.append(pl.Series("__o", [raw.offsets[i] for i in idx], dtype=pl.Int64))
-        if self._needs_ts and raw.timestamps is not None:
+        if self.needs_timestamps and raw.timestamps is not None:
             cols.append(pl.Series("__ts", [raw.timestamps[i] for i in idx], dtype=pl.Int64))
         return df.with_columns(cols) if df.width else pl.DataFrame(cols)
 

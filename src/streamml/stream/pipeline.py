@@ -198,7 +198,7 @@ class WindowBuilder:
                 raise PipelineError(f"aggregate {name!r} is not an aggregate",
                                     hint="use count(), sum(col), mean(col), ... from streamml.stream")
         op = Window(self.key, self.spec, self.time, tuple(aggs.items()), self.emit, self.late)
-        return self.pipeline._add(op)
+        return self.pipeline._add(op)  # noqa: SLF001 -- the window builder extends its own pipeline
 
 
 def _resolve(name: str, kind: str, settings: "Settings | None") -> str:

@@ -68,7 +68,7 @@ class _PipelineProcessor(Processor[tuple[StepResult, list[Any]]]):
         for op in w.pipeline.ops:
             if isinstance(op, Join):
                 op.table.refresh()
-        raw = RawBatch.from_messages(messages, w.source, timestamps=w.engine._needs_ts)
+        raw = RawBatch.from_messages(messages, w.source, timestamps=w.engine.needs_timestamps)
         result = w.engine.process(raw)
         send_all(producer, w.sink, zip(result.keys, result.values, result.headers))
         if result.dlq:
@@ -93,7 +93,7 @@ class _PipelineProcessor(Processor[tuple[StepResult, list[Any]]]):
         s["late"] += result.n_late
         s["invalid"] += result.n_invalid
         if w.on_event is not None:
-            w._event("batch", {"partitions": sorted({m.partition() for m in messages}), "in": result.n_in,
+            w.emit_event("batch", {"partitions": sorted({m.partition() for m in messages}), "in": result.n_in,
                                "out": len(result.values)})
 
     def aborted(self, error: Exception) -> None:
@@ -124,7 +124,7 @@ class Worker:
                                     on_stuck=on_stuck, name=f"stream.{pipeline.name}")
         self._started = False
 
-    def _event(self, kind: str, info: dict[str, Any]) -> None:
+    def emit_event(self, kind: str, info: dict[str, Any]) -> None:
         _log.debug("%s %s %s", self.pipeline.name, kind, info)
         if self.on_event is not None:
             self.on_event(kind, info)
@@ -134,7 +134,7 @@ class Worker:
             return  # the processor reports batches with their output counts
         if kind == "stopped":
             info = dict(self.stats)
-        self._event(kind, info)
+        self.emit_event(kind, info)
 
     @property
     def owned(self) -> set[int]:
@@ -168,7 +168,7 @@ class Worker:
                 op.table.start(self.settings)
         if self.pipeline.stateful:
             self.state = StateManager(self.settings, self.pipeline.name,
-                                      self.pipeline.changelog_topic(self.settings), on_event=self._event)
+                                      self.pipeline.changelog_topic(self.settings), on_event=self.emit_event)
         self.loop.start()
         self._started = True
 

@@ -7,8 +7,9 @@
 >>> d = TestDriver(p)
 >>> d.send({"user": "a", "ts": 10}, {"user": "a", "ts": 20}, {"user": "b", "ts": 30})
 []
->>> d.send({"user": "a", "ts": 1500})      # stream time passes 1000: window [0, 1000) closes
-[{'user': 'a', 'window_start': 0, 'window_end': 1000, 'n': 2}, {'user': 'b', 'window_start': 0, 'window_end': 1000, 'n': 1}]
+>>> d.send({"user": "a", "ts": 1500})  # window [0, 1000) closes  # doctest: +NORMALIZE_WHITESPACE
+[{'user': 'a', 'window_start': 0, 'window_end': 1000, 'n': 2},
+ {'user': 'b', 'window_start': 0, 'window_end': 1000, 'n': 1}]
 >>> d.send({"user": "a", "ts": 999}), d.late   # its window has closed: late, counted
 ([], 1)
 """

@@ -11,12 +11,20 @@ from streamml.train.job import Retrainer, TrainingJob, TrainingResult, reproduce
 from streamml.train.labels import LabelRule
 from streamml.train.online import OnlineLearner, OnlineReport, prequential_step
 from streamml.train.reader import TopicRange, read_ranges, resolve_ranges
-from streamml.train.trainers import (BUILTIN_TRAINERS, Autoencoder, AutoencoderTrainer, IsolationForestTrainer, SklearnClassifier,
-                                     Trained, Trainer)
+from streamml.train.trainers import (
+                                     BUILTIN_TRAINERS,
+                                     Autoencoder,
+                                     AutoencoderTrainer,
+                                     IsolationForestTrainer,
+                                     SklearnClassifier,
+                                     Trained,
+                                     Trainer,
+)
 
 __all__ = [
     "Dataset", "LabelSource", "LabelRule", "TopicRange", "read_ranges", "resolve_ranges",
-    "Trainer", "Trained", "BUILTIN_TRAINERS", "SklearnClassifier", "IsolationForestTrainer", "AutoencoderTrainer", "Autoencoder",
+    "Trainer", "Trained", "BUILTIN_TRAINERS", "SklearnClassifier", "IsolationForestTrainer", "AutoencoderTrainer",
+    "Autoencoder",
     "METRICS", "score_metric", "evaluate",
     "TrainingJob", "TrainingResult", "Retrainer", "request_retrain", "reproduce",
     "OnlineLearner", "OnlineReport", "prequential_step",

@@ -358,13 +358,14 @@ class Dataset:
             if bar:
                 bar.close()
 
-    def epochs(self, n: int, *, shuffle: bool = True, batch_rows: int | None = None) -> Iterator[tuple[int, Iterator[pl.DataFrame]]]:
+    def epochs(self, n: int, *, shuffle: bool = True,
+               batch_rows: int | None = None) -> Iterator[tuple[int, Iterator[pl.DataFrame]]]:
         """``for epoch, batches in ds.epochs(3): ...`` — each epoch a fresh replay."""
         for e in range(n):
             sub = self.with_seed(self.spec.seed + e)
             yield e, sub.iter_batches(batch_rows=batch_rows, shuffle=shuffle)
-            self._observed = self._observed or sub._observed
-            self._features = self._features or sub._features
+            self._observed = self._observed or sub._observed  # noqa: SLF001 -- another Dataset
+            self._features = self._features or sub._features  # noqa: SLF001 -- another Dataset
 
     # -- materialisation -----------------------------------------------------------------------
     def to_polars(self, *, with_metadata: bool = False) -> pl.DataFrame:
@@ -427,7 +428,7 @@ class Dataset:
                 labels = replace(labels, rule=labels.rule.with_as_of(hi))
             part = self._derive(time_filter=(lo, hi), labels=labels, split=names[i])
             if labels is self.spec.labels:
-                part._labels = self._labels
+                part._labels = self._labels  # noqa: SLF001 -- another Dataset: share the loaded labels
             out.append(part)
         return out
 

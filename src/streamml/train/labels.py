@@ -24,8 +24,10 @@ label are *unlabelled*: dropped, kept with a null label, or filled with a defaul
 >>> labels = pl.DataFrame({"event_id": ["a", "a", "b", "c"], "_label": [0, 1, 1, 1],
 ...                        "_arrival": [150, 160, 400, 90], "_loff": [0, 1, 2, 3]})
 >>> rule = LabelRule(as_of_ms=300)
->>> join_labels(feats, labels, rule, label="label").to_dicts()
-[{'event_id': 'a', 'event_time': 100, 'x': 1.0, 'label': 1}, {'event_id': 'b', 'event_time': 100, 'x': 2.0, 'label': None}, {'event_id': 'c', 'event_time': 100, 'x': 3.0, 'label': None}]
+>>> join_labels(feats, labels, rule, label="label").to_dicts()  # doctest: +NORMALIZE_WHITESPACE
+[{'event_id': 'a', 'event_time': 100, 'x': 1.0, 'label': 1},
+ {'event_id': 'b', 'event_time': 100, 'x': 2.0, 'label': None},
+ {'event_id': 'c', 'event_time': 100, 'x': 3.0, 'label': None}]
 """
 
 from __future__ import annotations

@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import orjson
-from confluent_kafka import KafkaError as CKError
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 from streamml.config import Settings
 from streamml.errors import ConfigError
 from streamml.kafka import clients
-from streamml.kafka.errors import classify
+from streamml.kafka.read import messages
 from streamml.registry.descriptor import Descriptor
 from streamml.train.reader import resolve_ranges
 
@@ -56,7 +55,7 @@ def prequential_step(model: Any, metric: Any, x: dict[str, Any], y: Any,
     y_pred = predict(x)
     if y_pred is not None and y_pred != {}:
         metric.update(y_true=y, y_pred=y_pred)
-    if model._supervised:
+    if model._supervised:  # noqa: SLF001 -- river's own flag for supervised estimators
         model.learn_one(x, y)
     else:
         model.learn_one(x)
@@ -193,15 +192,15 @@ class OnlineLearner:
                     break
                 if until_end and all(pos[k] >= e for k, e in ends.items()):
                     break
-                for m in c.consume(500, timeout=0.1):
-                    err = m.error()
-                    k = (m.topic(), m.partition())
-                    if err is not None:
-                        if err.code() == CKError._PARTITION_EOF:
-                            pos[k] = max(pos[k], m.offset())
-                            continue
-                        raise classify(KafkaException(err), "online learning: ")
-                    pos[k] = m.offset() + 1
+                batch = messages(c.consume(500, timeout=0.1), "online learning: ")
+                if not batch and until_end:
+                    # transaction markers move the position without delivering a record
+                    for tp in c.position([TopicPartition(t, p) for t, p in ends]):
+                        if tp.offset >= 0:
+                            k = (tp.topic, tp.partition)
+                            pos[k] = max(pos[k], tp.offset)
+                for m in batch:
+                    pos[(m.topic(), m.partition())] = m.offset() + 1
                     self._handle(m.topic(), m.value())
                     if max_examples is not None and self.report.examples >= max_examples:
                         break

@@ -72,8 +72,14 @@ class ProgressBar:
     """A rich progress bar over offsets (records), with throughput."""
 
     def __init__(self, total: int, description: str) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
         from rich.text import Text
 
         class _Rate(ProgressColumn):

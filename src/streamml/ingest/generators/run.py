@@ -20,6 +20,7 @@ from streamml.config import Settings
 from streamml.errors import ConfigError, KafkaError
 from streamml.ingest.generators.sensors import sensors
 from streamml.ingest.generators.transactions import Event, transactions
+from streamml.kafka import produce
 from streamml.kafka.admin import TopicSpec, ensure_topics
 from streamml.kafka.clients import producer as make_producer
 
@@ -66,12 +67,7 @@ def run_generator(settings: Settings, events: Iterator[Event], stream: str, *, c
     step = max(1, int(rate // 50)) if rate else 1000
 
     def send(topic_: str, value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> None:
-        while True:
-            try:
-                producer.produce(topic_, value, key, headers=headers)
-                return
-            except BufferError:
-                producer.poll(0.05)
+        produce.send(producer, topic_, value, key, headers=headers)
 
     def release(until: int | None) -> None:
         nonlocal n_labels
