@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping
 
 __all__ = [
     "EVENT_ID", "EVENT_TIME", "INGEST_TIME", "COMPONENT", "VERSION", "SCHEMA", "SCHEMA_VERSION",
@@ -48,10 +48,12 @@ def lineage(*, event_id: str | None = None, event_time_ms: int | None = None, co
     return out
 
 
-def as_dict(headers: Iterable[tuple[str, bytes | str | None]] | None) -> dict[str, str]:
+def as_dict(headers: Iterable[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | None] | None
+            ) -> dict[str, str]:
     """Headers as a dict of strings (the last value wins)."""
     out: dict[str, str] = {}
-    for key, value in headers or ():
+    items = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for key, value in items:
         if value is None:
             out[key] = ""
         else:

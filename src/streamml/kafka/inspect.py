@@ -45,7 +45,7 @@ def under_replicated(settings: Settings, timeout: float = 10.0) -> int:
 def partition_leader(settings: Settings, topic: str, partition: int = 0, timeout: float = 10.0) -> int:
     """The broker id leading ``topic``/``partition`` (-1 when it has no leader)."""
     md = metadata(make_admin(settings), timeout, topic)
-    return md.topics[topic].partitions[partition].leader
+    return int(md.topics[topic].partitions[partition].leader)
 
 
 def wait_fully_replicated(settings: Settings, timeout: float = 120.0) -> bool:

@@ -176,7 +176,7 @@ class LocalCluster:
             "security.protocol": "SASL_SSL",
             "sasl.mechanism": "SCRAM-SHA-512",
             "sasl.username": user or self.admin_user,
-            "sasl.password": password if user else self.admin_password,
+            "sasl.password": (password or "") if user else self.admin_password,
             "ssl.ca.location": str(self.data_dir / "tls" / "ca.pem"),
         }
 

@@ -23,15 +23,18 @@ that the handling is written once.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
-__all__ = ["send", "send_all", "BACKPRESSURE_WAIT_S"]
+__all__ = ["send", "send_all", "Headers", "BACKPRESSURE_WAIT_S"]
+
+#: Record headers as produced: ``(name, value)`` pairs.
+Headers = Sequence[tuple[str, bytes | str | None]]
 
 BACKPRESSURE_WAIT_S = 0.05  # how long one poll waits for delivery reports while the queue is full
 
 
 def send(producer: Any, topic: str, value: bytes | None, key: bytes | None = None, *,
-         headers: list[tuple[str, bytes]] | None = None, partition: int | None = None,
+         headers: Headers | None = None, partition: int | None = None,
          on_delivery: Any = None, timeout: float | None = None) -> None:
     """``producer.produce(...)``, waiting while the local queue is full.
 
@@ -57,7 +60,7 @@ def send(producer: Any, topic: str, value: bytes | None, key: bytes | None = Non
 
 
 def send_all(producer: Any, topic: str,
-             records: Iterable[tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]], *,
+             records: Iterable[tuple[bytes | None, bytes | None, Headers | None]], *,
              partition: int | None = None, on_delivery: Any = None) -> int:
     """Produce ``(key, value, headers)`` records to ``topic``; returns how many.
 

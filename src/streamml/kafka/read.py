@@ -47,6 +47,7 @@ from streamml.kafka.admin import list_offsets, metadata
 from streamml.kafka.clients import admin as make_admin
 from streamml.kafka.clients import consumer as make_consumer
 from streamml.kafka.errors import classify
+from streamml.kafka.message import offset_of
 
 __all__ = ["TopicRange", "Bound", "as_millis", "partitions", "watermarks", "offsets_for_times", "pin",
            "RangeReader", "read_ranges", "messages", "READ_CONSUMER_DEFAULTS"]
@@ -234,19 +235,20 @@ class _Part:
         """The messages of ``run`` (one partition, ascending) inside the range; moves on."""
         if self.done:
             return []
-        if run[0].offset() < self.pos:  # re-fetched after a seek
-            run = [m for m in run if m.offset() >= self.pos]
+        if offset_of(run[0]) < self.pos:  # re-fetched after a seek
+            run = [m for m in run if offset_of(m) >= self.pos]
             if not run:
                 return []
         end = self.range.end
-        if run[-1].offset() >= end - 1:
+        last = offset_of(run[-1])
+        if last >= end - 1:
             self.done = True
-            if run[-1].offset() >= end:
-                run = [m for m in run if m.offset() < end]
+            if last >= end:
+                run = [m for m in run if offset_of(m) < end]
                 if not run:
                     self.pos = end
                     return []
-        self.pos = run[-1].offset() + 1
+        self.pos = offset_of(run[-1]) + 1
         return run
 
     def reached(self, offset: int) -> None:
@@ -368,7 +370,7 @@ class RangeReader:
                 if err is not None:
                     if err.code() != CKError._PARTITION_EOF:
                         raise classify(KafkaException(err), f"{self.context} {part.range.key()}: ")
-                    part.reached(m.offset())
+                    part.reached(offset_of(m))
         return [run] if run else []
 
     def _runs(self, msgs: list[Message]) -> list[list[Message]]:
@@ -394,7 +396,7 @@ class RangeReader:
                     if run and run_key == key:
                         flush()
                         run, run_key = [], None
-                    part.reached(m.offset())
+                    part.reached(offset_of(m))
                 continue
             key = m.partition() if one else (m.topic(), m.partition())
             if key != run_key:

@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 
 from streamml.errors import AbortableError, FatalError, RetriableError
 from streamml.kafka.errors import classify
+from streamml.kafka.message import offset_of, tp_of
 
 __all__ = ["TransactionalSession", "next_offsets", "rewind"]
 
@@ -33,8 +34,8 @@ def next_offsets(messages: Iterable[Message]) -> list[TopicPartition]:
     last: dict[tuple[str, int], int] = {}
     for m in messages:
         if m.error() is None:
-            key = (m.topic(), m.partition())
-            last[key] = max(last.get(key, -1), m.offset())
+            key = tp_of(m)
+            last[key] = max(last.get(key, -1), offset_of(m))
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
 
 

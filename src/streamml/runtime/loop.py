@@ -291,7 +291,7 @@ class Loop(Generic[R]):
 
     def _poll(self) -> list[Message]:
         c, most = self.consumer, self.options.max_batch
-        msgs = c.consume(most, 0)  # what has already arrived
+        msgs: list[Message] = c.consume(most, 0)  # what has already arrived
         if not msgs:
             msgs = c.consume(1, self.options.idle_wait_s)  # wait for the first record only
             if msgs and most > 1:

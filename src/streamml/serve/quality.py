@@ -103,13 +103,13 @@ class LiveQuality:
         def run() -> None:
             try:
                 while not self._stop.is_set():
-                    msgs = [m for m in c.consume(5000, timeout=0.5) if m.error() is None and m.value()]
-                    if not msgs:
+                    values = [v for m in c.consume(5000, timeout=0.5) if m.error() is None and (v := m.value())]
+                    if not values:
                         continue
                     try:
-                        df = decode_json([m.value() for m in msgs])
+                        df = decode_json(values)
                     except Exception:
-                        _log.warning("skipped a batch of %d unreadable labels on %s", len(msgs), topic)
+                        _log.warning("skipped a batch of %d unreadable labels on %s", len(values), topic)
                         continue
                     if id_field in df.columns and label_field in df.columns:
                         self.observe([str(v) for v in df[id_field].to_list()], df[label_field].to_list())

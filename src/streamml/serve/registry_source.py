@@ -51,7 +51,8 @@ class RegistrySource:
         """The :class:`Candidate` of descriptor ``d``: its ref, and a loader through the registry."""
 
         def load() -> LoadedModel:
-            return self.registry.load(d)
+            model: LoadedModel = self.registry.load(d)
+            return model
 
         return Candidate(ref_of(d), load)
 

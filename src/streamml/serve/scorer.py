@@ -36,11 +36,12 @@ from confluent_kafka import Message, Producer, TopicPartition
 
 from streamml import headers as H
 from streamml.config import Settings
-from streamml.errors import AbortableError, AuthorizationError, ConfigError, FatalError, ValidationError
+from streamml.errors import AbortableError, AuthorizationError, ConfigError, FatalError, ServingError, ValidationError
 from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic, list_topics
 from streamml.kafka.errors import classify
-from streamml.kafka.produce import send, send_all
+from streamml.kafka.message import offset_of, tp_of
+from streamml.kafka.produce import Headers, send, send_all
 from streamml.kafka.transactions import TransactionalSession, rewind
 from streamml.schema.batch import bad_rows, decode_json, encode_json
 from streamml.serve.base import LoadedModel, ModelSource
@@ -110,7 +111,7 @@ class ScorerStats:
                 "recoveries": self.recoveries, "versions": dict(self.versions)}
 
 
-def _produce(p: Producer, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+def _produce(p: Producer, topic: str, value: bytes, key: bytes | None, headers: Headers) -> None:
     send(p, topic, value, key, headers=headers)
 
 
@@ -162,8 +163,8 @@ class Scorer:
         try:
             if self._reporter is None:
                 self._reporter = clients.producer(self.settings, linger_ms=0)
-            self._reporter.produce(self.metrics_topic, orjson.dumps(record), self.component.encode(),
-                                   headers=H.lineage(component=self.component))
+            send(self._reporter, self.metrics_topic, orjson.dumps(record), self.component.encode(),
+                 headers=H.lineage(component=self.component))
             self._reporter.poll(0)
         except Exception:  # reporting is best effort; serving goes on
             _log.exception("could not report to %s", self.metrics_topic)
@@ -251,7 +252,7 @@ class Scorer:
             values: list[bytes] = []
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and len(values) < 4 * len(assign):
-                values += [m.value() for m in c.consume(100, timeout=0.2) if m.error() is None and m.value()]
+                values += [v for m in c.consume(100, timeout=0.2) if m.error() is None and (v := m.value())]
             bad = set(bad_rows(values))
             df = decode_json([v for i, v in enumerate(values) if i not in bad])
             return (df.columns, df) if df.width else (None, None)
@@ -359,11 +360,12 @@ class Scorer:
         self._maybe_report()
         if not good:
             if self.options.mode == "at-least-once":
-                self.producer.poll(0)
+                self._out.poll(0)
                 self._commit_delivered()
             return 0
         offsets = self._positions(good)
         if self.options.mode == "exactly-once":
+            assert self.tx is not None, "an exactly-once scorer has a transactional session once started"
             try:
                 with self.tx.transaction(offsets):
                     self._process(good)
@@ -375,9 +377,16 @@ class Scorer:
         else:
             self._process(good)
             self._pending.append(offsets)
-            self.producer.poll(0)
+            self._out.poll(0)
             self._commit_delivered()
         return len(good)
+
+    @property
+    def _out(self) -> Producer:
+        """The producer of a started scorer."""
+        if self.producer is None:
+            raise ServingError("the scorer is not started", hint="call start() (or use it as a context manager)")
+        return self.producer
 
     def _positions(self, msgs: list[Message]) -> list[TopicPartition]:
         """Offsets to commit after ``msgs``: the consumer's position on each partition it read
@@ -401,11 +410,12 @@ class Scorer:
         """Commit offsets of batches whose predictions have all been acknowledged (at-least-once)."""
         if not self._pending:
             return
-        if len(self.producer) and not force:
+        p = self._out
+        if len(p) and not force:
             if len(self._pending) < 8:
                 return
-            self.producer.flush(60)
-        if len(self.producer):
+            p.flush(60)
+        if len(p):
             return
         if self._delivery_error is not None:  # never commit past a prediction that was not written
             err, self._delivery_error = self._delivery_error, None
@@ -447,7 +457,7 @@ class Scorer:
                 self._dead_letter(msgs[i], "value is not a JSON object")
             keep = [m for i, m in enumerate(msgs) if i not in bad]
             try:
-                return keep, decode_json([m.value() for m in keep])
+                return keep, decode_json([m.value() or b"" for m in keep])
             except ValidationError as exc:  # mixed types that no common schema fits: the batch is refused
                 for m in keep:
                     self._dead_letter(m, f"batch could not be decoded: {exc}")
@@ -455,10 +465,12 @@ class Scorer:
 
     def _dead_letter(self, m: Message, reason: str) -> None:
         self.stats.rejected += 1
-        hdrs = list(m.headers() or []) + [(H.SOURCE, f"{m.topic()}/{m.partition()}@{m.offset()}".encode()),
+        own = m.headers()
+        hdrs: list[tuple[str, bytes | str | None]] = list(own) if isinstance(own, list) else []
+        hdrs += [(H.SOURCE, f"{m.topic()}/{m.partition()}@{m.offset()}".encode()),
                                           (H.REASON, reason[:500].encode()),
                                           (H.COMPONENT, self.component.encode())]
-        _produce(self.producer, self.dlq_topic, m.value() or b"", m.key(), hdrs)
+        _produce(self._out, self.dlq_topic, m.value() or b"", m.key(), hdrs)
 
     def _process(self, msgs: list[Message]) -> None:
         t0 = time.perf_counter()
@@ -487,13 +499,14 @@ class Scorer:
         if decision.shadow is not None and decision.shadow.height:
             shadow = decision.shadow.with_columns(pl.lit(latency_ms).alias("latency_ms"))
             static = [(H.COMPONENT, self.component.encode())]
+            p = self._out
             for m, v, eid in zip(msgs, encode_json(shadow), shadow["event_id"].to_list()):
-                _produce(self.producer, self.shadow_topic, v, m.key(), [(H.EVENT_ID, str(eid).encode()), *static])
+                _produce(p, self.shadow_topic, v, m.key(), [(H.EVENT_ID, str(eid).encode()), *static])
         self.stats.batches += 1
         self.stats.scored += len(msgs)
-        for role, m in models.items():
-            if m is not None:
-                self.stats.versions[str(role)] = m.version
+        for role, model in models.items():
+            if model is not None:
+                self.stats.versions[str(role)] = model.version
 
     def _frame(self, batch: Batch, d: Decision, latency_ms: float) -> pl.DataFrame:
         n = len(batch)
@@ -525,7 +538,7 @@ class Scorer:
     def _emit(self, msgs: list[Message], batch: Batch, d: Decision, out: pl.DataFrame) -> None:
         values = encode_json(out)
         keys = [m.key() for m in msgs]
-        p, topic = self.producer, self.output_topic
+        p, topic = self._out, self.output_topic
         if not self.options.lineage_headers:
             send_all(p, topic, ((k, v, None) for v, k in zip(values, keys)))
             return
@@ -563,7 +576,7 @@ def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:
     """The offset after the last message of each partition (messages arrive in offset order)."""
     last: dict[tuple[str, int], int] = {}
     for m in msgs:
-        last[(m.topic(), m.partition())] = m.offset()
+        last[tp_of(m)] = offset_of(m)
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
 
 

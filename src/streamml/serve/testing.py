@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 import polars as pl
 
+from streamml.kafka.message import offset_of, partition_of
 from streamml.serve.base import Candidate, ModelRef
 from streamml.serve.onnxmodel import OnnxModel, sha256, sklearn_to_onnx
 
@@ -160,7 +161,7 @@ def read_topic(settings: Any, topic: str, *, expect: int | None = None, timeout:
             left = max(1.0, deadline - time.monotonic())
             for msgs in read_ranges(settings, ranges, timeout=left, idle_timeout=left, group_prefix="testing"):
                 now = time.time() * 1000
-                out.extend(Record(m.partition(), m.offset(), m.key(), _value(m.value()), as_dict(m.headers()),
+                out.extend(Record(partition_of(m), offset_of(m), m.key(), _value(m.value()), as_dict(m.headers()),
                                   m.timestamp()[1], now) for m in msgs)
                 got += len(msgs)
         except KafkaError as exc:

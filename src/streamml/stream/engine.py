@@ -10,7 +10,7 @@ has committed the batch's transaction, so an aborted batch leaves no trace.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 import polars as pl
 
@@ -44,8 +44,10 @@ class RawBatch:
         from confluent_kafka import Message
 
         hdrs = list(map(Message.headers, msgs))
+        # a record always has its partition and offset (the stubs type them optional)
         return cls(topic, list(map(Message.value, msgs)), list(map(Message.key, msgs)),
-                   list(map(Message.partition, msgs)), list(map(Message.offset, msgs)),
+                   cast("list[int]", list(map(Message.partition, msgs))),
+                   cast("list[int]", list(map(Message.offset, msgs))),
                    [m.timestamp()[1] for m in msgs] if timestamps else None,
                    hdrs if any(hdrs) else None)
 
@@ -138,7 +140,7 @@ class Engine:
                 i = idx[j]
                 res.dlq.append((raw.keys[i], raw.values[i], self._dead(raw, i, "invalid JSON object")))
             res.n_invalid += len(bad)
-            idx = [i for j, i in enumerate(idx) if j not in bad]  # type: ignore[assignment]
+            idx = [i for j, i in enumerate(idx) if j not in bad]
             values = [raw.values[i] for i in idx]
             df = decode_json(values, self._schema)  # type: ignore[arg-type]
         return self._meta(df, raw, idx)

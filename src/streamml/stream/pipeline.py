@@ -116,7 +116,8 @@ class Sql(Operator):
         con = duckdb.connect()
         try:
             con.register("batch", df.to_arrow())
-            return con.sql(self.query).pl()
+            out: pl.DataFrame = con.sql(self.query).pl()
+            return out
         except duckdb.Error as exc:
             raise PipelineError(f"sql step failed: {exc}", hint="the batch is the table named 'batch'") from None
         finally:
@@ -247,7 +248,7 @@ class Pipeline:
 
     def map_batch(self, fn: Callable[[pl.DataFrame], pl.DataFrame], *, name: str | None = None) -> "Pipeline":
         """Apply ``fn`` to the whole batch (a DataFrame) and continue with what it returns."""
-        return self._add(MapBatch(fn, name or getattr(fn, "__qualname__", "fn")))
+        return self._add(MapBatch(fn, name or str(getattr(fn, "__qualname__", "fn"))))
 
     def sql(self, query: str) -> "Pipeline":
         """Run a DuckDB query over the batch, which is the table ``batch``."""

@@ -17,6 +17,7 @@ from streamml.config import Settings
 from streamml.errors import KafkaError, PipelineError
 from streamml.kafka import clients
 from streamml.kafka.names import resolve_topic
+from streamml.kafka.produce import send_all
 from streamml.kafka.read import pin, read_ranges
 from streamml.stream.engine import Engine, RawBatch
 from streamml.stream.pipeline import Join, Pipeline
@@ -57,8 +58,7 @@ def replay(pipeline: Pipeline, settings: Settings, *, start: Bound = None, end: 
             if res.frame is not None and res.frame.height:
                 frames.append(res.frame)
             if producer is not None and out_topic:
-                for k, v, h in zip(res.keys, res.values, res.headers):
-                    producer.produce(out_topic, v, k, headers=h)
+                send_all(producer, out_topic, zip(res.keys, res.values, res.headers))
                 producer.poll(0)
     except KafkaError as exc:
         if exc.code == "_TIMED_OUT":

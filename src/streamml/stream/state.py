@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, cast
 
 import polars as pl
 from confluent_kafka import TopicPartition
@@ -21,6 +21,7 @@ from rocksdict import Options, Rdict, WriteBatch
 
 from streamml.config import Settings
 from streamml.errors import KafkaError, PipelineError
+from streamml.kafka.message import offset_of, partition_of
 from streamml.kafka.read import RangeReader, TopicRange, watermarks
 from streamml.stream.engine import state_from_records
 
@@ -65,7 +66,7 @@ class PartitionStore:
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         for k, v in self.db.items():
-            if k != _CHECKPOINT:
+            if k != _CHECKPOINT and isinstance(k, bytes):
                 yield k, v
 
     def close(self) -> None:
@@ -118,9 +119,10 @@ class StateManager:
                              context=f"restoring {self.changelog}", group_prefix="restore") as reader:
                 while not reader.finished:
                     for run in reader.poll(10_000, timeout=0.5):
-                        p = run[0].partition()
-                        buffers[p].extend([(m.key(), m.value()) for m in run])
-                        last[p] = run[-1].offset()
+                        p = partition_of(run[0])
+                        # changelog records always have a key (the state's key)
+                        buffers[p].extend([(cast(bytes, m.key()), m.value()) for m in run])
+                        last[p] = offset_of(run[-1])
                         counts[p] += len(run)
                     for p, buf in buffers.items():
                         if buf and (reader.done(self.changelog, p) or len(buf) >= 50_000):

@@ -36,7 +36,7 @@ import builtins
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
@@ -275,7 +275,8 @@ def _concat(a: pl.DataFrame | None, b: pl.DataFrame | None) -> pl.DataFrame | No
 
 def _align(a: pl.DataFrame, b: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Cast shared columns to one type so that joins and concatenations line up."""
-    casts_a, casts_b = {}, {}
+    casts_a: dict[Any, Any] = {}
+    casts_b: dict[Any, Any] = {}
     for col, dt in b.schema.items():
         da = a.schema.get(col)
         if da is None or da == dt:
@@ -330,6 +331,7 @@ def window_step(df: pl.DataFrame, state: WindowState, *, key: str, time: str, sp
                 new_st[int(p)] = builtins.max(int(mx), prev.get(int(p), int(mx)))
     moved = {p: v for p, v in new_st.items() if prev.get(p) != v}
     keys = [P, KEYCOL, WS]
+    merged: pl.DataFrame | None
     if state.rows is None or state.rows.height == 0:
         merged = partial
     elif partial.height == 0:
