@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 import orjson
 
 from streamml.config import Settings
 from streamml.errors import KafkaError
 from streamml.headers import EVENT_ID
+from streamml.kafka.message import offset_of, partition_of, topic_of
 from streamml.kafka.read import TopicRange, read_ranges, watermarks
 
 __all__ = ["Record", "VerifyReport", "read_topic", "open_transactions", "verify", "event_id_of"]
@@ -69,7 +70,7 @@ def event_id_of(rec: Record) -> str:
 def open_transactions(settings: Settings, topics: Iterable[str],
                       timeout: float = 15.0) -> list[tuple[str, int, int, int]]:
     """Partitions whose last stable offset lags the high watermark: ``(topic, partition, lso, hw)``."""
-    out = []
+    out: list[tuple[str, int, int, int]] = []
     for topic in topics:
         lso = watermarks(settings, topic, committed=True, timeout=timeout)
         hw = watermarks(settings, topic, committed=False, timeout=timeout)
@@ -86,7 +87,9 @@ def read_topic(settings: Settings, topic: str, timeout: float = 120.0) -> list[R
     try:
         for msgs in read_ranges(settings, ranges, max_messages=5000, timeout=timeout, idle_timeout=timeout,
                                 context=f"verifier reading {topic}", group_prefix="verify"):
-            out.extend(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), tuple(m.headers() or ()))
+            # records always carry their coordinates; consumed headers are (name, bytes) pairs
+            out.extend(Record(topic_of(m), partition_of(m), offset_of(m), m.key(), m.value(),
+                              cast("tuple[tuple[str, bytes], ...]", tuple(m.headers() or ())))
                        for m in msgs)
     except KafkaError as exc:
         if exc.code == "_TIMED_OUT":

@@ -102,8 +102,12 @@ def _run_worker(settings: Settings, pipelines: list[Any], index: int, options: A
     from streamml.stream.runner import Worker
 
     workers = [Worker(p, settings, options, on_stuck=_exit_when_stuck(index)) for p in pipelines]
+    def stop_all(*_: Any) -> None:
+        for w in workers:
+            w.stop()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: [w.stop() for w in workers])
+        signal.signal(sig, stop_all)
     errors: list[BaseException] = []
 
     def one(w: Any) -> None:

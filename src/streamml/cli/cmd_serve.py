@@ -117,7 +117,8 @@ def serve(
         host = ModelHost(source, strat.roles, follow_rollback=follow_rollback)
         host.start(wait_for=strat.primary, timeout=wait)
         server, _ = serve_http(host, http, bind)
-        console.print(f"serving {model} v{host.get(model).version} on http://{bind}:{http}/v1/models/{model}/predict")
+        current = host.get(model)
+        console.print(f"serving {model} v{current.version if current else '?'} on http://{bind}:{http}/v1/models/{model}/predict")
         stop.wait()
         server.should_exit = True
         host.stop()

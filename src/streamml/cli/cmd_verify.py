@@ -27,11 +27,11 @@ def verify_cmd(
     """Report lost, duplicated and reordered records and open transactions; exit 1 if any."""
     from streamml.verify import Record, event_id_of, verify
 
-    id_of = event_id_of
-    if id_field:
-        def id_of(r: Record) -> str:  # noqa: F811
-            value = r.json()
-            return str(value.get(id_field)) if isinstance(value, dict) else event_id_of(r)
+    def by_field(r: Record) -> str:
+        value = r.json()
+        return str(value.get(id_field)) if isinstance(value, dict) else event_id_of(r)
+
+    id_of = by_field if id_field else event_id_of
 
     report = verify(connected(ctx), input, output, id_of=id_of, timeout=timeout)
     if as_json:

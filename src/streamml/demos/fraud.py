@@ -259,7 +259,7 @@ def run(settings: Settings, minutes: float = 3.0, console: Console | None = None
                                                    confirm=tl.confirm, eval_interval=1.0,
                                                    publish_interval=1.0, start="latest", label_field="is_fraud"),
                               send=control_sender(settings))
-            threads.start("monitor", lambda: monitor.run(stop=stop))  # type: ignore[union-attr]
+            threads.start("monitor", lambda: monitor.run(stop=stop))
             say(f"monitor watching {MODEL}: drift PSI > {tl.psi_threshold:g} or recall < {tl.min_recall:g} "
                 f"asks for retraining")
         if until(tl.inject_at, stop):
@@ -359,7 +359,8 @@ def _final_report(settings: Settings, steady_ms: int, inject_ms: int, registry: 
             pv = part.filter(pl.col("model_version") == v)
             r = classification_report(pv.get_column("y").to_numpy(), pv.get_column("score").to_numpy())
             cash = pv.filter(pl.col("pattern") == "gift_card_cashout")
-            r["cashout_recall"] = (round(float((cash.get_column("score") >= 0.5).mean()), 3) if cash.height else None)
+            share = (cash.get_column("score") >= 0.5).mean()
+            r["cashout_recall"] = round(float(share), 3) if cash.height and isinstance(share, (int, float)) else None
             rows.append({"phase": phase, "version": v, **r})
     out["quality"] = rows
     return out
@@ -371,7 +372,9 @@ def _print_report(rep: dict[str, Any], console: Console) -> None:
     for col in ("phase", "version", "payments", "fraud", "precision", "recall", "ROC AUC", "new-pattern recall"):
         t.add_column(col, justify="left" if col == "phase" else "right")
     for r in rep.get("quality", []):
-        f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        def f(v: float | None) -> str:
+            return "-" if v is None else f"{v:.3f}"
+
         t.add_row(r["phase"], f"v{r['version']}", f"{r['n']:,}", f"{r['positives']:,}", f(r["precision"]),
                   f(r["recall"]), f(r["auc"]), f(r["cashout_recall"]))
     console.print(t)

@@ -13,6 +13,7 @@ from streamml.config import Settings
 from streamml.headers import lineage
 from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic
+from streamml.kafka.produce import send
 
 __all__ = ["run"]
 
@@ -28,10 +29,10 @@ def run(settings: Settings, events: int = 10_000, console: Console | None = None
     start_ms = int(time.time() * 1000)
     for i in range(events):
         card = f"card-{rng.randrange(500)}"
-        ev = {"event_id": f"q{start_ms}-{i}", "event_time": start_ms + i, "card_id": card,
-              "amount": round(rng.expovariate(1 / 40), 2)}
-        p.produce(topic, orjson.dumps(ev), card.encode(),
-                  headers=lineage(event_id=ev["event_id"], event_time_ms=ev["event_time"], component="demo"))
+        eid, ts = f"q{start_ms}-{i}", start_ms + i
+        ev = {"event_id": eid, "event_time": ts, "card_id": card, "amount": round(rng.expovariate(1 / 40), 2)}
+        send(p, topic, orjson.dumps(ev), card.encode(),
+             headers=lineage(event_id=eid, event_time_ms=ts, component="demo"))
         if i % 10_000 == 0:
             p.poll(0)
     p.flush(60)
@@ -42,8 +43,9 @@ def run(settings: Settings, events: int = 10_000, console: Console | None = None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for m in c.consume(5000, timeout=0.5):
-            if m.error() is None:
-                ev = orjson.loads(m.value())
+            value = m.value()
+            if m.error() is None and value:
+                ev = orjson.loads(value)
                 if ev["event_id"].startswith(f"q{start_ms}-"):
                     seen += 1
                     total += ev["amount"]

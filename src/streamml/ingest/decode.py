@@ -83,7 +83,7 @@ def _jsonl_fast(chunk: bytes, lines: list[bytes], first_line: int, spec: RecordS
     if spec.schema is None:
         # no types to check: Polars' reader (faster) proves every line is a JSON object
         # with only the key and time columns declared, it still checks every line's syntax
-        wanted = {c: pl.String for c in (spec.key, spec.time) if c} or {"__streamml_none__": pl.Null}
+        wanted: dict[str, Any] = {c: pl.String for c in (spec.key, spec.time) if c} or {"__streamml_none__": pl.Null}
         try:
             df = pl.read_ndjson(io.BytesIO(chunk), schema=wanted)
         except (pl.exceptions.PolarsError, pa.ArrowException):
@@ -161,9 +161,9 @@ def decode_csv(chunk: bytes, first_line: int, columns: list[str], spec: RecordSp
         ok[i] = False
     if spec.schema is not None:
         ok2, reasons2 = spec.schema.validate_table(table)
-        for i in np.flatnonzero(~ok2 & ok):
-            reasons[int(i)] = reasons2[int(i)]
-            ok[int(i)] = False
+        for j in np.flatnonzero(~ok2 & ok):
+            reasons[int(j)] = reasons2[int(j)]
+            ok[int(j)] = False
     return _finish(table, None, originals, positions, ok, reasons, spec, reencode=True)
 
 
@@ -319,7 +319,7 @@ def _ndjson(table: pa.Table) -> list[bytes]:
     return lines
 
 
-def _finish(table: pa.Table, values: list[bytes] | None, originals: list[bytes] | None, positions: list[int],
+def _finish(table: pa.Table, values: list[bytes] | None, originals: list[bytes] | None, positions: Sequence[int],
             ok: np.ndarray, reasons: dict[int, str], spec: RecordSpec, reencode: bool) -> Decoded:
     if values is None or reencode:
         if spec.codec is not None and spec.codec.format != "json":
@@ -377,7 +377,8 @@ def _keys(table: pa.Table, column: str, ok: np.ndarray, reasons: dict[int, str])
     col = table.column(column)
     if not pa.types.is_string(col.type):
         col = pc.cast(col, pa.string())
-    return col.cast(pa.binary()).to_pylist()
+    keys: list[bytes | None] = col.cast(pa.binary()).to_pylist()
+    return keys
 
 
 def _times(table: pa.Table, column: str, ok: np.ndarray, reasons: dict[int, str]) -> list[int | None]:

@@ -470,7 +470,9 @@ def _produce_chunk(writer: RecordWriter, d: Decoded, fkey: bytes, path: str, con
                 if times is None:
                     headers = [(event_id, fkey + b"%d" % positions[i]), *const]
                 else:
-                    headers = [(event_id, fkey + b"%d" % positions[i]), (event_time, b"%d" % times[i]), *const]
+                    t = times[i]
+                    assert t is not None, "an accepted record has its event time"
+                    headers = [(event_id, fkey + b"%d" % positions[i]), (event_time, b"%d" % t), *const]
             else:
                 headers = None
             yield keys[i], values[i], headers
@@ -485,9 +487,9 @@ def _progress(progress: bool | Any, files: list[Path], state: dict[str, Any]) ->
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     own = progress is True
-    bar = (Progress(TextColumn("[bold]ingest[/bold]"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TextColumn("accepted {task.fields[accepted]:,}  dead-lettered {task.fields[dlq]:,}"),
-                    TimeRemainingColumn(), transient=False) if own else progress)
+    bar: Any = (Progress(TextColumn("[bold]ingest[/bold]"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                         TextColumn("accepted {task.fields[accepted]:,}  dead-lettered {task.fields[dlq]:,}"),
+                         TimeRemainingColumn(), transient=False) if own else progress)
     total = sum(f.stat().st_size for f in files)
     done = sum(f.stat().st_size for f in files[: state["done"]]) + int(state.get("off") or 0)
     task = bar.add_task("ingest", total=total, completed=min(done, total), accepted=0, dlq=0)

@@ -250,7 +250,9 @@ def create_app(settings: Settings, options: HttpOptions | None = None) -> Any:
         body = b"".join(chunks)
         loop = asyncio.get_running_loop()
         try:
-            writer = st.writers.get(stream) or await loop.run_in_executor(None, st.writer, stream)
+            writer = st.writers.get(stream)
+            if writer is None:
+                writer = await loop.run_in_executor(None, st.writer, stream)
         except KafkaError as exc:
             st.kafka_down, st.down_reason = True, str(exc)
             return problem(503, f"Kafka is unavailable: {exc}", headers={"Retry-After": str(opts.retry_after)})
@@ -273,7 +275,7 @@ def create_app(settings: Settings, options: HttpOptions | None = None) -> Any:
 
 
 async def _handle(st: _State, writer: RecordWriter, stream: str, body: bytes, content_type: str,
-                  loop: asyncio.AbstractEventLoop) -> Any:
+                  loop: asyncio.AbstractEventLoop) -> JSONResponse:
     opts = st.options
     request_id = uuid.uuid4().hex[:16]
     originals, parsed = _split_body(body, content_type)
@@ -303,7 +305,7 @@ async def _handle(st: _State, writer: RecordWriter, stream: str, body: bytes, co
                 reason = "field 'event_time' is not a timestamp"
         value = orig
         if reason is None and codec.format != "json":
-            value = codec.encode(rec)  # type: ignore[arg-type]
+            value = codec.encode(rec)
         hdrs = [(H.EVENT_ID, eid.encode()), (H.EVENT_TIME, str(etime).encode())] + const
         if reason is None and not writer.fits(value, None, hdrs):
             reason = writer.too_large_reason(value, None, hdrs)

@@ -30,6 +30,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from streamml import headers as H
 from streamml.config import Settings
+from streamml.kafka.message import offset_of
 from streamml.monitor.metrics import Metrics, get_metrics
 from streamml.monitor.publish import MetricsHistory
 from streamml.monitor.reference import summarize_descriptor
@@ -64,14 +65,15 @@ def read_catalog(settings: Settings, timeout: float = 5.0) -> dict[str, list[dic
             for m in c.consume(1000, timeout=0.3):
                 if m.error() is not None:
                     continue
-                pos = max(pos, m.offset())
-                if not m.key() or m.value() is None:
+                pos = max(pos, offset_of(m))
+                key, value = m.key(), m.value()
+                if not key or value is None:
                     continue
                 try:
-                    obj = orjson.loads(m.value())
+                    obj = orjson.loads(value)
                 except orjson.JSONDecodeError:
                     continue
-                name, _, ver = m.key().decode().partition(":")
+                name, _, ver = key.decode().partition(":")
                 if obj.get("type") == "descriptor" and ver.isdigit():
                     descs[(name, int(ver))] = obj
                 elif obj.get("type") == "stages":
@@ -202,7 +204,7 @@ class DashboardState:
             self._stop.wait(self.refresh)
 
     @property
-    def started(self) -> bool:
+    def refreshing(self) -> bool:
         """Whether :meth:`start` has started the refresh thread."""
         return self._thread is not None
 
@@ -235,7 +237,7 @@ class DashboardState:
                 row["errors"] += int(c.get("errors", 0))
                 row["dlq"] += int(c.get("dlq", 0))
                 row["instances"] += 1
-                lat = c.get("latency_ms") or next(iter((c.get("latency_by_stage") or {}).values()), {})
+                lat: dict[str, Any] = c.get("latency_ms") or next(iter((c.get("latency_by_stage") or {}).values()), {})
                 for k in ("p50", "p95", "p99"):
                     if lat.get(k) is not None:
                         row[k] = max(row[k] or 0.0, lat[k])
@@ -323,7 +325,7 @@ def create_app(settings: Settings, *, state: DashboardState | None = None, metri
 
     @asynccontextmanager
     async def lifespan(_: Any) -> Any:
-        if not st.started:
+        if not st.refreshing:
             st.refresh_once()
             st.start()
         yield

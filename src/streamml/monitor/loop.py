@@ -30,6 +30,7 @@ import orjson
 import polars as pl
 
 from streamml.config import Settings
+from streamml.kafka.message import topic_of
 from streamml.monitor.alerts import Alerter, control_sender
 from streamml.monitor.drift import DriftDetector, DriftReport, Reference
 from streamml.monitor.metrics import Metrics, get_metrics
@@ -148,7 +149,7 @@ class Monitor:
         by_topic: dict[str, list[Any]] = {}
         for m in msgs:
             if m.error() is None:
-                by_topic.setdefault(m.topic(), []).append(m)
+                by_topic.setdefault(topic_of(m), []).append(m)
         desc = self.catalog.poll(0.0)
         if desc is not None:
             self._on_production(desc)

@@ -258,17 +258,17 @@ class Metrics(Collector):
         yield pred
         lg = GaugeMetricFamily("streamml_consumer_lag", "Consumer lag (high watermark - committed offset)",
                                labels=["group", "topic", "partition"])
-        for (g, t, p), v in sorted(lag.items()):
-            lg.add_metric([g, t, str(p)], v)
+        for (g, t, part), behind in sorted(lag.items()):
+            lg.add_metric([g, t, str(part)], behind)
         yield lg
         by_name: dict[str, list[tuple[dict[str, str], float]]] = {}
-        for (n, lbl), v in gauges.items():
-            by_name.setdefault(n, []).append((dict(lbl), v))
-        for n, rows in sorted(by_name.items()):
-            keys = sorted({k for lbl, _ in rows for k in lbl})
-            fam = GaugeMetricFamily(f"streamml_{n}", f"streamml gauge {n}", labels=keys)
-            for lbl, v in rows:
-                fam.add_metric([lbl.get(k, "") for k in keys], v)
+        for (gauge, pairs), value in gauges.items():
+            by_name.setdefault(gauge, []).append((dict(pairs), value))
+        for gauge, rows in sorted(by_name.items()):
+            keys = sorted({k for labels, _ in rows for k in labels})
+            fam = GaugeMetricFamily(f"streamml_{gauge}", f"streamml gauge {gauge}", labels=keys)
+            for labels, value in rows:
+                fam.add_metric([labels.get(k, "") for k in keys], value)
             yield fam
 
     def describe(self) -> list[Any]:

@@ -122,10 +122,11 @@ class MetricsHistory:
         added = 0
         with self._lock:
             for m in msgs:
-                if m.error() or not m.value():
+                value = m.value()
+                if m.error() or not value:
                     continue
                 try:
-                    snap = orjson.loads(m.value())
+                    snap = orjson.loads(value)
                 except orjson.JSONDecodeError:
                     continue
                 if not isinstance(snap, dict):

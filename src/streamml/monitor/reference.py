@@ -44,9 +44,9 @@ def stored_reference(desc: Mapping[str, Any]) -> dict[str, Any] | None:
 def reference_for(settings: Settings, desc: Mapping[str, Any], *, max_rows: int = 50_000,
                   with_scores: bool = True) -> Reference | None:
     """The reference of one version (see the module doc); ``None`` when it cannot be built."""
-    ref = stored_reference(desc)
-    if ref is not None:
-        return Reference.from_dict(ref)
+    stored = stored_reference(desc)
+    if stored is not None:
+        return Reference.from_dict(stored)
     manifest = desc.get("manifest") or {}
     train = manifest.get("train") if isinstance(manifest, Mapping) else None
     if not train:
@@ -106,14 +106,14 @@ class CatalogWatcher:
     def poll(self, timeout: float = 0.0) -> dict[str, Any] | None:
         msgs = self._consumer.consume(500, timeout=timeout)
         for m in msgs:
-            if m.error() is not None or not m.key():
+            raw_key, value = m.key(), m.value()
+            if m.error() is not None or not raw_key:
                 continue
-            key = m.key().decode()
-            name, _, ver = key.partition(":")
-            if name != self.model or m.value() is None:
+            name, _, ver = raw_key.decode().partition(":")
+            if name != self.model or value is None:
                 continue
             try:
-                obj = orjson.loads(m.value())
+                obj = orjson.loads(value)
             except orjson.JSONDecodeError:
                 continue
             if obj.get("type") == "descriptor" and ver.isdigit():
@@ -154,7 +154,7 @@ def summarize_descriptor(d: Mapping[str, Any]) -> dict[str, Any]:
     train = manifest.get("train") if isinstance(manifest, Mapping) else None
     ranges = []
     if isinstance(train, Mapping):
-        spec = train.get("spec") if isinstance(train.get("spec"), Mapping) else train
+        spec = train["spec"] if isinstance(train.get("spec"), Mapping) else train
         ranges = [dict(r) for r in spec.get("ranges", []) if isinstance(r, Mapping)]
     metrics = {k: v for k, v in (d.get("metrics") or {}).items() if not isinstance(v, (dict, list))}
     decision = d.get("decision") or {}

@@ -160,7 +160,8 @@ def batch_function(statement: str | Statement) -> Any:
     name = st.topic_names[0]
 
     def apply(df: pl.DataFrame) -> pl.DataFrame:
-        return run_statement(st, {name: df.drop([c for c in META_COLUMNS if c in df.columns])})
+        out: pl.DataFrame = run_statement(st, {name: df.drop([c for c in META_COLUMNS if c in df.columns])})
+        return out
 
     return apply
 

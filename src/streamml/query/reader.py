@@ -25,6 +25,7 @@ from confluent_kafka import Message
 from streamml.config import Settings
 from streamml.errors import ConfigError, QueryError, ValidationError
 from streamml.kafka import read
+from streamml.kafka.message import tp_of
 from streamml.kafka.read import Bound, TopicRange
 
 __all__ = ["Span", "Bound", "META_COLUMNS", "as_millis", "partitions", "spans", "read_spans", "frame",
@@ -77,7 +78,7 @@ def read_spans(settings: Settings, spans_: Sequence[Span], timeout: float = 60.0
     for batch in read.read_ranges(settings, todo, max_messages=5000, timeout=timeout, idle_timeout=timeout,
                                   context="while reading a snapshot"):
         for m in batch:
-            got.setdefault((m.topic(), m.partition()), []).append(m)
+            got.setdefault(tp_of(m), []).append(m)
     return [m for k in sorted(got) for m in got[k]]
 
 
@@ -85,7 +86,7 @@ def _json_decoder() -> Any:
     try:
         from streamml.schema.batch import decode_json
     except ImportError:  # pragma: no cover - the codec module is part of the package
-        decode_json = None
+        return None
     return decode_json
 
 
@@ -102,6 +103,7 @@ def decode_values(values: Sequence[bytes | None]) -> pl.DataFrame:
     filled = [v if v is not None else b"{}" for v in values]
     decode = _json_decoder()
     try:
+        df: pl.DataFrame
         if decode is not None:
             df = decode(filled)
         else:  # pragma: no cover

@@ -100,7 +100,8 @@ def _serialize(body: str) -> dict[str, Any]:
         raw = con.execute("SELECT json_serialize_sql(?)", [body]).fetchall()[0][0]
     finally:
         con.close()
-    return json.loads(raw)
+    tree: dict[str, Any] = json.loads(raw)
+    return tree
 
 
 def parse(text: str) -> Statement:

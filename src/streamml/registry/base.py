@@ -141,7 +141,10 @@ def as_matrix(X: Any, features: Sequence[str], dtype: Any = np.float32) -> np.nd
     if mod.startswith("polars"):
         import polars as pl
 
-        return X.select([pl.col(f).cast(pl.Float64).fill_null(0.0) for f in features]).to_numpy().astype(dtype)
+        out: np.ndarray = (X.select([pl.col(f).cast(pl.Float64).fill_null(0.0) for f in features])
+                           .to_numpy().astype(dtype))
+        return out
     if mod.startswith("pandas"):
-        return X[list(features)].fillna(0.0).to_numpy(dtype=dtype)
+        frame: np.ndarray = X[list(features)].fillna(0.0).to_numpy(dtype=dtype)
+        return frame
     raise ConfigError(f"cannot score a {type(X).__name__}", hint="pass NumPy, Polars, pandas, Arrow or dicts")

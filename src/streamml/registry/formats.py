@@ -151,7 +151,7 @@ def _canonical_bytes(onx: Any) -> bytes:
     onx.graph.doc_string = ""
     for n in onx.graph.node:
         n.doc_string = ""
-    return onx.SerializeToString(deterministic=True)
+    return bytes(onx.SerializeToString(deterministic=True))
 
 
 def _to_onnx(model: Any, n_features: int, task: str, opset: int | None = None) -> tuple[Any, list[dict[str, Any]]]:

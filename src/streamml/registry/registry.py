@@ -26,6 +26,7 @@ changes without restarting with :meth:`Registry.watch_stage` or :meth:`Registry.
 
 from __future__ import annotations
 
+import builtins
 import threading
 import time
 import uuid
@@ -40,6 +41,7 @@ from streamml.config import Settings
 from streamml.errors import ConfigError, IntegrityError, ModelError
 from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic
+from streamml.kafka.message import offset_of
 from streamml.kafka.produce import send
 from streamml.kafka.read import messages
 from streamml.kafka.transactions import TransactionalSession
@@ -158,7 +160,7 @@ class Registry:
         cat = self._catalog()
         return [d for (n, _), d in sorted(cat.descriptors.items()) if name is None or n == name]
 
-    def names(self) -> list[str]:
+    def names(self) -> builtins.list[str]:  # `list` is the method above
         return sorted({n for n, _ in self._catalog().descriptors})
 
     def stages(self, name: str) -> dict[str, Any]:
@@ -447,7 +449,7 @@ class Registry:
         try:
             while not (stop is not None and stop.is_set()) and (deadline is None or time.monotonic() < deadline):
                 for m in messages(c.consume(100, timeout=poll), "watching the models topic: "):
-                    ev = _event(m.key(), m.value(), m.offset())
+                    ev = _event(m.key(), m.value(), offset_of(m))
                     if ev is not None and (name is None or ev.name == name):
                         yield ev
         finally:

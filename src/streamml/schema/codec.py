@@ -89,6 +89,8 @@ class AvroCodec:
 
     def decode(self, data: bytes) -> dict[str, Any]:
         rec = self._fastavro.schemaless_reader(io.BytesIO(data), self._parsed, None)
+        if not isinstance(rec, dict):
+            raise SchemaError(f"an Avro {self.schema.name!r} value is not a record")
         for name in self._ts:
             value = rec.get(name)
             if value is not None and not isinstance(value, int):

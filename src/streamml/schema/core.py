@@ -245,7 +245,8 @@ class Schema:
         if errs:
             fname = next((f.name for f in self.fields if repr(f.name) in errs[0]), None)
             raise ValidationError("; ".join(errs), field=fname)
-        return record
+        valid: dict[str, Any] = record
+        return valid
 
     # -- whole batches ----------------------------------------------------------------
     def validate_table(self, table: pa.Table) -> tuple[np.ndarray, dict[int, str]]:
@@ -316,12 +317,13 @@ class Schema:
 
 
 def _compatible(arrow_type: pa.DataType, type_name: str) -> bool:
+    t = pa.types
     if type_name == "string":
-        return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+        return bool(t.is_string(arrow_type) or t.is_large_string(arrow_type))
     if type_name == "int":
-        return pa.types.is_integer(arrow_type)
+        return bool(t.is_integer(arrow_type))
     if type_name == "float":
-        return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
+        return bool(t.is_integer(arrow_type) or t.is_floating(arrow_type))
     if type_name == "bool":
-        return pa.types.is_boolean(arrow_type)
-    return pa.types.is_timestamp(arrow_type) or pa.types.is_integer(arrow_type)
+        return bool(t.is_boolean(arrow_type))
+    return bool(t.is_timestamp(arrow_type) or t.is_integer(arrow_type))

@@ -126,7 +126,7 @@ class TrainingJob:
             "holdout_rows": int(frame.height), "reason": reason,
             "rule": "candidate - production > margin (or no production version)",
         }
-        manifest = {"kind": TRAINING_KIND, "trainer": trainer_name(self.trainer), "seed": self.seed,
+        manifest: dict[str, Any] = {"kind": TRAINING_KIND, "trainer": trainer_name(self.trainer), "seed": self.seed,
                     "train": train.manifest(), "holdout": held.manifest(), "metric": self.metric}
         d = registry.publish(name=self.name, artifact=artifact, metrics={self.metric: cand_score,
                                                                          "train_rows": manifest["train"]["rows"],

@@ -26,6 +26,7 @@ from confluent_kafka import TopicPartition
 from streamml.config import Settings
 from streamml.errors import ConfigError
 from streamml.kafka import clients
+from streamml.kafka.message import offset_of, topic_of, tp_of
 from streamml.kafka.read import messages
 from streamml.registry.descriptor import Descriptor
 from streamml.train.reader import resolve_ranges
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["OnlineLearner", "OnlineReport", "prequential_step"]
 
 
-def _predictor(model: Any, metric: Any) -> Callable[[dict[str, Any]], Any]:
+def _predictor(model: Any, metric: Any) -> Callable[[Any], Any]:
     from river import base
 
     if isinstance(model, base.AnomalyFilter):
@@ -45,7 +46,8 @@ def _predictor(model: Any, metric: Any) -> Callable[[dict[str, Any]], Any]:
         return model.score_one
     if isinstance(model, base.Classifier) and not metric.requires_labels:
         return model.predict_proba_one
-    return model.predict_one
+    predict: Callable[[Any], Any] = model.predict_one
+    return predict
 
 
 def prequential_step(model: Any, metric: Any, x: dict[str, Any], y: Any,
@@ -200,8 +202,8 @@ class OnlineLearner:
                             k = (tp.topic, tp.partition)
                             pos[k] = max(pos[k], tp.offset)
                 for m in batch:
-                    pos[(m.topic(), m.partition())] = m.offset() + 1
-                    self._handle(m.topic(), m.value())
+                    pos[tp_of(m)] = offset_of(m) + 1
+                    self._handle(topic_of(m), m.value())
                     if max_examples is not None and self.report.examples >= max_examples:
                         break
         finally:

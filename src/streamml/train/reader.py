@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from streamml.config import Settings
+from streamml.kafka.message import tp_of
 from streamml.kafka.read import RangeReader, TopicRange, pin
 
 __all__ = ["TopicRange", "RawBatch", "resolve_ranges", "read_ranges", "PIPELINE_HASH_HEADERS"]
@@ -100,7 +101,9 @@ def read_ranges(
     """
     todo = [r for r in sorted(ranges) if len(r) > 0]
     while todo:  # waves of distinct partitions (a partition listed twice is read twice, in order)
-        wave, seen, rest = [], set(), []
+        wave: list[TopicRange] = []
+        rest: list[TopicRange] = []
+        seen: set[tuple[str, int]] = set()
         for r in todo:
             (rest if (r.topic, r.partition) in seen else wave).append(r)
             seen.add((r.topic, r.partition))
@@ -182,7 +185,7 @@ def _read_wave(reader: RangeReader, wave: list[TopicRange], batch_rows: int, wit
             continue
         nbytes = nrec = 0
         for run in runs:
-            buf = single if single is not None else bufs[(run[0].topic(), run[0].partition())]
+            buf = single if single is not None else bufs[tp_of(run[0])]
             nbytes += buf.add(run)
             nrec += len(run)
         if on_progress is not None and nrec:

@@ -148,7 +148,8 @@ class Autoencoder:
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
         R = self.mlp_.predict(Z).reshape(Z.shape)
-        return np.mean((Z - R) ** 2, axis=1)
+        err: np.ndarray = np.mean((Z - R) ** 2, axis=1)
+        return err
 
     def to_onnx(self, n_features: int) -> Any:
         from onnx import TensorProto, helper, numpy_helper

@@ -216,9 +216,9 @@ def transactions(seed: int = 0, *, count: int | None = None, start_ms: int = DEF
         elif pattern == "geo_jump":
             home = merchants[rng.choice(card.favourites)]
             heapq.heappush(pending, make(card, home, ts, CATEGORIES[home.category][0] * card.scale, None, None))
-            far = pick(_FAR[card.country], ["electronics", "online_retail", "travel", "restaurant"])
-            heapq.heappush(pending, make(card, far, ts + rng.uniform(2 * 60_000, 10 * 60_000),
-                                         CATEGORIES[far.category][0] * card.scale * rng.uniform(1, 4), "pos",
+            away = pick(_FAR[card.country], ["electronics", "online_retail", "travel", "restaurant"])
+            heapq.heappush(pending, make(card, away, ts + rng.uniform(2 * 60_000, 10 * 60_000),
+                                         CATEGORIES[away.category][0] * card.scale * rng.uniform(1, 4), "pos",
                                          pattern))
         else:                                            # gift_card_cashout: the new pattern
             at = ts
