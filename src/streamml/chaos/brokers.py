@@ -24,12 +24,16 @@ class BrokerChaos:
     def bounce(self, node_id: int, *, hard: bool, down_for: float = 2.0) -> None:
         t0 = time.monotonic()
         self.cluster.kill_node(node_id, signal.SIGKILL if hard else signal.SIGTERM, wait=60)
+        t_down = time.monotonic()
         time.sleep(down_for)
         self.cluster.start_node(node_id)
         self.cluster.wait_ready(timeout=120)
+        t_ready = time.monotonic()
         healed = wait_fully_replicated(self.settings, timeout=120)
-        self.log.append(f"{'SIGKILL' if hard else 'clean restart'} node {node_id}: "
-                        f"back in {time.monotonic() - t0:.1f}s, replicas in sync: {healed}")
+        t_end = time.monotonic()
+        self.log.append(f"{'SIGKILL' if hard else 'clean restart'} node {node_id}: back in {t_end - t0:.1f}s "
+                        f"(stopped {t_down - t0:.1f}s, serving {t_ready - t_down:.1f}s, in sync "
+                        f"{t_end - t_ready:.1f}s), replicas in sync: {healed}")
 
     def each_broker_in_turn(self, *, hard: bool) -> None:
         for node in self.cluster.node_infos:

@@ -5,7 +5,9 @@ an acknowledging producer writes card payments to ``<ns>.raw.payments``; exactly
 workers (``streamml run --workers 2``) derive features into ``<ns>.features.payments``;
 exactly-once scorers (two ``streamml serve`` instances) write ``<ns>.predictions.fraud``.
 While the load runs, a seeded chaos loop injects, at random, broker SIGKILLs and clean
-restarts, SIGKILLs of stream workers and scorers (restarted), and SIGSTOP pauses. At the end
+restarts, SIGKILLs of stream workers and scorers (restarted), and SIGSTOP pauses. The load
+lasts ``minutes`` and at least until ``faults`` faults were injected under it, so a slow broker
+restart on a busy machine lengthens the run instead of thinning the fault schedule. At the end
 the independent verifier checks every stage: each acknowledged event exactly once in the
 features, each feature exactly once in the predictions, no open transaction, and no
 under-replicated partition.
@@ -49,6 +51,7 @@ class SoakOptions:
     minutes: float = 2.0
     rate: float = 200.0
     seed: int = 1
+    faults: int = 3
     fault_every: tuple[float, float] = (6.0, 14.0)
     secure: bool = False
     data_dir: Path | None = None
@@ -108,7 +111,7 @@ def soak(options: SoakOptions, console: Console | None = None) -> SoakReport:
     cluster = LocalCluster(root / "cluster", nodes=3, port=free_port_base(3), cache_dir=base.cache_dir,
                            secure=options.secure)
     rng = random.Random(options.seed)
-    report = SoakReport(records=int(options.rate * options.minutes * 60))
+    report = SoakReport()
     with console.status("starting a 3-node cluster..."):
         cluster.up(timeout=180)
     procs: Procs | None = None
@@ -126,16 +129,15 @@ def soak(options: SoakOptions, console: Console | None = None) -> SoakReport:
         for inst in ("a", "b"):
             procs.start(f"scorer-{inst}", ["serve", "--model", "fraud", "--input", "payments", "--instance", inst,
                                           "--batch-size", "500"])
-        producer = AckedProducer(settings, raw, report.records, options.rate, seed=options.seed)
+        producer = AckedProducer(settings, raw, None, options.rate, seed=options.seed)
         chaos = BrokerChaos(cluster, settings)
         time.sleep(5)
         producer.start()
-        console.print(f"soak: {report.records:,} events at {options.rate:g}/s for {options.minutes:g} min, "
-                      f"faults every {options.fault_every[0]:g}-{options.fault_every[1]:g} s")
-        while producer.is_alive():
+        load_until = time.monotonic() + options.minutes * 60
+        console.print(f"soak: events at {options.rate:g}/s for {options.minutes:g} min and at least "
+                      f"{options.faults} faults, one every {options.fault_every[0]:g}-{options.fault_every[1]:g} s")
+        while time.monotonic() < load_until or sum(report.faults.values()) < options.faults:
             time.sleep(rng.uniform(*options.fault_every))
-            if not producer.is_alive():
-                break
             action = rng.choice(["broker-kill", "broker-restart", "stream-kill", "scorer-kill", "pause"])
             t = time.strftime("%H:%M:%S")
             if action in ("broker-kill", "broker-restart"):
@@ -164,8 +166,9 @@ def soak(options: SoakOptions, console: Console | None = None) -> SoakReport:
                 report.log.append(f"{t} SIGSTOP {what} pid {pid} for {secs:.1f}s")
             report.faults[action] += 1
             console.print(f"  fault {sum(report.faults.values())}: {report.log[-1] if report.log else action}")
+        producer.stop()
         producer.join()
-        report.acked = len(producer.acked)
+        report.records, report.acked = producer.sent, len(producer.acked)
         with console.status("load done; waiting for the pipeline to drain..."):
             wait_until(lambda: len(read_topic(settings, preds, 60)) >= report.acked, 300, every=2.0)
         procs.stop_all()

@@ -24,12 +24,17 @@ __all__ = ["AckedProducer", "Procs", "STATELESS_APP", "write_app", "wait_until"]
 
 
 class AckedProducer(threading.Thread):
-    """Writes JSON events at ``rate``/s and records the ids the brokers acknowledged."""
+    """Writes JSON events at ``rate``/s and records the ids the brokers acknowledged.
 
-    def __init__(self, settings: Settings, topic: str, n: int, rate: float, keys: int = 20, seed: int = 3,
+    ``n`` events, or with ``n=None`` until :meth:`stop`; ``sent`` counts what was handed to the client.
+    """
+
+    def __init__(self, settings: Settings, topic: str, n: int | None, rate: float, keys: int = 20, seed: int = 3,
                  poison_every: int = 0) -> None:
         super().__init__(daemon=True)
         self.settings, self.topic, self.n, self.rate, self.keys = settings, topic, n, rate, keys
+        self.sent = 0
+        self._halt = threading.Event()
         self.rng = random.Random(seed)
         self.poison_every = poison_every
         self.acked: set[str] = set()
@@ -46,9 +51,11 @@ class AckedProducer(threading.Thread):
             return report
 
         chunk = 100
-        for start in range(0, self.n, chunk):
+        start = 0
+        while (self.n is None or start < self.n) and not self._halt.is_set():
             t0 = time.monotonic()
-            for i in range(start, min(self.n, start + chunk)):
+            end = start + chunk if self.n is None else min(self.n, start + chunk)
+            for i in range(start, end):
                 eid = f"e{i}"
                 key = f"k{self.rng.randrange(self.keys)}"
                 if self.poison_every and i % self.poison_every == self.poison_every - 1:
@@ -61,9 +68,14 @@ class AckedProducer(threading.Thread):
                     value = orjson.dumps(ev)
                 send(p, self.topic, value, key.encode(), on_delivery=reporter(eid),
                      headers=lineage(event_id=eid, event_time_ms=1_700_000_000_000 + i, component="faults.ingest"))
+            self.sent, start = end, end
             p.poll(0)
             time.sleep(max(0.0, chunk / self.rate - (time.monotonic() - t0)))
         p.flush(300)
+
+    def stop(self) -> None:
+        """End an open-ended run after the chunk in flight (everything sent is still flushed)."""
+        self._halt.set()
 
 
 class Procs:

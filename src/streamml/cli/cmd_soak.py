@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
 
 
 def soak_cmd(
-    minutes: float = typer.Option(2.0, "--minutes", help="How long the load runs."),
+    minutes: float = typer.Option(2.0, "--minutes", help="How long the load runs (at least)."),
+    faults: int = typer.Option(3, "--faults", min=0, help="Faults injected under load, at least."),
     rate: float = typer.Option(200.0, "--rate", help="Events per second."),
     seed: int = typer.Option(1, "--seed", help="Seed of the fault schedule."),
     secure: bool = typer.Option(False, "--secure", help="Run the cluster with SASL_SSL and ACLs."),
@@ -27,7 +28,7 @@ def soak_cmd(
     random broker kills, worker kills and pauses; exit 1 unless nothing was lost or duplicated."""
     from streamml.chaos.soak import SoakOptions, show, soak
 
-    report = soak(SoakOptions(minutes=minutes, rate=rate, seed=seed, secure=secure, data_dir=data_dir), console)
+    report = soak(SoakOptions(minutes=minutes, faults=faults, rate=rate, seed=seed, secure=secure, data_dir=data_dir), console)
     if report_file:
         report_file.write_text(json.dumps(report.as_dict(), indent=2))
     show(report, console)
