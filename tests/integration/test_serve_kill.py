@@ -149,5 +149,5 @@ def test_a_fenced_scorer_reconnects_and_loses_and_duplicates_nothing(settings: S
         if p.poll() is None:
             p.kill()
     log = b"".join(f.read_bytes() for f in tmp_path.glob("serve-f-*.log")).decode(errors="replace")
-    assert "reconnecting (recovery 1)" in log, log[-3000:]
+    assert "replacing the clients (recovery 1)" in log, log[-3000:]
     assert p.returncode == 0, log[-3000:]

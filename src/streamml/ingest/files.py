@@ -28,12 +28,13 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from streamml import headers as H
 from streamml.config import Settings
-from streamml.errors import ConfigError
+from streamml.errors import ConfigError, KafkaError
 from streamml.ingest.decode import Decoded, RecordSpec, decode_csv, decode_jsonl, decode_table
 from streamml.ingest.writer import IngestCounts, RecordWriter
 from streamml.kafka.clients import consumer as make_consumer
 from streamml.kafka.errors import classify, retry_unavailable
 from streamml.kafka.produce import send_all
+from streamml.kafka.transactions import TransactionalSession
 from streamml.schema.codec import codec_for, schema_headers
 from streamml.schema.core import Schema
 from streamml.schema.registry import SchemaRegistry
@@ -377,12 +378,14 @@ class _Txn:
     """The open transaction: records of one or more chunks, committed with their checkpoint.
 
     A transaction stays open across chunks for ``interval`` seconds, so the producer is not
-    drained after every chunk. A failed commit aborts: nothing of the transaction is visible,
-    and a re-run continues from the last committed checkpoint.
+    drained after every chunk. Begin, commit and abort are the shared
+    :class:`~streamml.kafka.transactions.TransactionalSession`'s (its retries of retriable
+    errors, its bounded ``send_offsets_to_transaction``). A failed commit aborts: nothing of
+    the transaction is visible, and a re-run continues from the last committed checkpoint.
     """
 
     def __init__(self, writer: RecordWriter, ckpt: _Checkpoint, interval: float) -> None:
-        self.producer = writer.producer
+        self.session = TransactionalSession(writer.producer, ckpt.consumer, init=False)
         self.ckpt = ckpt
         self.interval = interval
         self.opened: float | None = None
@@ -390,9 +393,10 @@ class _Txn:
     def begin(self) -> None:
         if self.opened is None:
             try:
-                self.producer.begin_transaction()
-            except KafkaException as exc:
-                raise classify(exc, "cannot begin the ingest transaction: ") from None
+                self.session.begin()
+            except KafkaError as exc:
+                raise exc.__class__(f"cannot begin the ingest transaction: {exc.message}", code=exc.code,
+                                    hint=exc.hint) from None
             self.opened = time.monotonic()
 
     def due(self) -> bool:
@@ -400,22 +404,20 @@ class _Txn:
 
     def commit(self, state: dict[str, Any]) -> None:
         try:
-            self.producer.send_offsets_to_transaction(self.ckpt.offsets(state),
-                                                      self.ckpt.consumer.consumer_group_metadata(), 60)
-            self.producer.commit_transaction(120)
-        except KafkaException as exc:
+            self.session.commit(self.ckpt.offsets(state))
+        except KafkaError as exc:
             self.abort()
-            raise classify(exc, "ingest transaction failed: ").__class__(
-                f"ingest transaction failed: {exc}",
-                hint="run the same command again: it continues after the last committed chunk") from None
+            raise exc.__class__(f"ingest transaction failed: {exc.message}", code=exc.code,
+                                hint="run the same command again: it continues after the last committed chunk") \
+                from None
         self.opened = None
 
     def abort(self) -> None:
         if self.opened is not None:
             self.opened = None
             try:
-                self.producer.abort_transaction(60)
-            except KafkaException:
+                self.session.abort()
+            except KafkaError:  # fenced: the transaction is aborted by whoever fenced it
                 pass
 
 

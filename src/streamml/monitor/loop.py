@@ -1,6 +1,7 @@
 """The monitor loop: watch one model's inputs, outputs and labels; alert; ask for retraining.
 
-:class:`Monitor` reads, with one consumer, batch by batch:
+:class:`Monitor` reads, batch by batch, as an at-least-once member of its group on the shared
+runtime (:mod:`streamml.runtime`):
 
 * ``<ns>.models`` — the model's descriptors: the production version and its training
   reference (``metrics.reference``, ``manifest.reference`` or ``reference``);
@@ -19,6 +20,7 @@ start over.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -36,6 +38,7 @@ from streamml.monitor.drift import DriftDetector, DriftReport, Reference
 from streamml.monitor.metrics import Metrics, get_metrics
 from streamml.monitor.quality import QualityTracker
 from streamml.monitor.reference import CatalogWatcher, reference_for
+from streamml.runtime import Loop, LoopOptions, Processor, instance_id
 
 __all__ = ["Monitor", "MonitorConfig"]
 
@@ -92,7 +95,6 @@ class Monitor:
                  config: MonitorConfig | None = None, metrics: Metrics | None = None,
                  send: Callable[[dict[str, Any]], None] | None = None, publish: bool = True,
                  group: str | None = None) -> None:
-        from streamml.kafka import clients
         from streamml.kafka.admin import TopicSpec, ensure_topics
 
         self.settings = settings
@@ -119,13 +121,18 @@ class Monitor:
         self.lag: list[dict[str, Any]] = []
         self.counts = {"features": 0, "predictions": 0, "labels": 0}
         topics = [self.predictions_topic] + [t for t in (features_topic, labels_topic) if t]
-        self._consumer = clients.consumer(settings, group or f"{settings.namespace}.monitor.{model}",
-                                          auto_offset_reset=cfg.start)
-        self._consumer.subscribe(topics)
         self._next_eval = 0.0
         self._next_lag = 0.0
-        self._last_commit = time.monotonic()
         self._stop = threading.Event()
+        # at-least-once on the shared runtime: offsets are committed as batches are taken in; the
+        # windows live in memory, so a restarted monitor starts its windows over. A dynamic member
+        # (several monitors of one model share its group's partitions).
+        self.loop: Loop[None] = Loop(
+            settings, _MonitorProcessor(self), topics=topics,
+            group=group or f"{settings.namespace}.monitor.{model}", name=f"monitor.{model}", stop_event=self._stop,
+            options=LoopOptions(guarantee="at-least-once", instance=instance_id(os.getpid()),
+                                static_membership=False, max_batch=5000, idle_wait_s=0.5, commit_interval_s=2.0,
+                                consumer={"auto_offset_reset": cfg.start}))
         self.publisher = None
         if publish:
             from streamml.monitor.publish import SnapshotPublisher
@@ -143,16 +150,30 @@ class Monitor:
                              psi_threshold=cfg.psi_threshold, ks_threshold=cfg.ks_threshold)
 
     # -- one step -----------------------------------------------------------------------------
-    def step(self, timeout: float = 0.5, max_messages: int = 5000) -> int:
-        """Consume one batch, update everything, evaluate when due. Returns records read."""
-        msgs = self._consumer.consume(max_messages, timeout=timeout)
-        by_topic: dict[str, list[Any]] = {}
-        for m in msgs:
-            if m.error() is None:
-                by_topic.setdefault(topic_of(m), []).append(m)
+    def step(self) -> int:
+        """One turn of the runtime loop: poll one batch, update everything, evaluate when due.
+        Returns records read."""
+        self.loop.start()
+        return self.loop.turn()
+
+    def tick(self) -> None:
+        """Between batches: follow the model's production version, evaluate and refresh lag when due."""
         desc = self.catalog.poll(0.0)
         if desc is not None:
             self._on_production(desc)
+        now = time.monotonic()
+        if now >= self._next_eval:
+            self._next_eval = now + self.config.eval_interval
+            self.evaluate()
+        if now >= self._next_lag:
+            self._next_lag = now + self.config.lag_interval
+            self.refresh_lag()
+
+    def take(self, msgs: list[Any]) -> None:
+        """One batch of features, predictions and labels (any mix)."""
+        by_topic: dict[str, list[Any]] = {}
+        for m in msgs:
+            by_topic.setdefault(topic_of(m), []).append(m)
         if self.features_topic and self.features_topic in by_topic:
             self._on_features(by_topic[self.features_topic])
         if self.predictions_topic in by_topic:
@@ -161,20 +182,6 @@ class Monitor:
             self._on_labels(by_topic[self.labels_topic])
         if msgs:
             self.metrics.observe_batch(f"monitor.{self.model}", len(msgs))
-        now = time.monotonic()
-        if now >= self._next_eval:
-            self._next_eval = now + self.config.eval_interval
-            self.evaluate()
-        if now >= self._next_lag:
-            self._next_lag = now + self.config.lag_interval
-            self.refresh_lag()
-        if msgs and now - self._last_commit > 2.0:
-            self._last_commit = now
-            try:
-                self._consumer.commit(asynchronous=True)
-            except Exception:  # nothing to commit yet
-                pass
-        return len(msgs)
 
     def _on_production(self, d: dict[str, Any]) -> None:
         """A new production version: new reference, fresh windows, episodes restart."""
@@ -325,10 +332,11 @@ class Monitor:
             self.publisher.start()
         deadline = None if duration is None else time.monotonic() + duration
         try:
+            self.loop.start()
             while not stop.is_set() and not self._stop.is_set():
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                self.step()
+                self.loop.turn()
         finally:
             if self.publisher is not None:
                 self.publisher.stop()
@@ -349,5 +357,20 @@ class Monitor:
 
     def close(self) -> None:
         self.stop()
-        self._consumer.close()
-        self.catalog.close()
+        try:
+            self.loop.close()
+        finally:
+            self.catalog.close()
+
+
+class _MonitorProcessor(Processor[None]):
+    """The monitor, as the runtime calls it."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.m = monitor
+
+    def tick(self) -> None:
+        self.m.tick()
+
+    def process(self, messages: list[Any], producer: Any) -> None:
+        self.m.take(messages)

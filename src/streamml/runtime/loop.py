@@ -106,7 +106,8 @@ class Loop(Generic[R]):
     def __init__(self, settings: Settings, processor: Processor[R], *, topics: list[str], group: str,
                  options: LoopOptions | None = None, clients: Clients | None = None,
                  on_event: Callable[[str, dict[str, Any]], None] | None = None,
-                 on_stuck: Callable[[float, str], None] | None = None, name: str | None = None) -> None:
+                 on_stuck: Callable[[float, str], None] | None = None, name: str | None = None,
+                 stop_event: threading.Event | None = None) -> None:
         self.settings = settings
         self.processor = processor
         self.topics = list(topics)
@@ -120,12 +121,12 @@ class Loop(Generic[R]):
         self.consumer: Any = None
         self.producer: Any = None
         self.tx: TransactionalSession | None = None
-        self._stop = threading.Event()
+        self.stop_event = stop_event or threading.Event()  # set it (or call stop()) to end run()
         self._stuck = False
         self._recoveries: list[float] = []
         self._pending: list[list[TopicPartition]] = []
         self._last_commit = time.monotonic()
-        self._last_input = time.monotonic()  # idle time counts from the last input or assignment
+        self.last_input = time.monotonic()  # idle time counts from the last input or assignment
         self._fatal_delivery: Any = None
         self.watchdog = Watchdog(self.options.stuck_after_s, on_stuck or self._on_stuck, name=f"watchdog-{self.name}")
 
@@ -188,7 +189,7 @@ class Loop(Generic[R]):
             with self.watchdog.allow(RESTORE_LIMIT_FACTOR * self.options.stuck_after_s):
                 self.processor.assigned(new)
             self.owned |= {(tp.topic, tp.partition) for tp in new}
-            self._last_input = time.monotonic()  # joining the group is not idleness
+            self.last_input = time.monotonic()  # joining the group is not idleness
             self._emit("assigned", {"partitions": sorted(tp.partition for tp in new)})
         self.watchdog.beat()
 
@@ -204,11 +205,11 @@ class Loop(Generic[R]):
 
     def stop(self) -> None:
         """Ask the loop to finish its current batch and stop (safe from signal handlers)."""
-        self._stop.set()
+        self.stop_event.set()
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self.stop_event.is_set()
 
     def close(self, *, after_error: bool = False) -> None:
         """Commit what is delivered (at-least-once), leave the group, release the clients."""
@@ -247,16 +248,16 @@ class Loop(Generic[R]):
         record or the last assignment, so that joining the group does not count), ``max_batches``
         batches or ``max_records`` input records; then close. Returns the counters."""
         self.start()
-        self._last_input = time.monotonic()
+        self.last_input = time.monotonic()
         try:
-            while not self._stop.is_set():
+            while not self.stop_event.is_set():
                 if max_batches is not None and self.stats.batches >= max_batches:
                     break
                 if max_records is not None and self.stats.records >= max_records:
                     break
                 if self.turn():
-                    self._last_input = time.monotonic()
-                elif idle_exit is not None and time.monotonic() - self._last_input > idle_exit:
+                    self.last_input = time.monotonic()
+                elif idle_exit is not None and time.monotonic() - self.last_input > idle_exit:
                     break
         except BaseException:
             self.close(after_error=True)

@@ -1,6 +1,6 @@
 """The stream scorer: features in, predictions out, one model call per batch, models swapped between batches.
 
-Each loop turn: swap in any verified successor models; consume up to ``batch_size``
+Each turn of the shared runtime loop (:mod:`streamml.runtime`): swap in any verified successor models; consume up to ``batch_size``
 feature records; decode them in one call; reject rows that cannot be scored (to
 ``<ns>.dlq`` with the reason); let the strategy score the rest (one model call per model);
 write the predictions to ``<ns>.predictions.<model>`` with lineage headers. In
@@ -23,7 +23,6 @@ import gc
 import io
 import logging
 import os
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,13 +35,12 @@ from confluent_kafka import Message, Producer, TopicPartition
 
 from streamml import headers as H
 from streamml.config import Settings
-from streamml.errors import AbortableError, AuthorizationError, ConfigError, FatalError, ServingError, ValidationError
+from streamml.errors import ConfigError, ValidationError
 from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic, list_topics
-from streamml.kafka.errors import classify
-from streamml.kafka.message import offset_of, tp_of
 from streamml.kafka.produce import Headers, send, send_all
-from streamml.kafka.transactions import TransactionalSession, rewind
+from streamml.kafka.read import pin, read_ranges
+from streamml.runtime import GUARANTEES, Clients, Loop, LoopOptions, Processor, instance_id, normalise_guarantee
 from streamml.schema.batch import bad_rows, decode_json, encode_json
 from streamml.serve.base import LoadedModel, ModelSource
 from streamml.serve.features import to_matrix
@@ -51,8 +49,7 @@ from streamml.serve.swap import ModelHost, SwapEvent
 
 __all__ = ["ServeOptions", "Scorer", "ScorerStats", "MODES"]
 
-MODES = ("exactly-once", "at-least-once")
-MAX_RECOVERIES, RECOVERY_WINDOW_S = 5, 600.0  # more fatal errors than this in the window stop the scorer
+MODES = GUARANTEES
 _log = logging.getLogger("streamml.serve")
 
 
@@ -86,10 +83,18 @@ class ServeOptions:
     producer: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"unknown mode {self.mode!r}", hint="use exactly-once or at-least-once")
+        object.__setattr__(self, "mode", normalise_guarantee(self.mode))
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
+        self.loop_options()  # checks the instance id
+
+    def loop_options(self) -> LoopOptions:
+        """The runtime's options for this scorer: ``mode`` is the guarantee, ``batch_size`` the
+        largest batch, ``poll_timeout_s`` the wait for the first record of a batch."""
+        return LoopOptions(guarantee=self.mode, instance=self.instance or instance_id(os.getpid()),
+                           static_membership=self.instance is not None, max_batch=self.batch_size,
+                           idle_wait_s=self.poll_timeout_s, transaction_timeout_ms=self.transaction_timeout_ms,
+                           consumer=dict(self.consumer), producer=dict(self.producer))
 
 
 @dataclass
@@ -115,11 +120,67 @@ def _produce(p: Producer, topic: str, value: bytes, key: bytes | None, headers: 
     send(p, topic, value, key, headers=headers)
 
 
+@dataclass
+class _BatchCounts:
+    scored: int = 0
+    rejected: int = 0
+    versions: dict[str, int] = field(default_factory=dict)
+
+
+class _ScoreProcessor(Processor[_BatchCounts]):
+    """One batch of a scorer, as the runtime calls it."""
+
+    def __init__(self, scorer: "Scorer") -> None:
+        self.s = scorer
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        try:  # partitions moved here: serve at least what the source has now
+            self.s.host.catch_up()
+        except Exception as exc:  # the follower will still bring the version; serving goes on
+            _log.warning("catching up with the model source failed: %s", exc)
+        self.s.swap()
+
+    def tick(self) -> None:
+        self.s.swap()
+        self.s.maybe_report()
+
+    def process(self, messages: list[Message], producer: Any) -> _BatchCounts:
+        """Score one batch with the cyclic garbage collector paused: a batch allocates tens of
+        thousands of short-lived containers (header lists, rows) that reference counting frees
+        anyway, and letting the collector scan them costs more than the scoring itself."""
+        counts = _BatchCounts()
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self.s.score_batch(messages, producer, counts)
+        finally:
+            if enabled:
+                gc.enable()
+        return counts
+
+    def committed(self, result: _BatchCounts) -> None:
+        st = self.s.stats
+        st.batches += 1
+        st.scored += result.scored
+        st.rejected += result.rejected
+        st.versions.update(result.versions)
+
+    def aborted(self, error: Exception) -> None:
+        self.s.stats.aborted += 1
+
+
 class Scorer:
-    """Scores a features topic with a :class:`~streamml.serve.strategies.Strategy` over a :class:`ModelSource`."""
+    """Scores a features topic with a :class:`~streamml.serve.strategies.Strategy` over a :class:`ModelSource`.
+
+    The consume -> score -> produce loop is the shared runtime's :class:`~streamml.runtime.Loop`:
+    its batching, transactions, rebalances, error policy, recovery and watchdog are the
+    stream workers'. ``instance`` is the member id (transactional id and static member id
+    ``<group>.<instance>``); without one each process is a dynamic member with the id
+    ``<host>-<pid>``, so scorers started without ``--instance`` never fence each other.
+    """
 
     def __init__(self, settings: Settings, strategy: Strategy, source: ModelSource, options: ServeOptions,
-                 *, host: ModelHost | None = None) -> None:
+                 *, host: ModelHost | None = None, clients: Clients | None = None) -> None:
         self.settings, self.strategy, self.options = settings, strategy, options
         model = strategy.primary.name
         self.output_topic = options.output_topic or settings.topic("predictions", model)
@@ -135,16 +196,32 @@ class Scorer:
                                       sample=self._sample_rows, on_event=self._on_event,
                                       follow_rollback=options.follow_rollback)
         self._reporter: Producer | None = None
-        self._pending: list[list[TopicPartition]] = []
         self._last_report = time.monotonic()
-        self.stop_event = threading.Event()
-        self.consumer: Any = None
-        self.producer: Producer | None = None
-        self.tx: TransactionalSession | None = None
+        self.loop: Loop[_BatchCounts] = Loop(settings, _ScoreProcessor(self), topics=[options.input_topic],
+                                             group=self.group, options=options.loop_options(), clients=clients,
+                                             on_event=self._loop_event, name=self.component)
         self._started = False
-        self._assigned = False
-        self._delivery_error: Any = None
-        self._recoveries: list[float] = []
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set it to stop :meth:`run` after the batch in flight."""
+        return self.loop.stop_event
+
+    @stop_event.setter
+    def stop_event(self, event: threading.Event) -> None:
+        self.loop.stop_event = event
+
+    @property
+    def consumer(self) -> Any:
+        return self.loop.consumer
+
+    @property
+    def producer(self) -> Any:
+        return self.loop.producer
+
+    def _loop_event(self, kind: str, info: dict[str, Any]) -> None:
+        if kind == "recovered":
+            self.stats.recoveries += 1
 
     # -- model plumbing -----------------------------------------------------------------
     def _sample_rows(self, cols: tuple[str, ...]) -> np.ndarray | None:
@@ -169,9 +246,21 @@ class Scorer:
         except Exception:  # reporting is best effort; serving goes on
             _log.exception("could not report to %s", self.metrics_topic)
 
+    def swap(self) -> None:
+        """Swap in the verified successor models (between batches)."""
+        for role, _old, new in self.host.swap():
+            self.stats.swaps += 1
+            self.stats.versions[str(role)] = new
+
+    def maybe_report(self) -> None:
+        if time.monotonic() - self._last_report >= self.options.report_every_s:
+            self._last_report = time.monotonic()
+            self._report({"kind": "serve.stats", "component": self.component, "at_ms": int(time.time() * 1000),
+                          **self.stats.as_dict()})
+
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> "Scorer":
-        """Create topics and clients, load the newest good models, subscribe."""
+        """Create topics, load the newest good models, create the clients and subscribe."""
         if self._started:
             return self
         o, s = self.options, self.settings
@@ -190,256 +279,79 @@ class Scorer:
         self.host.start(wait_for=self.strategy.primary, timeout=o.wait_for_model_s)
         gc.collect()
         gc.freeze()  # modules, models and clients live for the whole run: the collector need not scan them
-        self._connect()
+        self.loop.start()
         self._started = True
         return self
-
-    def _connect(self) -> None:
-        """Create the consumer and producer and subscribe (at start, and after a recovery)."""
-        o, s = self.options, self.settings
-        conf: dict[str, Any] = {"session_timeout_ms": 10_000}
-        if o.instance:  # static membership: a restarted instance takes its partitions back at once
-            conf["group_instance_id"] = f"{self.group}.{o.instance}"
-        conf.update(o.consumer)
-        self.consumer = clients.consumer(s, self.group, **conf)
-        if o.mode == "exactly-once":
-            instance = o.instance or f"{socket.gethostname()}-{os.getpid()}"
-            self.producer = clients.producer(s, transactional_id=f"{self.group}.{instance}",
-                                             transaction_timeout_ms=o.transaction_timeout_ms, **o.producer)
-            self.tx = TransactionalSession(self.producer, self.consumer)
-        else:
-            # at-least-once without a Python callback per record: the idempotent producer retries
-            # without a deadline, so a prediction is only lost to a fatal client error, which
-            # error_cb reports and which stops the scorer before it commits past it
-            self.producer = clients.producer(s, message_timeout_ms=0, error_cb=self._client_error, **o.producer)
-        self.consumer.subscribe([o.input_topic], on_assign=self._on_assign)
-
-    def _recover(self, exc: FatalError) -> None:
-        """Replace clients that a fatal error made unusable (fenced, or stuck on a lost group
-        coordinator) with new ones. The new transactional producer fences the old one and aborts
-        its open transaction; the new consumer starts from the committed offsets: nothing the
-        old clients had not committed is lost or written twice. The old clients are closed in
-        the background, since a stuck one may never return."""
-        now = time.monotonic()
-        self._recoveries = [t for t in self._recoveries if now - t < RECOVERY_WINDOW_S] + [now]
-        if len(self._recoveries) > MAX_RECOVERIES or isinstance(exc, AuthorizationError) \
-                or exc.code in ("UNSUPPORTED_VERSION", "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"):
-            raise exc
-        self.stats.recoveries += 1
-        _log.warning("%s; reconnecting (recovery %d)", exc, self.stats.recoveries)
-        old = self.consumer
-        self.consumer = self.producer = self.tx = None  # the producer goes with its last reference
-        self._pending.clear()
-        self._delivery_error = None
-        threading.Thread(target=_close_quietly, args=(old,), name="close-fenced", daemon=True).start()
-        time.sleep(1.0)
-        self._connect()
 
     def _peek(self, topic: str, timeout: float = 2.0) -> tuple[list[str] | None, pl.DataFrame | None]:
         """The columns (and a few rows) of the newest records on ``topic``, so that even the first
         model is checked against the features it will meet; ``(None, None)`` for an empty topic."""
-        c = clients.consumer(self.settings, f"{self.group}.peek")
         try:
-            parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-            assign = []
-            for p in sorted(parts)[:8]:
-                low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
-                if high > low:
-                    assign.append(TopicPartition(topic, p, max(low, high - 4)))
-            if not assign:
+            tail = [r for r in pin(self.settings, topic, start=-4) if len(r)][:8]
+            values = [v for batch in read_ranges(self.settings, tail, idle_timeout=timeout, timeout=5 * timeout,
+                                                 context=f"peeking at {topic}")
+                      for m in batch if (v := m.value())]
+            if not values:
                 return None, None
-            c.assign(assign)
-            values: list[bytes] = []
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and len(values) < 4 * len(assign):
-                values += [v for m in c.consume(100, timeout=0.2) if m.error() is None and (v := m.value())]
             bad = set(bad_rows(values))
             df = decode_json([v for i, v in enumerate(values) if i not in bad])
             return (df.columns, df) if df.width else (None, None)
         except Exception as exc:  # a peek that fails leaves the check to the first batch
             _log.info("could not peek at %s: %s", topic, exc)
             return None, None
-        finally:
-            c.close()
 
-    def close(self) -> None:
+    def close(self, *, after_error: bool = False) -> None:
         """Finish in-flight work, commit what was delivered, and release everything."""
         try:
-            if self.producer is not None and self.options.mode == "at-least-once":
-                self.producer.flush(30)
-                self._commit_delivered(force=True)
-            if self.consumer is not None:
-                self.consumer.close()
+            self.loop.close(after_error=after_error)
         finally:
             self.host.stop()
             self.strategy.close()
             if self._reporter is not None:
                 self._reporter.flush(5)
-            self.consumer = None
             self._started = False
 
     def __enter__(self) -> "Scorer":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.close(after_error=exc[0] is not None)
 
     # -- the loop -----------------------------------------------------------------------
     def run(self, *, max_records: int | None = None, idle_exit_s: float | None = None,
             on_batch: Callable[["Scorer", int], None] | None = None) -> ScorerStats:
         """Score until :attr:`stop_event` is set, ``max_records`` are handled, or no record came for
-        ``idle_exit_s`` seconds after the first one."""
+        ``idle_exit_s`` seconds (counted from the last record or the last assignment)."""
         self.start()
-        idle_since: float | None = None
+        last_input = time.monotonic()
         try:
             while not self.stop_event.is_set():
-                try:
-                    n = self.step()
-                except FatalError as exc:
-                    self._recover(exc)
-                    continue
+                n = self.step()
                 if n:
-                    idle_since = time.monotonic()
+                    last_input = time.monotonic()
                     if on_batch is not None:
                         on_batch(self, n)
-                elif idle_exit_s is not None and idle_since is not None and time.monotonic() - idle_since > idle_exit_s:
+                elif idle_exit_s is not None and time.monotonic() - max(last_input, self.loop.last_input) \
+                        > idle_exit_s:
                     break
                 if max_records is not None and self.stats.scored + self.stats.rejected >= max_records:
                     break
                 if self.host.watcher.error is not None:
                     raise self.host.watcher.error
-        finally:
-            self.close()
+        except BaseException:
+            self.close(after_error=True)
+            raise
+        self.close()
         return self.stats
 
     def step(self) -> int:
-        """One batch: swap models, consume, score, produce, commit. Returns records handled.
-
-        The cyclic garbage collector is paused for the batch: a batch allocates tens of
-        thousands of short-lived containers (header lists, messages) that reference counting
-        frees anyway, and letting the collector scan them every few hundred allocations costs
-        more than the scoring itself. It runs again, once, when the batch is done.
-        """
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return self._step()
-        finally:
-            if enabled:
-                gc.enable()
-
-    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        if partitions:
-            self._assigned = True
-
-    def _swap(self) -> None:
-        for role, _old, new in self.host.swap():
-            self.stats.swaps += 1
-            self.stats.versions[str(role)] = new
-
-    def _step(self) -> int:
-        self._swap()
-        msgs = self.consumer.consume(self.options.batch_size, timeout=self.options.poll_timeout_s)
-        if self._assigned:  # partitions moved here: serve at least what the source has now
-            self._assigned = False
-            try:
-                self.host.catch_up()
-            except Exception as exc:  # the follower will still bring the version; serving goes on
-                _log.warning("catching up with the model source failed: %s", exc)
-            self._swap()
-        good = []
-        for m in msgs:
-            err = m.error()
-            if err is None:
-                good.append(m)
-            else:
-                e = classify(err, "consume: ")
-                if isinstance(e, FatalError):
-                    raise e
-                _log.warning("%s", e)
-        self._maybe_report()
-        if not good:
-            if self.options.mode == "at-least-once":
-                self._out.poll(0)
-                self._commit_delivered()
-            return 0
-        offsets = self._positions(good)
-        if self.options.mode == "exactly-once":
-            assert self.tx is not None, "an exactly-once scorer has a transactional session once started"
-            try:
-                with self.tx.transaction(offsets):
-                    self._process(good)
-            except AbortableError as exc:
-                self.stats.aborted += 1
-                _log.warning("batch aborted, rewinding: %s", exc)
-                rewind(self.consumer, offsets)
-                return 0
-        else:
-            self._process(good)
-            self._pending.append(offsets)
-            self._out.poll(0)
-            self._commit_delivered()
-        return len(good)
-
-    @property
-    def _out(self) -> Producer:
-        """The producer of a started scorer."""
-        if self.producer is None:
-            raise ServingError("the scorer is not started", hint="call start() (or use it as a context manager)")
-        return self.producer
-
-    def _positions(self, msgs: list[Message]) -> list[TopicPartition]:
-        """Offsets to commit after ``msgs``: the consumer's position on each partition it read
-        (one call, instead of a pass over the batch)."""
-        try:
-            pos = self.consumer.position(self.consumer.assignment())
-            out = [tp for tp in pos if tp.offset >= 0]
-            if out:
-                return out
-        except Exception:  # fall back to reading the batch
-            pass
-        return _next_offsets(msgs)
-
-    def _client_error(self, err: Any) -> None:
-        if err is not None and err.fatal() and self._delivery_error is None:
-            self._delivery_error = err
-        else:
-            _log.warning("producer: %s", err)
-
-    def _commit_delivered(self, force: bool = False) -> None:
-        """Commit offsets of batches whose predictions have all been acknowledged (at-least-once)."""
-        if not self._pending:
-            return
-        p = self._out
-        if len(p) and not force:
-            if len(self._pending) < 8:
-                return
-            p.flush(60)
-        if len(p):
-            return
-        if self._delivery_error is not None:  # never commit past a prediction that was not written
-            err, self._delivery_error = self._delivery_error, None
-            self._pending.clear()
-            raise classify(err, "a prediction could not be delivered; its batch will be scored again: ")
-        merged: dict[tuple[str, int], int] = {}
-        for offs in self._pending:
-            for tp in offs:
-                merged[(tp.topic, tp.partition)] = max(merged.get((tp.topic, tp.partition), -1), tp.offset)
-        self._pending.clear()
-        try:
-            self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in merged.items()],
-                                 asynchronous=not force)
-        except Exception as exc:  # a lost commit only means a replay (at-least-once)
-            _log.warning("offset commit failed: %s", exc)
-
-    def _maybe_report(self) -> None:
-        if time.monotonic() - self._last_report >= self.options.report_every_s:
-            self._last_report = time.monotonic()
-            self._report({"kind": "serve.stats", "component": self.component, "at_ms": int(time.time() * 1000),
-                          **self.stats.as_dict()})
+        """One loop turn of the runtime: swap models, consume, score, produce, commit.
+        Returns the records handled (0 for an idle turn or an aborted batch)."""
+        self.start()
+        return self.loop.turn()
 
     # -- one batch ----------------------------------------------------------------------
-    def _decode(self, msgs: list[Message]) -> tuple[list[Message], pl.DataFrame]:
+    def _decode(self, msgs: list[Message], p: Producer, counts: _BatchCounts) -> tuple[list[Message], pl.DataFrame]:
         values = [m.value() or b"" for m in msgs]
         joined = b"\n".join(values)
         if joined.count(b"\n") == len(values) - 1:  # fast path: Polars infers from the first rows
@@ -454,28 +366,28 @@ class Scorer:
         except ValidationError:
             bad = set(bad_rows(values))
             for i in sorted(bad):
-                self._dead_letter(msgs[i], "value is not a JSON object")
+                self._dead_letter(msgs[i], "value is not a JSON object", p, counts)
             keep = [m for i, m in enumerate(msgs) if i not in bad]
             try:
                 return keep, decode_json([m.value() or b"" for m in keep])
             except ValidationError as exc:  # mixed types that no common schema fits: the batch is refused
                 for m in keep:
-                    self._dead_letter(m, f"batch could not be decoded: {exc}")
+                    self._dead_letter(m, f"batch could not be decoded: {exc}", p, counts)
                 return [], pl.DataFrame()
 
-    def _dead_letter(self, m: Message, reason: str) -> None:
-        self.stats.rejected += 1
+    def _dead_letter(self, m: Message, reason: str, p: Producer, counts: _BatchCounts) -> None:
+        counts.rejected += 1
         own = m.headers()
         hdrs: list[tuple[str, bytes | str | None]] = list(own) if isinstance(own, list) else []
         hdrs += [(H.SOURCE, f"{m.topic()}/{m.partition()}@{m.offset()}".encode()),
-                                          (H.REASON, reason[:500].encode()),
-                                          (H.COMPONENT, self.component.encode())]
-        _produce(self._out, self.dlq_topic, m.value() or b"", m.key(), hdrs)
+                 (H.REASON, reason[:500].encode()), (H.COMPONENT, self.component.encode())]
+        _produce(p, self.dlq_topic, m.value() or b"", m.key(), hdrs)
 
-    def _process(self, msgs: list[Message]) -> None:
+    def score_batch(self, msgs: list[Message], p: Producer, counts: _BatchCounts) -> None:
+        """Decode, check, score and produce one batch into ``p`` (inside its transaction)."""
         t0 = time.perf_counter()
         o = self.options
-        msgs, df = self._decode(msgs)
+        msgs, df = self._decode(msgs, p, counts)
         if not msgs:
             return
         models = self.host.snapshot()
@@ -484,7 +396,7 @@ class Scorer:
         fm = to_matrix(df, cols)
         if fm.rejected:
             for i, reason in fm.rejected.items():
-                self._dead_letter(msgs[i], reason)
+                self._dead_letter(msgs[i], reason, p, counts)
             rows = fm.rows.tolist()
             msgs = [msgs[i] for i in rows]
             df = df[rows]
@@ -495,18 +407,16 @@ class Scorer:
         decision = self.strategy.decide(models, batch)
         latency_ms = round((time.perf_counter() - t0) * 1000, 3)
         out = self._frame(batch, decision, latency_ms)
-        self._emit(msgs, batch, decision, out)
+        self._emit(msgs, batch, decision, out, p)
         if decision.shadow is not None and decision.shadow.height:
             shadow = decision.shadow.with_columns(pl.lit(latency_ms).alias("latency_ms"))
             static = [(H.COMPONENT, self.component.encode())]
-            p = self._out
             for m, v, eid in zip(msgs, encode_json(shadow), shadow["event_id"].to_list()):
                 _produce(p, self.shadow_topic, v, m.key(), [(H.EVENT_ID, str(eid).encode()), *static])
-        self.stats.batches += 1
-        self.stats.scored += len(msgs)
+        counts.scored += len(msgs)
         for role, model in models.items():
             if model is not None:
-                self.stats.versions[str(role)] = model.version
+                counts.versions[str(role)] = model.version
 
     def _frame(self, batch: Batch, d: Decision, latency_ms: float) -> pl.DataFrame:
         n = len(batch)
@@ -535,10 +445,10 @@ class Scorer:
             cols[k] = v
         return pl.DataFrame(cols)
 
-    def _emit(self, msgs: list[Message], batch: Batch, d: Decision, out: pl.DataFrame) -> None:
+    def _emit(self, msgs: list[Message], batch: Batch, d: Decision, out: pl.DataFrame, p: Producer) -> None:
         values = encode_json(out)
         keys = [m.key() for m in msgs]
-        p, topic = self._out, self.output_topic
+        topic = self.output_topic
         if not self.options.lineage_headers:
             send_all(p, topic, ((k, v, None) for v, k in zip(values, keys)))
             return
@@ -562,22 +472,6 @@ class Scorer:
             headers = [[h for h in ((H.EVENT_ID, i), (H.EVENT_TIME, t)) if h[1] is not None] + list(statics[w])
                        for i, t, w in zip(ids, times, which)]
         send_all(p, topic, zip(keys, values, headers))
-
-
-def _close_quietly(consumer: Any) -> None:
-    try:
-        if consumer is not None:
-            consumer.close()
-    except Exception:  # a fenced consumer may refuse to leave its group cleanly
-        pass
-
-
-def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:
-    """The offset after the last message of each partition (messages arrive in offset order)."""
-    last: dict[tuple[str, int], int] = {}
-    for m in msgs:
-        last[tp_of(m)] = offset_of(m)
-    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
 
 
 def models_of(host: ModelHost) -> dict[str, LoadedModel | None]:
