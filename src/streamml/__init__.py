@@ -12,15 +12,10 @@ True
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-try:
-    __version__ = version("streamml")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0"
-
 from streamml import errors
+from streamml._version import __version__
 from streamml.api import connect
 from streamml.config import Settings
 from streamml.stream import stream  # eager: the function, not the sub-package of the same name

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
+from streamml._version import __version__
+
 __all__ = [
     "EVENT_ID", "EVENT_TIME", "INGEST_TIME", "COMPONENT", "VERSION", "SCHEMA", "SCHEMA_VERSION",
     "MODEL", "MODEL_VERSION", "PIPELINE_HASH", "SOURCE", "REASON", "lineage", "as_dict",
@@ -35,7 +37,6 @@ Headers = list[tuple[str, bytes]]
 def lineage(*, event_id: str | None = None, event_time_ms: int | None = None, component: str,
             **extra: str | int | None) -> Headers:
     """Headers carrying an event's lineage; ``extra`` keys are given without the ``sm.`` prefix."""
-    from streamml import __version__
 
     out: Headers = [(COMPONENT, component.encode()), (VERSION, __version__.encode())]
     if event_id is not None:

@@ -28,7 +28,8 @@ def soak_cmd(
     random broker kills, worker kills and pauses; exit 1 unless nothing was lost or duplicated."""
     from streamml.chaos.soak import SoakOptions, show, soak
 
-    report = soak(SoakOptions(minutes=minutes, faults=faults, rate=rate, seed=seed, secure=secure, data_dir=data_dir), console)
+    options = SoakOptions(minutes=minutes, faults=faults, rate=rate, seed=seed, secure=secure, data_dir=data_dir)
+    report = soak(options, console)
     if report_file:
         report_file.write_text(json.dumps(report.as_dict(), indent=2))
     show(report, console)

@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from streamml._version import __version__
 from streamml.cli.common import err_console
 from streamml.config import Settings
 from streamml.errors import StreamMLError
@@ -41,15 +42,11 @@ def _root(
 @app.command()
 def version() -> None:
     """Print the streamml version."""
-    from streamml import __version__
-
     typer.echo(__version__)
 
 
 def _discover() -> None:
-    import streamml.cli as pkg
-
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+    for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda i: i.name):
         if info.name.startswith("cmd_"):
             module = importlib.import_module(f"streamml.cli.{info.name}")
             module.register(app)

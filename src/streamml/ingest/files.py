@@ -292,9 +292,8 @@ def ingest_files(settings: Settings, source: str | Path, stream: str, *, schema:
     total = IngestCounts(*state["c"])
     counts = IngestCounts()
 
-    from streamml import __version__
 
-    const: list[tuple[str, bytes]] = [(H.COMPONENT, COMPONENT.encode()), (H.VERSION, __version__.encode())]
+    const: list[tuple[str, bytes]] = H.lineage(component=COMPONENT)
     if schema is not None or wire_format != "json":
         const += schema_headers(schema, wire_format)
     chunk_size = [(min(chunk_bytes, 64 << 10) if rate >= 1000 else 1) if rate else chunk_bytes]

@@ -39,6 +39,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from streamml import headers as H
+from streamml._version import __version__
 from streamml.config import Settings, topic_name
 from streamml.errors import ConfigError, KafkaError
 from streamml.ingest.writer import IngestCounts, RecordWriter
@@ -117,7 +118,6 @@ class _State:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="streamml-http-poll", daemon=True)
         self._thread.start()
-        from streamml import __version__
 
         self.version = __version__.encode()
         self.registry = SchemaRegistry.for_settings(settings)

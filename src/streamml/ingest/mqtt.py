@@ -72,9 +72,8 @@ class MqttBridge:
         self._lock = threading.Lock()
         self.subscribed = threading.Event()
         self.connect_error: str | None = None
-        from streamml import __version__
 
-        self._const = [(H.COMPONENT, COMPONENT.encode()), (H.VERSION, __version__.encode())]
+        self._const = H.lineage(component=COMPONENT)
         self._const += schema_headers(self.schema, opts.wire_format)
         client_id = opts.client_id or f"streamml-{settings.namespace}-{stream}"
         self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,

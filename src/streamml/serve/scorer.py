@@ -1,8 +1,9 @@
 """The stream scorer: features in, predictions out, one model call per batch, models swapped between batches.
 
-Each turn of the shared runtime loop (:mod:`streamml.runtime`): swap in any verified successor models; consume up to ``batch_size``
-feature records; decode them in one call; reject rows that cannot be scored (to
-``<ns>.dlq`` with the reason); let the strategy score the rest (one model call per model);
+Each turn of the shared runtime loop (:mod:`streamml.runtime`): swap in any verified
+successor models; consume up to ``batch_size`` feature records; decode them in one call;
+reject rows that cannot be scored (to ``<ns>.dlq`` with the reason); let the strategy score
+the rest (one model call per model);
 write the predictions to ``<ns>.predictions.<model>`` with lineage headers. In
 ``exactly-once`` mode the predictions, dead letters, shadow records and the input offsets
 commit in one transaction per batch; a restarted or rebalanced scorer resumes exactly

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence, cast
 import polars as pl
 
 from streamml import headers as H
+from streamml._version import __version__
 from streamml.errors import PipelineError, ValidationError
 from streamml.schema.batch import bad_rows, decode_json, encode_json
 from streamml.stream.pipeline import Pipeline, Window
@@ -88,7 +89,6 @@ class Engine:
     """Runs a :class:`Pipeline` over raw batches, holding the committed window state."""
 
     def __init__(self, pipeline: Pipeline, *, keep_frames: bool = False) -> None:
-        from streamml import __version__
 
         if pipeline.sink_name is None and not keep_frames:
             raise PipelineError(f"pipeline {pipeline.name} has no sink", hint="end it with .to('name')")

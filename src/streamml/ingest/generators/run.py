@@ -57,9 +57,8 @@ def run_generator(settings: Settings, events: Iterator[Event], stream: str, *, c
     topic, labels_topic = settings.topic("raw", stream), settings.topic("labels", stream)
     ensure_topics(settings, [TopicSpec(topic, partitions), TopicSpec(labels_topic, partitions)])
     producer = make_producer(settings)
-    from streamml import __version__
 
-    const = [(H.COMPONENT, component.encode()), (H.VERSION, __version__.encode())]
+    const = H.lineage(component=component)
     held: list[tuple[int, str, bytes, list[tuple[str, bytes]]]] = []
     n_events = n_labels = positives = 0
     t0 = time.monotonic()
