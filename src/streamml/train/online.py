@@ -18,16 +18,16 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import orjson
-from confluent_kafka import TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from streamml.config import Settings
 from streamml.errors import ConfigError
 from streamml.kafka import clients
-from streamml.kafka.message import offset_of, topic_of, tp_of
-from streamml.kafka.read import messages
+from streamml.kafka.message import topic_of
+from streamml.kafka.read import TopicRange, messages, read_ranges
 from streamml.registry.descriptor import Descriptor
 from streamml.train.reader import resolve_ranges
 
@@ -178,34 +178,33 @@ class OnlineLearner:
             raise ConfigError("OnlineLearner.run needs max_examples, until_end, timeout or stop")
         topics = [self.features_topic] + ([self.labels_topic] if self.labels_topic else [])
         ranges = resolve_ranges(self.settings, topics)
-        ends = {(r.topic, r.partition): r.end for r in ranges}
-        c = clients.consumer(self.settings, f"streamml-online-{self.name}-{uuid.uuid4().hex[:8]}",
-                             enable_partition_eof=True)
-        c.assign([TopicPartition(r.topic, r.partition, r.start if from_beginning else r.end) for r in ranges])
-        pos = {k: (r.start if from_beginning else r.end) for k, r in ((( r.topic, r.partition), r) for r in ranges)}
         deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while True:
-                if stop is not None and stop.is_set():
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    break
+
+        def done() -> bool:
+            return ((stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() > deadline)
+                    or (max_examples is not None and self.report.examples >= max_examples))
+
+        for batch in self._batches(ranges, until_end, from_beginning, done):
+            for m in batch:
+                self._handle(topic_of(m), m.value())
                 if max_examples is not None and self.report.examples >= max_examples:
                     break
-                if until_end and all(pos[k] >= e for k, e in ends.items()):
-                    break
-                batch = messages(c.consume(500, timeout=0.1), "online learning: ")
-                if not batch and until_end:
-                    # transaction markers move the position without delivering a record
-                    for tp in c.position([TopicPartition(t, p) for t, p in ends]):
-                        if tp.offset >= 0:
-                            k = (tp.topic, tp.partition)
-                            pos[k] = max(pos[k], tp.offset)
-                for m in batch:
-                    pos[tp_of(m)] = offset_of(m) + 1
-                    self._handle(topic_of(m), m.value())
-                    if max_examples is not None and self.report.examples >= max_examples:
-                        break
+            if done():
+                break
+        return self.report
+
+    def _batches(self, ranges: list[TopicRange], until_end: bool, from_beginning: bool,
+                 done: Callable[[], bool]) -> Iterator[list[Message]]:
+        """The records to learn from: the pinned ranges through the shared read layer
+        (``until_end``), or everything from the start (or the end) on, as it arrives."""
+        if until_end:
+            if from_beginning:
+                yield from read_ranges(self.settings, ranges, max_messages=500, context="online learning")
+            return
+        c = clients.consumer(self.settings, f"streamml-online-{self.name}-{uuid.uuid4().hex[:8]}")
+        c.assign([TopicPartition(r.topic, r.partition, r.start if from_beginning else r.end) for r in ranges])
+        try:
+            while not done():
+                yield messages(c.consume(500, timeout=0.1), "online learning: ")
         finally:
             c.close()
-        return self.report
