@@ -18,8 +18,9 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -101,7 +102,17 @@ def _run_worker(settings: Settings, pipelines: list[Any], index: int, options: A
                 idle_exit: Optional[float]) -> None:
     from streamml.stream.runner import Worker
 
-    workers = [Worker(p, settings, options, on_stuck=_exit_when_stuck(index)) for p in pipelines]
+    def on_event(name: str) -> Callable[[str, dict[str, Any]], None]:
+        def report(kind: str, info: dict[str, Any]) -> None:
+            # membership and recovery, one line each: who owns what, and when it changed
+            if kind in ("started", "assigned", "revoked", "recovered", "aborted"):
+                detail = " ".join(f"{k}={v}" for k, v in info.items())
+                err_console.print(f"{time.strftime('%H:%M:%S')} worker {index} {name}: {kind} {detail}",
+                                  markup=False, highlight=False)
+        return report
+
+    workers = [Worker(p, settings, options, on_event=on_event(p.name), on_stuck=_exit_when_stuck(index))
+               for p in pipelines]
     def stop_all(*_: Any) -> None:
         for w in workers:
             w.stop()

@@ -151,8 +151,8 @@ class Loop(Generic[R]):
     def start(self) -> "Loop[R]":
         """Create the clients, fence older instances of this member, subscribe."""
         if self.consumer is None:
+            self.watchdog.start()  # a start that hangs (fencing the predecessor, joining) is a stall too
             self._connect()
-            self.watchdog.start()
             self._emit("started", {"member": self.member_id, "guarantee": self.options.guarantee})
         return self
 
