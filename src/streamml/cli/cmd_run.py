@@ -82,14 +82,14 @@ def _env_for(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _exit_when_stuck(index: int) -> Any:
+def _exit_when_stuck(member: str) -> Any:
     """The watchdog's action in a command-line worker: print the stacks and exit, so that the
     supervisor (or the service manager) restarts it; its new producer fences the stuck
     transaction. A client call stuck past its own timeouts (a lost coordinator) would
     otherwise hold the worker's partitions."""
 
     def on_stuck(seconds: float, stacks: str) -> None:
-        err_console.print(f"error: worker {index} made no progress for {seconds:.0f}s (--stuck-after); "
+        err_console.print(f"error: worker {member} made no progress for {seconds:.0f}s (--stuck-after); "
                           "stopping so that it is restarted. Stacks:", markup=False, highlight=False)
         sys.stderr.write(stacks + "\n")
         sys.stderr.flush()
@@ -98,7 +98,7 @@ def _exit_when_stuck(index: int) -> Any:
     return on_stuck
 
 
-def _run_worker(settings: Settings, pipelines: list[Any], index: int, options: Any,
+def _run_worker(settings: Settings, pipelines: list[Any], options: Any,
                 idle_exit: Optional[float]) -> None:
     from streamml.stream.runner import Worker
 
@@ -107,12 +107,13 @@ def _run_worker(settings: Settings, pipelines: list[Any], index: int, options: A
             # membership and recovery, one line each: who owns what, and when it changed
             if kind in ("started", "assigned", "revoked", "recovered", "aborted"):
                 detail = " ".join(f"{k}={v}" for k, v in info.items())
-                err_console.print(f"{time.strftime('%H:%M:%S')} worker {index} {name}: {kind} {detail}",
+                err_console.print(f"{time.strftime('%H:%M:%S')} worker {options.member} {name}: {kind} {detail}",
                                   markup=False, highlight=False)
         return report
 
-    workers = [Worker(p, settings, options, on_event=on_event(p.name), on_stuck=_exit_when_stuck(index))
+    workers = [Worker(p, settings, options, on_event=on_event(p.name), on_stuck=_exit_when_stuck(options.member))
                for p in pipelines]
+
     def stop_all(*_: Any) -> None:
         for w in workers:
             w.stop()
@@ -185,7 +186,7 @@ def run_cmd(
             member = f"{instance}-{worker_index}"
         opts = LoopOptions(guarantee=guarantee, instance=member, max_batch=max_batch, stuck_after_s=stuck_after)
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        _run_worker(settings, pipelines, index, opts, idle_exit)
+        _run_worker(settings, pipelines, opts, idle_exit)
         return
     base = instance or instance_id(0).rsplit("-", 1)[0]
     LoopOptions(instance=f"{base}-0")  # checks the name before any worker starts
