@@ -15,6 +15,7 @@ import pytest
 
 from streamml.chaos import AckedProducer, PartitionProxy, Procs, wait_until, write_app
 from streamml.config import Settings
+from streamml.errors import StreamMLError
 from streamml.kafka.admin import ensure_topic
 from streamml.kafka.local import LocalCluster
 from streamml.verify import read_topic, verify
@@ -48,6 +49,19 @@ def _finish(settings: Settings, procs: Procs, producer: AckedProducer, raw: str,
     assert recoveries, "the fault left no trace: the workers never had to recover"
     assert report.ok, report.summary()
     return report.as_dict()
+
+
+def _processing(settings: Settings, out: str, partitions: int = 4, timeout: float = 120) -> None:
+    """Wait until every partition has output: the workers are up, joined and committing (on a
+    busy machine starting them takes longer than any fixed pause)."""
+    def every_partition() -> bool:
+        try:
+            return len({r.partition for r in read_topic(settings, out, 5)}) == partitions
+        except StreamMLError:  # the workers have not created the output topic yet
+            return False
+
+    assert wait_until(every_partition, timeout), \
+        f"the workers did not produce to every partition of {out} within {timeout:.0f} s"
 
 
 def _setup(settings: Settings, tmp: Path, name: str) -> tuple[str, str, Path]:
@@ -95,7 +109,7 @@ def test_paused_zombie_is_fenced_and_duplicates_nothing(settings3: Settings, tmp
     producer = AckedProducer(settings3, raw, 5000, rate=200)
     assert wait_until(lambda: len(children(procs.procs["workers"].pid)) == 2, 30)
     producer.start()
-    time.sleep(6)
+    _processing(settings3, out)
     Path(marker).touch()
     stopped: list[int] = []
     assert wait_until(lambda: stopped.extend(p for p in children(procs.procs["workers"].pid) if _state(p) == "T")
@@ -119,7 +133,7 @@ def test_network_partition_past_the_transaction_timeout(cluster3: LocalCluster, 
         procs.start("workers", ["run", str(app), "--workers", "2", "--max-batch", "200"])
         producer = AckedProducer(settings3, raw, 5000, rate=200)
         producer.start()
-        time.sleep(6)
+        _processing(settings3, out)
         proxy.cut()
         time.sleep(TXN_TIMEOUT_S + SESSION_S)
         proxy.heal()

@@ -52,8 +52,15 @@ def test_ten_swaps_under_load_lose_and_duplicate_nothing(settings: Settings) -> 
 
     producer = threading.Thread(target=load, daemon=True)
     producer.start()
-    for v in range(2, 12):  # ten new versions while the load runs
+    def swapped_to(v: int) -> bool:
+        return any(e.kind == "swapped" and e.version == v for e in list(scorer.host.watcher.events))
+
+    for v in range(2, 12):  # ten new versions while the load runs, each once the last one is in
         time.sleep(0.4)
+        deadline = time.monotonic() + 30
+        while v > 2 and not swapped_to(v - 1):  # else a newer version may supersede it before a batch
+            assert time.monotonic() < deadline, f"v{v - 1} was not swapped in within 30 s"
+            time.sleep(0.02)
         source.publish(onnx_candidate("fraud", v, models[v]))
     producer.join(120)
 

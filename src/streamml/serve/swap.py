@@ -270,15 +270,33 @@ class ModelHost:
                                     on_event=on_event, follow_rollback=follow_rollback)
 
     def start(self, *, wait_for: Role | None = None, timeout: float = 60.0) -> "ModelHost":
-        """Follow the source, load the newest good versions, and wait until ``wait_for`` has one."""
+        """Follow the source, load the newest good versions, and wait until ``wait_for`` has one.
+
+        While waiting, the source is asked again every couple of seconds: brokers that are
+        restarting or electing leaders may make one answer come back empty or fail, and the
+        follower only brings versions published after the source was created."""
         self.watcher.start()
-        self.watcher.load_initial()
-        if wait_for is not None and not self.slots[wait_for].ready.wait(timeout):
-            refused = [e.reason for e in self.watcher.events if e.kind == "refused" and e.role == wait_for]
-            raise ModelError(f"no servable version of {wait_for} within {timeout:.0f} s"
-                             + (f"; last refusal: {refused[-1]}" if refused else ""),
-                             hint=f"publish {wait_for.name} and promote it to {wait_for.stage}")
-        return self
+        deadline = time.monotonic() + timeout
+        unavailable: StreamMLError | None = None
+        while True:
+            try:
+                self.watcher.load_initial()
+                unavailable = None
+            except (RetriableError, BrokerUnavailableError) as exc:
+                unavailable = exc
+                _log.warning("reading the models paused: %s", exc)
+            left = deadline - time.monotonic()
+            if wait_for is None or self.slots[wait_for].ready.wait(max(0.0, min(2.0, left))):
+                return self
+            if time.monotonic() >= deadline:
+                break
+        if unavailable is not None:
+            raise BrokerUnavailableError(f"the models could not be read within {timeout:.0f} s: {unavailable.message}",
+                                         hint=unavailable.hint)
+        refused = [e.reason for e in self.watcher.events if e.kind == "refused" and e.role == wait_for]
+        raise ModelError(f"no servable version of {wait_for} within {timeout:.0f} s"
+                         + (f"; last refusal: {refused[-1]}" if refused else ""),
+                         hint=f"publish {wait_for.name} and promote it to {wait_for.stage}")
 
     def catch_up(self) -> None:
         """Verify, now and in this thread, any version newer than what each slot has (called when
