@@ -238,6 +238,22 @@ def test_a_fenced_producer_replaces_both_clients_within_the_budget() -> None:
     assert time.monotonic() - t0 < 10
 
 
+def test_a_replaced_consumer_that_closes_late_does_not_revoke_its_successors_partitions() -> None:
+    world = World([[Msg("in", 0, 1)], [Msg("in", 0, 1)], [Msg("in", 1, 4)]])
+    world.commit_errors = [CKError(CKError._FENCED, "fenced", fatal=True)]
+    loop, proc = make(world)
+    loop.start()
+    loop.turn()  # fenced: both clients replaced
+    loop.turn()  # the new consumer is assigned and the batch is processed again
+    old = world.consumers[0]
+    old.on_revoke(old, [TopicPartition("in", 0), TopicPartition("in", 1)])  # its close, late
+    assert loop.owned == {("in", 0), ("in", 1)}
+    assert proc.events.count("revoked [0, 1]") == 1  # only the recovery's own release
+    loop.turn()
+    assert proc.events[-1] == "committed [4]"
+    loop.close()
+
+
 def test_fatal_errors_beyond_the_budget_stop_the_loop() -> None:
     world = World([[Msg("in", 0, 1)] for _ in range(4)])
     world.commit_errors = [CKError(CKError._FENCED, "fenced", fatal=True) for _ in range(4)]

@@ -120,6 +120,7 @@ class Loop(Generic[R]):
         self.owned: set[tuple[str, int]] = set()
         self.consumer: Any = None
         self.producer: Any = None
+        self._live: Any = None  # the consumer whose rebalance callbacks count (not one being replaced)
         self.tx: TransactionalSession | None = None
         self.stop_event = stop_event or threading.Event()  # set it (or call stop()) to end run()
         self._stuck = False
@@ -176,13 +177,15 @@ class Loop(Generic[R]):
             pconf.setdefault("message_timeout_ms", 0)
             producer = self.clients.producer(s, error_cb=self._client_error, **pconf)
             self.tx = None
-        self.consumer, self.producer = consumer, producer
+        self.consumer, self.producer, self._live = consumer, producer, consumer
         self._pending.clear()
         self._fatal_delivery = None
         consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                            on_lost=self._on_revoke)
 
     def _on_assign(self, consumer: Any, parts: list[TopicPartition]) -> None:
+        if consumer is not self._live:
+            return  # a replaced consumer: its partitions are no longer this loop's business
         self.watchdog.beat()
         new = [tp for tp in parts if (tp.topic, tp.partition) not in self.owned]
         if new:
@@ -194,6 +197,10 @@ class Loop(Generic[R]):
         self.watchdog.beat()
 
     def _on_revoke(self, consumer: Any, parts: list[TopicPartition]) -> None:
+        if consumer is not self._live:
+            # a consumer replaced after a fatal error, closing late in the background: what it
+            # revokes now belongs to its successor (dropping it here would stall those partitions)
+            return
         self.watchdog.beat()
         gone = [tp for tp in parts if (tp.topic, tp.partition) in self.owned]
         if not self.options.exactly_once:
@@ -422,6 +429,7 @@ class Loop(Generic[R]):
             self.processor.revoked(lost)
             self.owned.clear()
         old = self.consumer
+        self._live = None  # from now on the old consumer's callbacks are ignored
         self.consumer = self.producer = self.tx = None  # the old producer goes with its last reference
         threading.Thread(target=_close_quietly, args=(old,), name="close-replaced", daemon=True).start()
         self._emit("recovered", {"error": str(exc), "recoveries": self.stats.recoveries})
