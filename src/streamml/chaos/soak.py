@@ -176,6 +176,10 @@ def soak(options: SoakOptions, console: Console | None = None) -> SoakReport:
         report.stages["ingest → features"] = _stage(verify(
             settings, [raw], [feats], expected=lambda r: r.header("sm.event_id") in expected))
         report.stages["features → predictions"] = _stage(verify(settings, [feats], [preds]))
+        if not all(st["ok"] for st in report.stages.values()):  # what each process said, for the post-mortem
+            for name in sorted(procs.procs):
+                tail = [ln for ln in procs.log(name, 400).splitlines() if "rdkafka" not in ln][-40:]
+                report.log += [f"--- {name} (last lines, librdkafka's own lines left out)", *tail]
         wait_fully_replicated(settings, 120)
         report.under_replicated = under_replicated(settings)
     finally:
