@@ -121,7 +121,13 @@ def retry_unavailable(fn: Callable[[float], T], context: str = "", *, timeout: f
         except (e.RetriableError, e.BrokerUnavailableError) as exc:
             err = exc
         retriable = isinstance(err, (e.RetriableError, e.BrokerUnavailableError)) or err.code in also
-        if not retriable or time.monotonic() >= deadline:
+        if not retriable:
+            raise err from None
+        if time.monotonic() >= deadline:
+            if not isinstance(err, (e.RetriableError, e.BrokerUnavailableError)):
+                # still unavailable in the caller's terms (e.g. no leader elected yet): callers that
+                # wait out unavailability (the model follower, the CLI's start-up) keep waiting
+                raise e.BrokerUnavailableError(err.message, code=err.code, hint=err.hint) from None
             raise err from None
         if on_retry is not None:
             on_retry(err)
