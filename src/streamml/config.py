@@ -109,7 +109,7 @@ class Settings:
         path = _find_config(env) if config_file is True else (Path(config_file) if config_file else None)
         if path is not None:
             file_values = _read_toml(path)
-            kafka.update({k: str(v) for k, v in file_values.pop("kafka", {}).items()})
+            kafka.update(_kafka_table(file_values.pop("kafka", {}), path))
             values.update(file_values)
         for f in fields(cls):
             key = f"STREAMML_{f.name.upper()}"
@@ -146,8 +146,11 @@ class Settings:
                     out[name] = int(value)
                 except (TypeError, ValueError):
                     raise ConfigError(f"setting {name} must be a whole number, got {value!r}") from None
+            elif name in ("bootstrap_servers", "namespace", "kafka_version") and not isinstance(value, str):
+                raise ConfigError(f"setting {name} in {source} must be a string, got {value!r}",
+                                  hint=f'quote it: {name} = "{value}"')
             elif name == "bootstrap_servers":
-                out[name] = str(value).strip() or None
+                out[name] = value.strip() or None
             else:
                 out[name] = value
         settings = cls(**out)
@@ -186,6 +189,20 @@ class Settings:
                 hint="call streamml.connect() or set STREAMML_BOOTSTRAP_SERVERS",
             )
         return {"bootstrap.servers": self.bootstrap_servers, **self.kafka}
+
+
+def _kafka_table(table: Any, path: Path) -> dict[str, str]:
+    """The ``[kafka]`` table of a config file: librdkafka option -> value (as text)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"setting kafka in {path} must be a table of librdkafka options, got {table!r}",
+                          hint='write it as a table: [kafka] then "security.protocol" = "SASL_SSL"')
+    out: dict[str, str] = {}
+    for key, value in table.items():
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"[kafka] option {key!r} in {path} must be a single value, got {value!r}",
+                              hint='quote the whole option name: "sasl.mechanism" = "SCRAM-SHA-512"')
+        out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
 
 
 def _find_config(env: Mapping[str, str]) -> Path | None:

@@ -18,14 +18,22 @@ never a traceback::
     │   └── BrokerUnavailableError  no broker answered in time
     ├── SchemaError                 a schema cannot be built or evolved
     │   └── ValidationError         a record does not match its schema
+    ├── VerificationError           the verifier found lost or duplicated records (exit 3)
     ├── PipelineError               a stream pipeline is ill-formed or failed
     ├── QueryError                  a query cannot be parsed, resolved or deployed
     ├── ModelError                  a model cannot be trained, stored or loaded
     │   └── IntegrityError          a hash or chunk does not match
     └── ServingError                a scorer cannot serve a request
 
+The command line's exit codes are named here, once (see :data:`EXIT_CODES`): 0 success,
+1 a runtime failure, 2 a usage or configuration error (a bad flag, setting, file or schema),
+3 the verifier found lost or duplicated records (``streamml verify``, ``streamml soak``).
+Each error class carries its code as ``exit_code``.
+
 >>> issubclass(AuthorizationError, KafkaError)
 True
+>>> ConfigError("x").exit_code, SchemaError("x").exit_code, KafkaError("x").exit_code
+(2, 2, 1)
 >>> str(ConfigError("bootstrap servers are empty", hint="set STREAMML_BOOTSTRAP_SERVERS"))
 'bootstrap servers are empty (hint: set STREAMML_BOOTSTRAP_SERVERS)'
 """
@@ -33,6 +41,11 @@ True
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_OK",
+    "EXIT_FAILURE",
+    "EXIT_USAGE",
+    "EXIT_DATA_LOSS",
+    "EXIT_CODES",
     "StreamMLError",
     "ConfigError",
     "ProvisioningError",
@@ -47,6 +60,7 @@ __all__ = [
     "BrokerUnavailableError",
     "SchemaError",
     "ValidationError",
+    "VerificationError",
     "PipelineError",
     "QueryError",
     "ModelError",
@@ -55,11 +69,27 @@ __all__ = [
 ]
 
 
+EXIT_OK = 0
+EXIT_FAILURE = 1      # a runtime failure: Kafka unreachable, a model that cannot load, a crash
+EXIT_USAGE = 2        # a usage or configuration error: fix the command line, settings or input files
+EXIT_DATA_LOSS = 3    # the verifier found lost or duplicated records (streamml verify, streamml soak)
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_FAILURE: "runtime failure",
+    EXIT_USAGE: "usage or configuration error",
+    EXIT_DATA_LOSS: "the verifier found lost or duplicated records",
+}
+
+
 class StreamMLError(Exception):
     """Base of every error streamml raises on purpose.
 
-    ``hint`` tells the user what to do about it; the CLI prints it after the message.
+    ``hint`` tells the user what to do about it; the CLI prints it after the message and
+    exits with ``exit_code``.
     """
+
+    exit_code = EXIT_FAILURE
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -72,6 +102,8 @@ class StreamMLError(Exception):
 
 class ConfigError(StreamMLError):
     """A setting, config file or command-line flag is wrong."""
+
+    exit_code = EXIT_USAGE
 
 
 class ProvisioningError(StreamMLError):
@@ -124,6 +156,8 @@ class BrokerUnavailableError(KafkaError):
 class SchemaError(StreamMLError):
     """A schema cannot be built, loaded or evolved as asked."""
 
+    exit_code = EXIT_USAGE
+
 
 class ValidationError(SchemaError):
     """A record does not match its schema. ``field`` names where, when known."""
@@ -131,6 +165,13 @@ class ValidationError(SchemaError):
     def __init__(self, message: str, *, field: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.field = field
+
+
+class VerificationError(StreamMLError):
+    """The independent verifier found lost, duplicated or unexpected records (or open
+    transactions): ``streamml verify`` and ``streamml soak`` exit with :data:`EXIT_DATA_LOSS`."""
+
+    exit_code = EXIT_DATA_LOSS
 
 
 class PipelineError(StreamMLError):

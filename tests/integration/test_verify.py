@@ -10,6 +10,7 @@ from typing import Callable
 import orjson
 
 from streamml.config import Settings
+from streamml.errors import EXIT_DATA_LOSS
 from streamml.headers import lineage
 from streamml.kafka import clients
 from streamml.kafka.transactions import TransactionalSession
@@ -77,5 +78,6 @@ def test_cli_exit_code_follows_the_verdict(settings: Settings, new_topic: Callab
     cmd = [sys.executable, "-m", "streamml", "-b", settings.bootstrap_servers or "", "verify",
            "-i", src, "-o", dst, "--json"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 1, res.stderr
+    assert res.returncode == EXIT_DATA_LOSS, res.stderr
     assert orjson.loads(res.stdout)["lost"] == 1
+    assert res.stderr.startswith("error: verification failed") and "Traceback" not in res.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streamml.cli.cmd_serve import build_strategy
-from streamml.errors import ConfigError
+from streamml.errors import EXIT_USAGE, ConfigError
 from streamml.serve import Canary, Consensus, LiveQuality, QualityBased, Role, Shadow, Single, Speculative
 
 
@@ -47,7 +47,7 @@ def test_serve_names_the_valid_strategies_before_connecting(capsys: pytest.Captu
     with pytest.raises(SystemExit) as stop:
         main(["serve", "--model", "fraud", "--input", "payments", "--strategy", "bogus"])
     err = capsys.readouterr().err
-    assert stop.value.code == 1 and "unknown strategy 'bogus'" in err and "needs more than one" not in err
+    assert stop.value.code == EXIT_USAGE and "unknown strategy 'bogus'" in err and "needs more than one" not in err
     assert "single, shadow, canary, speculative, consensus, quality" in err
     with pytest.raises(SystemExit):
         main(["serve", "--model", "fraud", "--input", "payments", "--strategy", "consensus"])

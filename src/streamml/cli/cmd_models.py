@@ -49,6 +49,10 @@ def _metrics(m: dict[str, Any]) -> str:
 @models_app.command("list")
 def list_cmd(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="Only this model.")) -> None:
     """Every version, its stage, format, size, metrics and whether it was promoted."""
+    from streamml.registry.descriptor import check_name
+
+    if name is not None:
+        check_name(name)
     reg = _registry(ctx)
     rows = reg.list(name)
     table = Table(title=f"models on {reg.topic}", title_justify="left")
@@ -68,6 +72,9 @@ def list_cmd(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help
 def show_cmd(ctx: typer.Context, ref: str = typer.Argument(..., help="name (production), name@version"),
              as_json: bool = typer.Option(False, "--json", help="Print the whole descriptor as JSON.")) -> None:
     """One version: descriptor, schemas, decision, lineage; and the model's stage pointer."""
+    from streamml.registry.descriptor import parse_ref
+
+    parse_ref(ref)  # a malformed reference fails before anything connects
     reg = _registry(ctx)
     d = reg.resolve(ref)
     if as_json:
@@ -110,6 +117,9 @@ def promote_cmd(ctx: typer.Context, name: str, version: int,
                 stage: str = typer.Option("production", "--stage", "-s",
                                           help="candidate, shadow, canary, production or archived")) -> None:
     """Move a version to a stage (the version that held it steps down)."""
+    from streamml.registry.descriptor import check_name, check_stage
+
+    check_name(name), check_stage(stage)
     d = _registry(ctx).promote(name, version, stage)
     console.print(f"[green]{d.ref}[/green] is now [bold]{d.stage}[/bold]")
 
@@ -117,6 +127,9 @@ def promote_cmd(ctx: typer.Context, name: str, version: int,
 @models_app.command("rollback")
 def rollback_cmd(ctx: typer.Context, name: str) -> None:
     """Return production to the version that held it before the current one."""
+    from streamml.registry.descriptor import check_name
+
+    check_name(name)
     d = _registry(ctx).rollback(name)
     console.print(f"rolled back: [green]{d.ref}[/green] is production again")
 
@@ -125,6 +138,9 @@ def rollback_cmd(ctx: typer.Context, name: str) -> None:
 def diff_cmd(ctx: typer.Context, a: str = typer.Argument(..., help="name@version"),
              b: str = typer.Argument(..., help="name@version")) -> None:
     """What differs between two versions (metrics, stage, hash, schemas, lineage)."""
+    from streamml.registry.descriptor import parse_ref
+
+    parse_ref(a), parse_ref(b)
     reg = _registry(ctx)
     da, db = reg.resolve(a), reg.resolve(b)
     changes = reg.diff(da, db)

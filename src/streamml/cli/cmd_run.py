@@ -171,7 +171,10 @@ def run_cmd(
     """
     from streamml.runtime import LoopOptions, instance_id, normalise_guarantee
 
-    guarantee = normalise_guarantee(guarantee)
+    try:
+        guarantee = normalise_guarantee(guarantee)
+    except ConfigError as exc:
+        raise ConfigError(f"--guarantee {guarantee!r}: {exc.message}", hint=exc.hint) from None
     pipelines = load_pipelines(app_file, pipeline)
     if describe:
         for p in pipelines:

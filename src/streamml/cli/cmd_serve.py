@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional, TypeVar
 import typer
 
 from streamml.cli.common import connected, console, err_console
+from streamml.cli.common import settings as cli_settings
 from streamml.errors import ConfigError
 
 __all__ = ["register", "build_strategy"]
@@ -47,13 +48,24 @@ def build_strategy(kind: str, model: str, also: list[str], *, candidate_stage: s
     return build(kind, roles, options)
 
 
+def _weights(text: str | None) -> list[float] | None:
+    """``--weights 2,1`` -> ``[2.0, 1.0]``."""
+    if not text:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--weights {text!r} must be comma-separated numbers", hint="e.g. --weights 2,1") from None
+
+
 def _while_unavailable(fn: Callable[[], T], what: str, seconds: float) -> T:
     """``fn()``, tried again while Kafka is unavailable (a broker restarting, no leader elected
     yet) for up to ``seconds``; any other error, or the last one, is raised."""
     from streamml.kafka.errors import retry_unavailable
 
     return retry_unavailable(lambda _: fn(), timeout=seconds, pause=2.0,
-                             on_retry=lambda exc: err_console.print(f"[yellow]{what}: {exc}; trying again[/yellow]"))
+                             on_retry=lambda exc: err_console.print(f"{what}: {exc}; trying again", style="yellow",
+                                                                   markup=False, highlight=False))
 
 
 def serve(
@@ -66,40 +78,58 @@ def serve(
     strategy: str = typer.Option("single", help="single, shadow, canary, speculative, consensus, quality."),
     also: list[str] = typer.Option([], "--also", help="Other models for shadow/canary/speculative/consensus/quality."),
     candidate_stage: Optional[str] = typer.Option(None, help="Stage of the candidate (shadow/canary) [the strategy]."),
-    canary_share: float = typer.Option(0.1, help="Share of keys routed to the canary."),
+    canary_share: float = typer.Option(0.1, min=0.0, max=1.0, help="Share of keys routed to the canary."),
     deadline_ms: float = typer.Option(50.0, help="Speculative: answer deadline per batch."),
     fallback_score: float = typer.Option(0.0, help="Speculative: the score given when no model is in time."),
     weights: Optional[str] = typer.Option(None, help="Consensus: comma-separated weights, one per model."),
     labels: Optional[str] = typer.Option(None, help="Quality: labels topic, a name (<ns>.labels.NAME) or full."),
-    batch_size: int = typer.Option(5000, help="Records per micro-batch."),
+    batch_size: int = typer.Option(5000, min=1, help="Records per micro-batch."),
     group: Optional[str] = typer.Option(None, help="Consumer group [<ns>.serve.MODEL]."),
     instance: Optional[str] = typer.Option(None, envvar="STREAMML_INSTANCE",
                                            help="Stable id of this process in the group [host-pid]."),
     keep: list[str] = typer.Option([], "--keep", help="Input columns to copy into each prediction."),
-    http: Optional[int] = typer.Option(None, "--http", help="Also answer POST /v1/models/MODEL/predict on this port."),
+    http: Optional[int] = typer.Option(None, "--http", min=0, max=65535,
+                                       help="Also answer POST /v1/models/MODEL/predict on this port."),
     bind: str = typer.Option("127.0.0.1", help="Address for --http."),
-    wait: float = typer.Option(60.0, help="Seconds to wait for a servable model at start."),
+    wait: float = typer.Option(60.0, help="Seconds to wait for Kafka and for a servable model at start."),
     follow_rollback: bool = typer.Option(False, help="Swap back to an older version when the stage is rolled back."),
     max_records: Optional[int] = typer.Option(None, help="Stop after this many records."),
     idle_exit: Optional[float] = typer.Option(None, help="Stop after this many idle seconds."),
 ) -> None:
     """Score a features topic; follow the models topic and swap new versions in without restarting."""
     from streamml.kafka.names import resolve_topic
+    from streamml.runtime import normalise_guarantee
     from streamml.serve import LiveQuality, ModelHost, Scorer, ServeOptions
     from streamml.serve.http import serve_http
     from streamml.serve.registry_source import RegistrySource
     from streamml.serve.strategies import roles_for, strategy_class
 
-    # an unknown strategy or a wrong number of models fails before anything connects
+    # every option is checked before anything connects: an unknown strategy or mode, a wrong
+    # number of models, bad weights, a bad topic name or instance id
     strategy_class(strategy).check_models(len(roles_for(strategy, model, list(also), candidate_stage=candidate_stage)))
+    w = _weights(weights)
+    try:
+        mode = normalise_guarantee(mode)
+    except ConfigError as exc:
+        raise ConfigError(f"--mode {mode!r}: {exc.message}", hint=exc.hint) from None
+    namespace = cli_settings(ctx).namespace
+    opts = None
+    if input is not None:
+        opts = ServeOptions(resolve_topic(input, namespace, kind="features"), output_topic=output, mode=mode,
+                            group=group, instance=instance, batch_size=batch_size, keep=tuple(keep),
+                            wait_for_model_s=wait, follow_rollback=follow_rollback)
+    elif http is None:
+        raise ConfigError("nothing to serve", hint="give --input TOPIC, --http PORT, or both")
+    if strategy == "quality" and not labels:
+        raise ConfigError("the quality strategy needs --labels TOPIC")
+    if strategy != "quality":  # the quality strategy is built once its labels are followed
+        build_strategy(strategy, model, list(also), candidate_stage=candidate_stage, canary_share=canary_share,
+                       deadline_ms=deadline_ms, fallback_score=fallback_score, weights=w)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = connected(ctx)
+    settings = connected(ctx, wait=wait)
     quality = None
     if strategy == "quality":
-        if not labels:
-            raise ConfigError("the quality strategy needs --labels TOPIC")
-        quality = LiveQuality().follow(settings, resolve_topic(labels, settings.namespace, kind="labels"))
-    w = [float(v) for v in weights.split(",")] if weights else None
+        quality = LiveQuality().follow(settings, resolve_topic(labels or "", settings.namespace, kind="labels"))
     strat = build_strategy(strategy, model, list(also), candidate_stage=candidate_stage, canary_share=canary_share,
                            deadline_ms=deadline_ms, fallback_score=fallback_score, weights=w, quality=quality)
     source = _while_unavailable(lambda: RegistrySource(settings), "reading the models topic", wait)
@@ -111,9 +141,8 @@ def serve(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    if input is None:
-        if http is None:
-            raise ConfigError("nothing to serve", hint="give --input TOPIC, --http PORT, or both")
+    if opts is None:
+        assert http is not None
         host = ModelHost(source, strat.roles, follow_rollback=follow_rollback)
         host.start(wait_for=strat.primary, timeout=wait)
         server, _ = serve_http(host, http, bind)
@@ -124,10 +153,7 @@ def serve(
         host.stop()
         return
 
-    topic = resolve_topic(input, settings.namespace, kind="features")
-    opts = ServeOptions(topic, output_topic=output, mode=mode, group=group, instance=instance,
-                        batch_size=batch_size, keep=tuple(keep), wait_for_model_s=wait,
-                        follow_rollback=follow_rollback)
+    topic = opts.input_topic
     scorer = Scorer(settings, strat, source, opts)
     scorer.stop_event = stop
     _while_unavailable(scorer.start, "starting the scorer", wait)

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from streamml.cli.common import console
+from streamml.errors import StreamMLError, VerificationError
 
 
 def register(app: typer.Typer) -> None:
@@ -25,11 +26,17 @@ def soak_cmd(
     report_file: Optional[Path] = typer.Option(None, "--report", help="Write the report as JSON here."),
 ) -> None:
     """Run the pipeline on a fresh local 3-node cluster under continuous load while injecting
-    random broker kills, worker kills and pauses; exit 1 unless nothing was lost or duplicated."""
+    random broker kills, worker kills and pauses; exit 3 when the verifier found lost or
+    duplicated records, 1 when the run failed otherwise."""
     from streamml.chaos.soak import SoakOptions, show, soak
 
     options = SoakOptions(minutes=minutes, faults=faults, rate=rate, seed=seed, secure=secure, data_dir=data_dir)
     report = soak(options, console)
     if report_file:
         report_file.write_text(json.dumps(report.as_dict(), indent=2))
-    show(report, console)
+    try:
+        show(report, console)
+    except StreamMLError as exc:
+        if any(not stage.get("ok") for stage in report.stages.values()):  # the verifier's findings
+            raise VerificationError(exc.message, hint="the table above counts each stage's findings") from None
+        raise

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from streamml.cli.common import connected, console
+from streamml.errors import VerificationError
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +25,7 @@ def verify_cmd(
     id_field: Optional[str] = typer.Option(None, help="JSON field that identifies a record (default: the "
                                                       "sm.event_id header, else event_id)."),
 ) -> None:
-    """Report lost, duplicated and reordered records and open transactions; exit 1 if any."""
+    """Report lost, duplicated and reordered records and open transactions; exit 3 if any."""
     from streamml.verify import Record, event_id_of, verify
 
     def by_field(r: Record) -> str:
@@ -49,4 +50,5 @@ def verify_cmd(
         console.print(table)
         console.print("[green]OK[/green]" if report.ok else "[red]FAILED[/red]: " + report.summary())
     if not report.ok:
-        raise typer.Exit(1)
+        raise VerificationError(f"verification failed: {report.summary()}",
+                                hint="the table above (or --json) counts each finding")

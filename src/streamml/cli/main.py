@@ -10,10 +10,13 @@ from typing import Optional
 
 import typer
 
+# typer 0.29 vendors click: its usage errors are these classes, not the click package's
+from typer._click import exceptions as click
+
 from streamml._version import __version__
-from streamml.cli.common import err_console
+from streamml.cli.common import print_error
 from streamml.config import Settings
-from streamml.errors import StreamMLError
+from streamml.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ConfigError, StreamMLError
 
 __all__ = ["app", "main"]
 
@@ -22,7 +25,7 @@ app = typer.Typer(
     help="Continuous machine learning on Apache Kafka: ingest, preprocess, train, serve, monitor.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # help text is shown as written: "[the strategy]" is not markup
 )
 
 
@@ -35,6 +38,9 @@ def _root(
     config: Optional[Path] = typer.Option(None, "--config", help="A streamml.toml settings file."),
 ) -> None:
     """Settings precedence: these flags > STREAMML_* environment > config file > defaults."""
+    if bootstrap_servers is not None and not bootstrap_servers.strip():
+        raise ConfigError("--bootstrap-servers is empty",
+                          hint="give HOST:PORT[,HOST:PORT...], or leave the flag out to use the local cluster")
     ctx.obj = Settings.load(overrides={"bootstrap_servers": bootstrap_servers, "namespace": namespace},
                             config_file=config if config else True)
 
@@ -56,14 +62,31 @@ _discover()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; a StreamMLError becomes a one-line message (and hint) with exit code 1."""
+    """Run the CLI and exit with its code (the codes are named in :mod:`streamml.errors`).
+
+    A usage mistake (click's) or a StreamMLError becomes one ``error:`` line, plus a
+    ``hint:`` line when there is one, never a traceback: exit 2 for usage and configuration
+    errors, 1 for runtime failures.
+    """
     try:
-        app(args=argv)  # standalone: click reports usage errors itself and exits
+        rv = app(args=argv, standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:  # help for a bare group, as click shows it
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "streamml"
+        print_error(exc.format_message(), hint=f"see '{where} --help'")
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:  # e.g. a file option that cannot be opened
+        print_error(exc.format_message())
+        sys.exit(exc.exit_code or EXIT_FAILURE)
+    except typer.Abort:
+        print_error("aborted")
+        sys.exit(EXIT_FAILURE)
     except StreamMLError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False, markup=True)
-        if exc.hint:
-            err_console.print(f"[yellow]hint:[/yellow] {exc.hint}", highlight=False)
-        sys.exit(1)
+        print_error(exc.message, hint=exc.hint)
+        sys.exit(exc.exit_code)
+    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else EXIT_OK)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from streamml.config import Settings
+from streamml.errors import ConfigError
 
 __all__ = ["producer", "consumer", "admin", "check_access", "PRODUCER_DEFAULTS", "CONSUMER_DEFAULTS"]
 
@@ -55,6 +56,19 @@ def _merged(settings: Settings, defaults: dict[str, Any], overrides: dict[str, A
     return conf
 
 
+def _build(kind: Any, conf: dict[str, Any]) -> Any:
+    """``kind(conf)``; an option librdkafka refuses (``security.protocol = "bogus"``) is a
+    ConfigError naming it, raised before anything connects."""
+    try:
+        return kind(conf)
+    except KafkaException as exc:
+        err: Any = exc.args[0] if exc.args else None
+        text = err.str() if hasattr(err, "str") else str(exc)
+        raise ConfigError(f"invalid Kafka client setting: {text}",
+                          hint="check the [kafka] table of the config file and the STREAMML_KAFKA__* "
+                               "environment variables (librdkafka's CONFIGURATION.md lists the options)") from None
+
+
 def producer(settings: Settings, *, transactional_id: str | None = None, **overrides: Any) -> Producer:
     """An idempotent ``acks=all`` producer; transactional when ``transactional_id`` is given.
 
@@ -73,20 +87,20 @@ def producer(settings: Settings, *, transactional_id: str | None = None, **overr
         for key, value in (("retry.backoff.ms", 2), ("retry.backoff.max.ms", 500)):
             if key not in user:  # the user's setting wins
                 extra.setdefault(key, value)
-    return Producer(_merged(settings, PRODUCER_DEFAULTS, extra))
+    return _build(Producer, _merged(settings, PRODUCER_DEFAULTS, extra))
 
 
 def consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
     """A read_committed consumer in ``group_id`` that never commits on its own."""
     extra = _dotted(overrides)
     extra["group.id"] = group_id
-    return Consumer(_merged(settings, CONSUMER_DEFAULTS, extra))
+    return _build(Consumer, _merged(settings, CONSUMER_DEFAULTS, extra))
 
 
 def admin(settings: Settings, **overrides: Any) -> AdminClient:
     """An admin client."""
     extra = _dotted(overrides)
-    return AdminClient(_merged(settings, {}, extra))
+    return _build(AdminClient, _merged(settings, {}, extra))
 
 
 def check_access(settings: Settings, timeout: float = 15.0) -> None:
@@ -104,7 +118,7 @@ def check_access(settings: Settings, timeout: float = 15.0) -> None:
     def on_error(err: CKError) -> None:
         seen.append(err)
 
-    client = AdminClient(_merged(settings, {}, {"error_cb": on_error}))
+    client = _build(AdminClient, _merged(settings, {}, {"error_cb": on_error}))
     import time
 
     deadline = time.monotonic() + timeout

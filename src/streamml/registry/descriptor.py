@@ -26,7 +26,7 @@ import orjson
 
 from streamml.errors import ConfigError
 
-__all__ = ["Descriptor", "STAGES", "SINGLE_STAGES", "check_name", "diff", "signed_payload"]
+__all__ = ["Descriptor", "STAGES", "SINGLE_STAGES", "check_name", "parse_ref", "diff", "signed_payload"]
 
 STAGES = ("candidate", "shadow", "canary", "production", "archived")
 #: Stages that hold at most one version of a model at a time.
@@ -39,6 +39,27 @@ def check_name(name: str) -> str:
     if not _NAME.match(name or ""):
         raise ConfigError(f"invalid model name {name!r}", hint="use letters, digits, '_', '-' and '.' only")
     return name
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """``name@version`` or ``name:version`` -> ``(name, version)``; ``name`` -> ``(name, None)``.
+
+    >>> parse_ref("fraud@3"), parse_ref("fraud")
+    (('fraud', 3), ('fraud', None))
+    >>> parse_ref("fraud@x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamml.errors.ConfigError: model reference 'fraud@x' has an invalid version 'x' (hint: ...)
+    """
+    for sep in ("@", ":"):
+        if sep in ref:
+            name, ver = ref.split(sep, 1)
+            if not ver.isdigit() or int(ver) < 1:
+                example = f"{name or 'fraud'}{sep}1"
+                raise ConfigError(f"model reference {ref!r} has an invalid version {ver!r}",
+                                  hint=f"write NAME{sep}VERSION with a whole version number, e.g. {example}")
+            return check_name(name), int(ver)
+    return check_name(ref), None
 
 
 def check_stage(stage: str) -> str:

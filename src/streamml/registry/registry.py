@@ -46,7 +46,15 @@ from streamml.kafka.produce import send
 from streamml.kafka.read import messages
 from streamml.kafka.transactions import TransactionalSession
 from streamml.registry.base import LoadedModel
-from streamml.registry.descriptor import SINGLE_STAGES, Descriptor, check_name, check_stage, diff, signed_payload
+from streamml.registry.descriptor import (
+    SINGLE_STAGES,
+    Descriptor,
+    check_name,
+    check_stage,
+    diff,
+    parse_ref,
+    signed_payload,
+)
 from streamml.registry.formats import Artifact, export_model, verify_bytes
 from streamml.registry.models import load_model
 from streamml.registry.signing import KEY_ENV, Signer, signers_from_env
@@ -178,10 +186,9 @@ class Registry:
         """A descriptor from ``name@version``, ``name:version``, ``name`` (production) or itself."""
         if isinstance(ref, Descriptor):
             return ref
-        for sep in ("@", ":"):
-            if sep in ref:
-                name, ver = ref.split(sep, 1)
-                return self.get(name, int(ver))
+        name, version = parse_ref(ref)
+        if version is not None:
+            return self.get(name, version)
         d = self.latest(ref)
         if d is None:
             raise ModelError(f"model {ref} has no production version", hint=f"give a version: {ref}@<n>")

@@ -33,9 +33,15 @@ def from_json_schema(doc: Mapping[str, Any], name: str | None = None) -> Schema:
     """A schema from a JSON Schema object description."""
     if doc.get("type") != "object" or not isinstance(doc.get("properties"), dict):
         raise SchemaError("a JSON Schema for records must have type 'object' and 'properties'")
-    required = set(doc.get("required", []))
+    required_list = doc.get("required", [])
+    if not isinstance(required_list, list) or not all(isinstance(r, str) for r in required_list):
+        raise SchemaError(f"JSON Schema 'required' must be a list of property names, got {required_list!r}")
+    required = set(required_list)
     fields = []
     for fname, prop in doc["properties"].items():
+        if not isinstance(prop, dict):
+            raise SchemaError(f"JSON Schema property {fname!r} must be an object, got {prop!r}",
+                              hint=f'write it as "{fname}": {{"type": "integer"}}')
         jtype = prop.get("type")
         nullable = False
         if isinstance(jtype, list):
@@ -59,7 +65,7 @@ def from_json_schema(doc: Mapping[str, Any], name: str | None = None) -> Schema:
     unknown = required - set(doc["properties"])
     if unknown:
         raise SchemaError(f"JSON Schema requires undeclared properties: {', '.join(sorted(unknown))}")
-    version = int(doc.get("version", doc.get("x-version", 1)))
+    version = _version(doc.get("version", doc.get("x-version", 1)))
     return Schema(name or doc.get("title") or "record", fields, version=version,
                   additional=doc.get("additionalProperties", True) is not False,
                   doc=doc.get("description", ""))
@@ -89,7 +95,19 @@ def to_json_schema(schema: Schema) -> dict[str, Any]:
             "additionalProperties": schema.additional}
 
 
-def _avro_field(f: Mapping[str, Any]) -> Field:
+def _version(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
+        raise SchemaError(f"schema version must be a whole number, got {value!r}")
+    return int(value)
+
+
+def _avro_field(f: Any) -> Field:
+    if not isinstance(f, dict) or not isinstance(f.get("name"), str):
+        raise SchemaError(f"Avro field {f!r} needs a \"name\" (a string)",
+                          hint='write each field as {"name": "amount", "type": "double"}')
+    if "type" not in f:
+        raise SchemaError(f"Avro field {f['name']!r} has no \"type\"",
+                          hint=f'write it as {{"name": "{f["name"]}", "type": "string"}}')
     ftype = f["type"]
     required = True
     if isinstance(ftype, list):
@@ -101,6 +119,8 @@ def _avro_field(f: Mapping[str, Any]) -> Field:
     enum = None
     if isinstance(ftype, dict):
         if ftype.get("type") == "enum":
+            if not isinstance(ftype.get("symbols"), list):
+                raise SchemaError(f"Avro field {f['name']!r}: an enum needs \"symbols\" (a list)")
             enum, kind = ftype["symbols"], "string"
         elif ftype.get("logicalType") in ("timestamp-millis", "timestamp-micros"):
             kind = "timestamp"
@@ -121,7 +141,9 @@ def from_avro(doc: Mapping[str, Any]) -> Schema:
     """A schema from an Avro record schema (as parsed JSON)."""
     if doc.get("type") != "record" or not isinstance(doc.get("fields"), list):
         raise SchemaError("an Avro schema for records must have type 'record' and 'fields'")
-    return Schema(doc["name"], [_avro_field(f) for f in doc["fields"]], version=int(doc.get("x-version", 1)),
+    if not isinstance(doc.get("name"), str):
+        raise SchemaError("an Avro record schema needs a \"name\" (a string)")
+    return Schema(doc["name"], [_avro_field(f) for f in doc["fields"]], version=_version(doc.get("x-version", 1)),
                   doc=doc.get("doc", ""))
 
 
@@ -160,6 +182,15 @@ def load_schema(path: str | Path) -> Schema:
         raise SchemaError(f"schema file {p} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise SchemaError(f"schema file {p} must hold a JSON object")
+    try:
+        return _from_doc(doc, p)
+    except SchemaError as exc:  # say which file
+        if str(p) in exc.message:
+            raise
+        raise SchemaError(f"schema file {p}: {exc.message}", hint=exc.hint) from None
+
+
+def _from_doc(doc: dict[str, Any], p: Path) -> Schema:
     if p.suffix == ".avsc" or doc.get("type") == "record":
         return from_avro(doc)
     if "properties" in doc:
