@@ -105,16 +105,19 @@ class Settings:
         """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
+        origin: dict[str, str] = {}  # where each value came from, for error messages
         kafka: dict[str, str] = {}
         path = _find_config(env) if config_file is True else (Path(config_file) if config_file else None)
         if path is not None:
             file_values = _read_toml(path)
             kafka.update(_kafka_table(file_values.pop("kafka", {}), path))
             values.update(file_values)
+            origin.update(dict.fromkeys(file_values, str(path)))
         for f in fields(cls):
             key = f"STREAMML_{f.name.upper()}"
             if f.name != "kafka" and env.get(key):
                 values[f.name] = env[key]
+                origin[f.name] = f"the environment variable {key}"
         for key, value in env.items():
             if key.startswith("STREAMML_KAFKA__"):
                 kafka[key[len("STREAMML_KAFKA__"):].lower().replace("_", ".")] = value
@@ -125,11 +128,13 @@ class Settings:
                 kafka.update({k: str(v) for k, v in value.items()})
             else:
                 values[key] = value
+                origin[key] = "the command line"
         values["kafka"] = kafka
-        return cls._coerce(values, source=str(path) if path else "settings")
+        return cls._coerce(values, source=str(path) if path else "settings", origin=origin)
 
     @classmethod
-    def _coerce(cls, values: dict[str, Any], source: str) -> "Settings":
+    def _coerce(cls, values: dict[str, Any], source: str, origin: Mapping[str, str] | None = None) -> "Settings":
+        where = {name: (origin or {}).get(name, source) for name in values}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -145,9 +150,10 @@ class Settings:
                 try:
                     out[name] = int(value)
                 except (TypeError, ValueError):
-                    raise ConfigError(f"setting {name} must be a whole number, got {value!r}") from None
+                    raise ConfigError(f"setting {name} in {where[name]} must be a whole number, "
+                                      f"got {value!r}") from None
             elif name in ("bootstrap_servers", "namespace", "kafka_version") and not isinstance(value, str):
-                raise ConfigError(f"setting {name} in {source} must be a string, got {value!r}",
+                raise ConfigError(f"setting {name} in {where[name]} must be a string, got {value!r}",
                                   hint=f'quote it: {name} = "{value}"')
             elif name == "bootstrap_servers":
                 out[name] = value.strip() or None
@@ -155,11 +161,11 @@ class Settings:
                 out[name] = value
         settings = cls(**out)
         if settings.local_nodes not in (1, 3):
-            raise ConfigError(f"local_nodes must be 1 or 3, got {settings.local_nodes}")
+            raise ConfigError(f"setting local_nodes in {where.get('local_nodes', source)} must be 1 or 3, "
+                              f"got {settings.local_nodes}")
         if not _NAME_RE.match(settings.namespace):
-            raise ConfigError(
-                f"invalid namespace {settings.namespace!r}", hint="use letters, digits, '_' and '-' only"
-            )
+            raise ConfigError(f"invalid namespace {settings.namespace!r} (from {where.get('namespace', source)})",
+                              hint="use letters, digits, '_' and '-' only")
         return settings
 
     def with_(self, **changes: Any) -> "Settings":

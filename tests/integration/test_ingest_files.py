@@ -18,6 +18,7 @@ from helpers import drain
 
 from streamml import headers as H
 from streamml.config import Settings
+from streamml.errors import EXIT_USAGE
 from streamml.ingest import ingest_files
 from streamml.kafka import clients
 from streamml.schema import Field, Schema, SchemaRegistry, codec_for
@@ -202,8 +203,8 @@ def test_cli_user_mistakes_are_one_clean_line(settings: Settings, tmp_path: Path
         with pytest.raises(SystemExit) as info:
             main(args)
         err = " ".join(capsys.readouterr().err.split())
-        assert info.value.code == 1, (args, err)
+        assert info.value.code == EXIT_USAGE, (args, err)
         assert err.startswith("error:") and message in err and "Traceback" not in err, (args, err)
     r = subprocess.run(SM + ["ingest", "file", str(tmp_path / "nope.jsonl"), "--stream", "s"], env=_env(settings),
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 1 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
+    assert r.returncode == EXIT_USAGE and r.stderr.startswith("error:") and "Traceback" not in r.stderr

@@ -104,3 +104,36 @@ def test_drift_triggers_exactly_one_retrain_and_one_promotion(settings: Settings
     assert [s["version"] for s in swaps] == ["2"]
     assert mon.alerter.retrains_sent == 1, suppressed
     assert b"streamml_drift_psi" in metrics.exposition()
+
+
+def test_features_read_before_the_reference_arrives_still_count(settings: Settings) -> None:
+    """A monitor that reads the features faster than the production model's reference arrives
+    (or that starts before the first model) judges drift on what it already read."""
+    topic = settings.topic("features", "payments")
+    ensure_topic(settings, topic, 2)
+    train_topic = settings.topic("features", "history")
+    ensure_topic(settings, train_topic, 2)
+    produce_features(settings, train_topic, 1500, 0, drifted=False, seed=1)
+    produce_features(settings, topic, 1500, 0, drifted=True, seed=2)
+    cfg = MonitorConfig(drift_window=1000, drift_min_samples=500, eval_interval=0.3, cooldown=300, min_recall=None)
+    mon = Monitor(settings, "fraud", features_topic=topic, config=cfg, metrics=Metrics(),
+                  send=control_sender(settings))
+    mon.start()
+    try:
+        deadline = time.monotonic() + 30
+        while mon.counts["features"] < 1500:                 # everything read, no model yet
+            assert time.monotonic() < deadline, mon.counts
+            time.sleep(0.2)
+        assert mon.version is None and mon.drift is None
+        job = TrainingJob("fraud", train_topic, SklearnClassifier(), features=["amount", "velocity"], seed=0)
+        assert job.run(settings, Registry(settings)).promoted
+        deadline = time.monotonic() + 30
+        while mon.alerter.retrains_sent == 0:                # no new feature arrives after the model
+            assert time.monotonic() < deadline, (mon.version, mon.last_drift, mon.alerter.state())
+            time.sleep(0.2)
+    finally:
+        mon.stop()
+        mon.close()
+    assert mon.counts["features"] == 1500
+    assert mon.last_drift is not None and set(mon.last_drift.drifted) & {"amount", "velocity"}
+    assert mon.last_drift.features["amount"].n == 1000       # the window holds the newest rows only

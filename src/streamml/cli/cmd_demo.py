@@ -13,8 +13,8 @@ def register(app: typer.Typer) -> None:
 
 def demo(
     ctx: typer.Context,
-    minutes: float = typer.Option(3.0, help="How long the scenario runs."),
-    port: int = typer.Option(8050, help="Dashboard port on 127.0.0.1."),
+    minutes: float = typer.Option(3.0, min=0.5, help="How long the scenario runs."),
+    port: int = typer.Option(8050, min=0, max=65535, help="Dashboard port on 127.0.0.1."),
     no_dashboard: bool = typer.Option(False, "--no-dashboard", help="Do not serve the dashboard."),
     quick: bool = typer.Option(False, "--quick", help="Only the smallest path: events in, read back, summary."),
 ) -> None:

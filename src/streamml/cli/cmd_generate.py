@@ -25,6 +25,8 @@ def _check(count: Optional[int], duration: Optional[float], rate: Optional[float
         raise ConfigError("--count must be at least 1")
     if rate is not None and rate <= 0:
         raise ConfigError("--rate must be positive")
+    if duration is not None and duration <= 0:
+        raise ConfigError("--duration must be positive")
 
 
 def _print(report: Any, positive_name: str, as_json: bool) -> None:
@@ -61,6 +63,8 @@ def transactions_cmd(
     _check(count, duration, rate)
     if not 0 <= fraud_rate <= 1:
         raise ConfigError("--fraud-rate must be between 0 and 1")
+    if cards < 1 or merchants < 1 or label_delay_ms < 0:
+        raise ConfigError("--cards and --merchants must be at least 1, --label-delay-ms at least 0")
     settings = connected(ctx)
     report = generate_transactions(settings, stream=stream, count=count, duration=duration, rate=rate, seed=seed,
                                    fraud_rate=fraud_rate, new_pattern_at=new_pattern_at,
@@ -84,6 +88,8 @@ def sensors_cmd(
     from streamml.ingest.generators.run import generate_sensors
 
     _check(count, duration, rate)
+    if machines < 1 or mean_life < 1:
+        raise ConfigError("--machines and --mean-life must be at least 1")
     settings = connected(ctx)
     report = generate_sensors(settings, stream=stream, count=count, duration=duration, rate=rate, seed=seed,
                               machines=machines, mean_life=mean_life)

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from streamml.cli.common import connected, console, err_console
+from streamml.cli.common import connected, console, err_console, settings
 from streamml.errors import ConfigError
 from streamml.ingest.writer import IngestCounts
 
@@ -26,6 +26,15 @@ def _schema(path: Optional[Path]) -> Any:
     from streamml.schema.loaders import load_schema
 
     return load_schema(path)
+
+
+def _check(ctx: typer.Context, stream: str | None, wire: str, schema: Any) -> None:
+    """Checks that need no broker: the stream's topic name and the wire format (with its schema)."""
+    from streamml.schema.codec import codec_for
+
+    if stream is not None:
+        settings(ctx).topic("raw", stream)
+    codec_for(wire, schema)
 
 
 def summary(title: str, counts: IngestCounts, extra: dict[str, Any] | None = None) -> None:
@@ -67,12 +76,20 @@ def file_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Ingest CSV, JSONL or Parquet files, exactly once: a re-run continues where the last one stopped."""
-    from streamml.ingest.files import discover, ingest_files
+    from streamml.ingest.files import detect_format, discover, ingest_files
 
-    discover(source)                       # a missing file fails before any broker is started
+    files = discover(source)               # a missing file fails before any broker is started
+    if fmt is not None and fmt not in ("csv", "jsonl", "parquet"):
+        raise ConfigError(f"--format {fmt!r} is not one of csv, jsonl, parquet", hint="e.g. --format csv")
+    if fmt is None:
+        for f in files:
+            detect_format(f)
+    if rate is not None and rate <= 0:
+        raise ConfigError("--rate must be positive")
     sch = _schema(schema)
-    settings = connected(ctx)
-    report = ingest_files(settings, source, stream, schema=sch, format=fmt, key=key, time_column=time_col,
+    _check(ctx, stream, wire, sch)
+    s = connected(ctx)
+    report = ingest_files(s, source, stream, schema=sch, format=fmt, key=key, time_column=time_col,
                           rate=rate, wire_format=wire, restart=restart, lineage_headers=headers,
                           progress=progress and not as_json and console.is_terminal)
     if as_json:
@@ -99,7 +116,7 @@ def _parse_schemas(values: list[str]) -> dict[str, Any]:
 def http_cmd(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    port: int = typer.Option(8080, "--port", help="Port to listen on."),
+    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port to listen on."),
     token: Optional[str] = typer.Option(None, "--token", envvar="STREAMML_HTTP_TOKEN",
                                         help="Bearer token clients must send (or STREAMML_HTTP_TOKEN)."),
     no_auth: bool = typer.Option(False, "--no-auth", help="Serve without authentication."),
@@ -107,7 +124,7 @@ def http_cmd(
     schemas: list[str] = typer.Option([], "--schema", help="STREAM=FILE: validate a stream (repeatable)."),
     max_body: int = typer.Option(8 << 20, "--max-body-bytes", help="Largest request body accepted (413 above)."),
     wire: str = typer.Option("json", "--wire-format", help="json or avro."),
-    ack_timeout: float = typer.Option(15.0, "--ack-timeout", help="Seconds to wait for Kafka before a 503."),
+    ack_timeout: float = typer.Option(15.0, "--ack-timeout", min=0.001, help="Seconds to wait for Kafka before a 503."),
 ) -> None:
     """Serve POST /v1/streams/{stream}/events (JSON array or NDJSON); OpenAPI at /openapi.json."""
     from streamml.ingest.http import HttpOptions, serve_http
@@ -119,10 +136,17 @@ def http_cmd(
     opts = HttpOptions(token=None if no_auth else token, max_body_bytes=max_body,
                        streams=tuple(streams) or None, schemas=_parse_schemas(schemas), wire_format=wire,
                        ack_timeout=ack_timeout)
-    settings = connected(ctx)
-    err_console.print(f"serving http://{host}:{port}/v1/streams/{{stream}}/events  (OpenAPI: /openapi.json)"
-                      + ("" if opts.token else "  [yellow]authentication off[/yellow]"))
-    serve_http(settings, opts, host=host, port=port)
+    for name in streams:
+        _check(ctx, name, "json", None)
+    for name, sch in opts.schemas.items():
+        _check(ctx, name, wire, sch)
+    if wire not in ("json", "avro"):
+        _check(ctx, None, wire, None)  # the unknown wire format's error
+    s = connected(ctx)
+    err_console.print(f"serving http://{host}:{port}/v1/streams/{{stream}}/events  (OpenAPI: /openapi.json)",
+                      markup=False, highlight=False, end="")
+    err_console.print("" if opts.token else "  authentication off", style="yellow", markup=False)
+    serve_http(s, opts, host=host, port=port)
 
 
 @ingest_app.command("mqtt")
@@ -131,28 +155,29 @@ def mqtt_cmd(
     stream: str = typer.Option(..., "--stream", "-s", help="Stream name: records go to <ns>.raw.<stream>."),
     topics: list[str] = typer.Option(["#"], "--topic", "-t", help="MQTT topic filter, wildcards allowed (repeatable)."),
     mqtt_host: str = typer.Option("127.0.0.1", "--mqtt-host"),
-    mqtt_port: int = typer.Option(1883, "--mqtt-port"),
+    mqtt_port: int = typer.Option(1883, "--mqtt-port", min=1, max=65535),
     username: Optional[str] = typer.Option(None, "--username"),
     password: Optional[str] = typer.Option(None, "--password", envvar="STREAMML_MQTT_PASSWORD"),
     tls: bool = typer.Option(False, "--tls", help="Connect with TLS."),
     client_id: Optional[str] = typer.Option(None, "--client-id", help="MQTT client id (persistent session)."),
     schema: Optional[Path] = typer.Option(None, "--schema", help="Validate JSON payloads against a schema."),
     raw: bool = typer.Option(False, "--raw", help="Pass payloads through without JSON validation."),
-    duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many seconds."),
-    count: Optional[int] = typer.Option(None, "--count", help="Stop after this many messages."),
+    duration: Optional[float] = typer.Option(None, "--duration", min=0, help="Stop after this many seconds."),
+    count: Optional[int] = typer.Option(None, "--count", min=1, help="Stop after this many messages."),
 ) -> None:
     """Bridge MQTT topics into Kafka at QoS 1; the MQTT topic becomes the key. PUBACK after Kafka's ack."""
     from streamml.ingest.mqtt import MqttOptions, bridge_mqtt
 
     opts = MqttOptions(host=mqtt_host, port=mqtt_port, topics=tuple(topics), username=username,
                        password=password, tls=tls, client_id=client_id, schema=_schema(schema), raw=raw)
-    settings = connected(ctx)
+    _check(ctx, stream, "json", None)
+    s = connected(ctx)
 
     def ready(bridge: Any) -> None:
         err_console.print(f"bridging mqtt://{mqtt_host}:{mqtt_port} {', '.join(topics)} -> {bridge.writer.topic}"
                           " (Ctrl-C to stop)")
 
-    counts = bridge_mqtt(settings, stream, opts, duration=duration, max_messages=count, on_ready=ready)
+    counts = bridge_mqtt(s, stream, opts, duration=duration, max_messages=count, on_ready=ready)
     summary(f"mqtt -> {stream}", counts)
 
 

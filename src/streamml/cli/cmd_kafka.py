@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from streamml.cli.common import console, settings
-from streamml.errors import ProvisioningError
+from streamml.errors import ConfigError, ProvisioningError
 from streamml.kafka.local import LocalCluster
 
 kafka_app = typer.Typer(help="Run a local Apache Kafka cluster (KRaft, 1 or 3 nodes).", no_args_is_help=True)
@@ -28,11 +28,14 @@ def _cluster(ctx: typer.Context, data_dir: Optional[Path], **kw: int | None) -> 
 def up(
     ctx: typer.Context,
     nodes: Optional[int] = typer.Option(None, "--nodes", help="1 or 3 nodes (each broker+controller)."),
-    port: Optional[int] = typer.Option(None, "--port", help="Client port of node 1; node i uses port+i-1."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65533,
+                                       help="Client port of node 1; node i uses port+i-1."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where data, logs and pids live."),
     secure: bool = typer.Option(False, "--secure", help="SASL_SSL: SCRAM-SHA-512 over TLS, ACLs enforced."),
 ) -> None:
     """Start the local cluster (fetching Kafka from Maven Central once), wait until it answers."""
+    if nodes is not None and nodes not in (1, 3):
+        raise ConfigError(f"--nodes must be 1 or 3, got {nodes}", hint="a 3-node cluster gives replication 3")
     cluster = _cluster(ctx, data_dir, nodes=nodes, port=port)
     if (nodes and nodes != cluster.nodes) or (port and port != cluster.port) or (secure and not cluster.secure):
         if cluster.state_file.exists():
@@ -58,7 +61,7 @@ def down(
     ctx: typer.Context,
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
     purge: bool = typer.Option(False, "--purge", help="Also delete the cluster's data and logs."),
-    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait after SIGTERM before SIGKILL."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0, help="Seconds to wait after SIGTERM before SIGKILL."),
 ) -> None:
     """Stop the processes the local cluster started (graceful first, hard after --timeout)."""
     cluster = LocalCluster.load(Path(data_dir or settings(ctx).cluster_dir))
@@ -76,8 +79,8 @@ def status(ctx: typer.Context, data_dir: Optional[Path] = typer.Option(None, "--
     cluster = LocalCluster.load(Path(data_dir or s.cluster_dir))
     bootstrap = s.bootstrap_servers or (cluster.bootstrap_servers if cluster else None)
     if bootstrap is None:
-        console.print("no local cluster and no bootstrap servers configured (try: streamml kafka up)")
-        raise typer.Exit(1)
+        raise ProvisioningError(f"no local cluster in {Path(data_dir or s.cluster_dir)} and no bootstrap servers "
+                                "configured", hint="start one with 'streamml kafka up', or pass -b HOST:PORT")
     from streamml.kafka.inspect import cluster_overview
 
     local_opts = cluster.client_options() if cluster and not s.bootstrap_servers else {}
@@ -110,14 +113,16 @@ def status(ctx: typer.Context, data_dir: Optional[Path] = typer.Option(None, "--
 def logs(
     ctx: typer.Context,
     node: int = typer.Option(1, "--node", help="Which node's log."),
-    lines: int = typer.Option(50, "--lines", "-l"),
+    lines: int = typer.Option(50, "--lines", "-l", min=1),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
 ) -> None:
     """The last lines of a node's server log."""
-    cluster = LocalCluster.load(Path(data_dir or settings(ctx).cluster_dir))
+    where = Path(data_dir or settings(ctx).cluster_dir)
+    cluster = LocalCluster.load(where)
     if cluster is None:
-        console.print("no local cluster here")
-        raise typer.Exit(1)
+        raise ProvisioningError(f"no local cluster in {where}", hint="start one with 'streamml kafka up'")
+    if node not in range(1, cluster.nodes + 1):
+        raise ConfigError(f"--node {node}: the cluster in {where} has node(s) 1..{cluster.nodes}")
     typer.echo(cluster.log_tail(node, lines))
     typer.echo(f"(log: {cluster.node(node).path / 'server.log'})", err=True)
 

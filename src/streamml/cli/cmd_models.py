@@ -113,7 +113,7 @@ def show_cmd(ctx: typer.Context, ref: str = typer.Argument(..., help="name (prod
 
 
 @models_app.command("promote")
-def promote_cmd(ctx: typer.Context, name: str, version: int,
+def promote_cmd(ctx: typer.Context, name: str, version: int = typer.Argument(..., min=1),
                 stage: str = typer.Option("production", "--stage", "-s",
                                           help="candidate, shadow, canary, production or archived")) -> None:
     """Move a version to a stage (the version that held it steps down)."""
@@ -164,7 +164,8 @@ def _short(v: Any, width: int = 60) -> str:
 
 @models_app.command("watch")
 def watch_cmd(ctx: typer.Context, name: Optional[str] = typer.Argument(None),
-              timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop after this many seconds.")) -> None:
+              timeout: Optional[float] = typer.Option(None, "--timeout", min=0,
+                                                      help="Stop after this many seconds.")) -> None:
     """Print changes to the registry as they are committed (Ctrl-C stops)."""
     reg = _registry(ctx)
     try:

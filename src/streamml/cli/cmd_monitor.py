@@ -16,6 +16,7 @@ import orjson
 import typer
 
 from streamml.cli.common import connected, console, err_console
+from streamml.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -50,21 +51,27 @@ def monitor(
     labels: Optional[str] = typer.Option(None, help="Labels topic (or stream name) with delayed ground truth."),
     psi: float = typer.Option(0.2, help="PSI above which a feature drifts."),
     ks: Optional[float] = typer.Option(0.3, help="KS statistic above which a feature drifts."),
-    window: int = typer.Option(3000, help="Sliding window (records) for drift."),
-    quality_window: int = typer.Option(2000, help="Sliding window (labelled predictions) for quality."),
+    window: int = typer.Option(3000, min=1, help="Sliding window (records) for drift."),
+    quality_window: int = typer.Option(2000, min=1, help="Sliding window (labelled predictions) for quality."),
     min_recall: Optional[float] = typer.Option(0.5, help="Alert when live recall falls below this."),
     min_precision: Optional[float] = typer.Option(None, help="Alert when live precision falls below this."),
     min_auc: Optional[float] = typer.Option(None, help="Alert when live ROC AUC falls below this."),
-    cooldown: float = typer.Option(300.0, help="Seconds between two retrain requests."),
-    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: run until Ctrl-C)."),
-    metrics_port: Optional[int] = typer.Option(None, help="Also serve Prometheus /metrics on this port."),
+    cooldown: float = typer.Option(300.0, min=0, help="Seconds between two retrain requests."),
+    duration: Optional[float] = typer.Option(None, min=0,
+                                             help="Stop after this many seconds (default: run until Ctrl-C)."),
+    metrics_port: Optional[int] = typer.Option(None, min=0, max=65535,
+                                               help="Also serve Prometheus /metrics on this port."),
     start: str = typer.Option("earliest", help="Where a new monitor group starts: earliest or latest."),
     label_field: str = typer.Option("label", help="The label field of the labels topic's records."),
 ) -> None:
     """Watch a model: feature and prediction drift, live quality, lag; ask for retraining on <ns>.control."""
     from streamml.monitor.loop import Monitor, MonitorConfig
     from streamml.monitor.metrics import get_metrics, serve_metrics
+    from streamml.registry.descriptor import check_name
 
+    check_name(model)  # the options are checked before anything connects
+    if start not in ("earliest", "latest"):
+        raise ConfigError(f"--start {start!r} is not one of earliest, latest", hint="e.g. --start latest")
     settings = connected(ctx)
     cfg = MonitorConfig(drift_window=window, psi_threshold=psi, ks_threshold=ks, quality_window=quality_window,
                         min_recall=min_recall, min_precision=min_precision, min_auc=min_auc, cooldown=cooldown,
@@ -104,9 +111,9 @@ def monitor(
 
 def dashboard(
     ctx: typer.Context,
-    port: int = typer.Option(8050, help="Port to listen on (0: any free port)."),
+    port: int = typer.Option(8050, min=0, max=65535, help="Port to listen on (0: any free port)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
+    duration: Optional[float] = typer.Option(None, min=0, help="Stop after this many seconds (default: until Ctrl-C)."),
 ) -> None:
     """Serve the web dashboard: live charts, models and lineage, alerts, dead letters."""
     from streamml.monitor.dashboard import serve
@@ -124,8 +131,8 @@ def dashboard(
 def status(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
-    watch: Optional[float] = typer.Option(None, help="Redraw every N seconds until Ctrl-C."),
-    window: float = typer.Option(900.0, help="How far back (seconds) to read metric snapshots."),
+    watch: Optional[float] = typer.Option(None, min=0.1, help="Redraw every N seconds until Ctrl-C."),
+    window: float = typer.Option(900.0, min=1, help="How far back (seconds) to read metric snapshots."),
 ) -> None:
     """Models, components, latency, lag, drift, quality, alerts and dead letters at a glance."""
     from streamml.monitor.status import gather, render

@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from streamml.cli.common import connected, console, err_console
+from streamml.errors import ConfigError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -57,9 +58,14 @@ def render(df: pl.DataFrame, title: str | None = None, max_rows: int = 50) -> Ta
     return table
 
 
+def _check_format(fmt: str, formats: tuple[str, ...] = _FORMATS) -> str:
+    if fmt not in formats:
+        raise ConfigError(f"--format {fmt!r} is not one of {', '.join(formats)}", hint=f"e.g. --format {formats[0]}")
+    return fmt
+
+
 def _emit(df: pl.DataFrame, fmt: str, title: str | None, max_rows: int) -> None:
-    if fmt not in _FORMATS:
-        raise typer.BadParameter(f"format must be one of {', '.join(_FORMATS)}")
+    _check_format(fmt)
     if fmt == "table":
         console.print(render(df, title, max_rows))
     elif fmt == "json":
@@ -72,11 +78,17 @@ def _emit(df: pl.DataFrame, fmt: str, title: str | None, max_rows: int) -> None:
     sys.stdout.flush()
 
 
-def _bound(text: Optional[str]) -> Any:
+def _bound(text: Optional[str], flag: str = "--start") -> Any:
+    """An offset (negative: from the end) or an ISO-8601 time, checked before anything connects."""
     if text is None:
         return None
     if text.lstrip("-").isdigit():
         return int(text)
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} is neither an offset nor an ISO-8601 time",
+                          hint=f"e.g. {flag} 100, {flag} -10 or {flag} 2024-05-01T12:00:00") from None
     return text
 
 
@@ -86,6 +98,7 @@ def topics_cmd(ctx: typer.Context,
     """List the topics: kind, partitions, offsets."""
     from streamml.query import topics
 
+    _check_format(fmt)
     s = connected(ctx)
     df = topics(settings=s, all_namespaces=all_)
     if df.is_empty():
@@ -95,7 +108,7 @@ def topics_cmd(ctx: typer.Context,
 
 
 def head_cmd(ctx: typer.Context, topic: str = typer.Argument(..., help="Topic: full name, kind.name or name."),
-             n: int = typer.Option(10, "-n", "--lines", help="How many records."),
+             n: int = typer.Option(10, "-n", "--lines", min=0, help="How many records."),
              last: bool = typer.Option(False, "--last", help="The last records instead of the first."),
              start: Optional[str] = typer.Option(None, "--start", help="Offset (negative: from the end) or ISO time."),
              fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
@@ -104,8 +117,10 @@ def head_cmd(ctx: typer.Context, topic: str = typer.Argument(..., help="Topic: f
     from streamml.query import topic as get_topic
     from streamml.query.reader import META_COLUMNS
 
+    _check_format(fmt)
+    bound = _bound(start)
     t = get_topic(topic, settings=connected(ctx))
-    view = t.range(start=_bound(start)) if start is not None else t
+    view = t.range(start=bound) if start is not None else t
     df = view.last(n) if last else view.head(n)
     if no_meta:
         df = df.drop([c for c in META_COLUMNS if c in df.columns and c != "_offset"])
@@ -115,15 +130,17 @@ def head_cmd(ctx: typer.Context, topic: str = typer.Argument(..., help="Topic: f
 def tail_cmd(ctx: typer.Context, topic: str = typer.Argument(..., help="Topic: full name, kind.name or name."),
              where: Optional[str] = typer.Option(None, "--where", "-w", help="SQL filter, e.g. \"score > 0.9\"."),
              from_: str = typer.Option("end", "--from", help="end, beginning, an offset or an ISO time."),
-             max_records: Optional[int] = typer.Option(None, "--max", help="Stop after this many records."),
-             timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop after this many seconds."),
-             idle: Optional[float] = typer.Option(None, "--idle", help="Stop after this many quiet seconds."),
+             max_records: Optional[int] = typer.Option(None, "--max", min=0, help="Stop after this many records."),
+             timeout: Optional[float] = typer.Option(None, "--timeout", min=0, help="Stop after this many seconds."),
+             idle: Optional[float] = typer.Option(None, "--idle", min=0, help="Stop after this many quiet seconds."),
              fmt: str = typer.Option("json", "--format", "-f", help="json (one line per record) or table.")) -> None:
     """Follow a topic live (Ctrl-C stops)."""
     from streamml.query import tail
 
+    _check_format(fmt, ("json", "table"))
+    position = _bound(from_, "--from") if from_ not in ("end", "beginning") else from_
     s = connected(ctx)
-    live = tail(topic, where=where, from_=_bound(from_) if from_ not in ("end", "beginning") else from_,
+    live = tail(topic, where=where, from_=position,
                 max_records=max_records, timeout=timeout, idle_timeout=idle, settings=s)
     err_console.print(f"[dim]following {live.topic} from {from_}{' where ' + where if where else ''} "
                       "(Ctrl-C stops)[/dim]")
@@ -144,7 +161,7 @@ def tail_cmd(ctx: typer.Context, topic: str = typer.Argument(..., help="Topic: f
 
 def sql_cmd(ctx: typer.Context, statement: str = typer.Argument(..., help="A SELECT over topics (DuckDB SQL)."),
             fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
-            max_rows: int = typer.Option(50, "--max-rows", help="Rows to print."),
+            max_rows: int = typer.Option(50, "--max-rows", min=0, help="Rows to print."),
             deploy: Optional[str] = typer.Option(None, "--deploy", help="Run the statement as pipeline NAME."),
             to: Optional[str] = typer.Option(None, "--to", help="Output topic of --deploy (default: NAME)."),
             idle_exit: Optional[float] = typer.Option(None, "--idle-exit",
@@ -153,6 +170,7 @@ def sql_cmd(ctx: typer.Context, statement: str = typer.Argument(..., help="A SEL
     """Run SQL over topics; with --deploy, run a continuous statement (EMIT CHANGES) as a pipeline."""
     from streamml import query
 
+    _check_format(fmt)
     s = connected(ctx)
     if deploy is None:
         _emit(query.sql(statement, settings=s), fmt, None, max_rows)

@@ -17,9 +17,9 @@ def register(app: typer.Typer) -> None:
 
 
 def soak_cmd(
-    minutes: float = typer.Option(2.0, "--minutes", help="How long the load runs (at least)."),
+    minutes: float = typer.Option(2.0, "--minutes", min=0.05, help="How long the load runs (at least)."),
     faults: int = typer.Option(3, "--faults", min=0, help="Faults injected under load, at least."),
-    rate: float = typer.Option(200.0, "--rate", help="Events per second."),
+    rate: float = typer.Option(200.0, "--rate", min=1, help="Events per second."),
     seed: int = typer.Option(1, "--seed", help="Seed of the fault schedule."),
     secure: bool = typer.Option(False, "--secure", help="Run the cluster with SASL_SSL and ACLs."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Keep cluster data and logs here."),

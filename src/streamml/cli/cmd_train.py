@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from streamml.cli.common import connected, console
+from streamml.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -31,21 +32,28 @@ def train_cmd(
     request: bool = typer.Option(False, "--request",
                                  help="Only send a retrain command on <ns>.control (a running retrainer acts)."),
     watch: bool = typer.Option(False, "--watch", help="Keep running: retrain on control commands and triggers."),
-    every: Optional[float] = typer.Option(None, "--every", help="With --watch: retrain every N seconds."),
-    new_labels: Optional[int] = typer.Option(None, "--new-labels",
+    every: Optional[float] = typer.Option(None, "--every", min=0.001, help="With --watch: retrain every N seconds."),
+    new_labels: Optional[int] = typer.Option(None, "--new-labels", min=1,
                                              help="With --watch: retrain after N new labelled records."),
 ) -> None:
     """Train NAME from its features (and labels) topics, evaluate against production on the
     same held-out window, publish to the registry, promote if better by --margin."""
+    from streamml.registry.descriptor import check_name
     from streamml.train import BUILTIN_TRAINERS, Retrainer, TrainingJob, request_retrain
 
+    check_name(name)  # every option is checked before anything connects
+    if trainer not in BUILTIN_TRAINERS:
+        raise ConfigError(f"--trainer {trainer!r} is not one of {', '.join(BUILTIN_TRAINERS)}",
+                          hint="e.g. --trainer sklearn")
+    if not 0 < holdout < 1:
+        raise ConfigError(f"--holdout must be between 0 and 1 (a fraction), got {holdout}", hint="e.g. --holdout 0.2")
+    if (every is not None or new_labels is not None) and not watch:
+        raise ConfigError("--every and --new-labels need --watch")
     settings = connected(ctx)
     if request:
         request_retrain(settings, name, reason="streamml train --request")
         console.print(f"retrain of [bold]{name}[/bold] requested on {settings.topic('control')}")
         return
-    if trainer not in BUILTIN_TRAINERS:
-        raise typer.BadParameter(f"trainer must be one of {', '.join(BUILTIN_TRAINERS)}")
     job = TrainingJob(name, features or name, BUILTIN_TRAINERS[trainer](), labels_topic=labels,
                       features=[c.strip() for c in columns.split(",")] if columns else None, metric=metric,
                       margin=margin, holdout=holdout, seed=seed, promote=not no_promote,

@@ -21,7 +21,7 @@ def verify_cmd(
     input: List[str] = typer.Option(..., "--input", "-i", help="Input topic(s)."),
     output: List[str] = typer.Option(..., "--output", "-o", help="Output topic(s)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    timeout: float = typer.Option(120.0, help="Seconds to read each topic to its end."),
+    timeout: float = typer.Option(120.0, min=0, help="Seconds to read each topic to its end."),
     id_field: Optional[str] = typer.Option(None, help="JSON field that identifies a record (default: the "
                                                       "sm.event_id header, else event_id)."),
 ) -> None:

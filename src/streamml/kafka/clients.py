@@ -8,13 +8,16 @@ pass-through options (security, tuning), then the caller's ``overrides``.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from streamml.config import Settings
 from streamml.errors import ConfigError
+
+_C = TypeVar("_C")
 
 __all__ = ["producer", "consumer", "admin", "check_access", "PRODUCER_DEFAULTS", "CONSUMER_DEFAULTS"]
 
@@ -56,7 +59,7 @@ def _merged(settings: Settings, defaults: dict[str, Any], overrides: dict[str, A
     return conf
 
 
-def _build(kind: Any, conf: dict[str, Any]) -> Any:
+def _build(kind: Callable[[dict[str, Any]], _C], conf: dict[str, Any]) -> _C:
     """``kind(conf)``; an option librdkafka refuses (``security.protocol = "bogus"``) is a
     ConfigError naming it, raised before anything connects."""
     try:

@@ -114,6 +114,7 @@ class Monitor:
         ref = Reference.coerce(reference) if reference is not None else None
         self._explicit_ref = ref is not None
         self.drift = self._detector(ref) if ref is not None else None
+        self._early: list[tuple[str, pl.DataFrame]] = []  # see _hold
         self.quality = QualityTracker(window=cfg.quality_window, task=cfg.task, threshold=cfg.threshold)
         self.last_drift: DriftReport | None = None
         self.last_quality: dict[str, Any] = {}
@@ -192,6 +193,11 @@ class Monitor:
         ref = None if (self._explicit_ref and previous is None) else reference_for(self.settings, d)
         if ref is not None:
             self.drift = self._detector(ref)
+            if previous is None:  # what was read before the reference arrived still counts
+                for kind, frame in self._early:
+                    if kind == "features" or "score" in self.drift.reference.features:
+                        self.drift.update(frame)
+            self._early.clear()
         elif self.drift is not None:
             self.drift.reset()
         if previous is not None:
@@ -219,6 +225,20 @@ class Monitor:
         self.counts["features"] += df.height
         if self.drift is not None and df.height:
             self.drift.update(df)
+        elif df.height:
+            self._hold("features", df)
+
+    def _hold(self, kind: str, df: pl.DataFrame) -> None:
+        """Keep the newest ``drift_window`` rows of each kind read before the production
+        model's reference is known (the monitor may start, or read fast, before it arrives)."""
+        self._early.append((kind, df))
+        keep, rows = [], 0
+        for k, frame in reversed(self._early):
+            if k == kind and rows >= self.config.drift_window:
+                continue
+            keep.append((k, frame))
+            rows += frame.height if k == kind else 0
+        self._early = keep[::-1]
 
     def _on_predictions(self, msgs: list[Any]) -> None:
         df = self._decode(msgs)
@@ -240,6 +260,8 @@ class Monitor:
         self.metrics.observe_predictions(self.model, scores.to_numpy())
         if self.drift is not None and "score" in self.drift.reference.features:
             self.drift.update(df.select("score"))
+        elif self.drift is None:
+            self._hold("score", df.select("score"))
         if "event_id" in df.columns:
             version: Any = None
             for col in ("model_version", "version"):
