@@ -92,7 +92,7 @@ def quix_throughput(s: Settings, src: str, n: int, data: bytes, *, eos: bool) ->
 
     def score(v: dict[str, Any]) -> dict[str, Any]:
         x = np.array([[v[c] for c in cols]], dtype=np.float32)
-        label, probs = sess.run(None, {in_name: x})
+        label, probs = sess.run(["label", "probabilities"], {in_name: x})
         seen["n"] += 1
         if seen["n"] >= n:
             app.stop()
