@@ -76,16 +76,9 @@ def file_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Ingest CSV, JSONL or Parquet files, exactly once: a re-run continues where the last one stopped."""
-    from streamml.ingest.files import detect_format, discover, ingest_files
+    from streamml.ingest.files import check_source, ingest_files
 
-    files = discover(source)               # a missing file fails before any broker is started
-    if fmt is not None and fmt not in ("csv", "jsonl", "parquet"):
-        raise ConfigError(f"--format {fmt!r} is not one of csv, jsonl, parquet", hint="e.g. --format csv")
-    if fmt is None:
-        for f in files:
-            detect_format(f)
-    if rate is not None and rate <= 0:
-        raise ConfigError("--rate must be positive")
+    check_source(source, fmt, rate)        # a missing file or bad option fails before any broker is started
     sch = _schema(schema)
     _check(ctx, stream, wire, sch)
     s = connected(ctx)

@@ -39,7 +39,7 @@ from streamml.schema.codec import codec_for, schema_headers
 from streamml.schema.core import Schema
 from streamml.schema.registry import SchemaRegistry
 
-__all__ = ["ingest_files", "FileIngestReport", "discover", "detect_format", "FORMATS_BY_SUFFIX"]
+__all__ = ["ingest_files", "FileIngestReport", "check_source", "discover", "detect_format", "FORMATS_BY_SUFFIX"]
 
 FORMATS_BY_SUFFIX = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
                      ".parquet": "parquet", ".pq": "parquet"}
@@ -230,6 +230,25 @@ class _Checkpoint:
 
 
 # -- the run ------------------------------------------------------------------------------
+def check_source(source: str | Path, format: str | None = None,
+                 rate: float | None = None) -> tuple[list[Path], list[str]]:
+    """The files of ``source`` and the format of each, checked before anything connects:
+    a missing source, an unknown ``format``, a file whose format cannot be told, a rate <= 0.
+
+    >>> check_source("nowhere/*.csv")
+    Traceback (most recent call last):
+    ...
+    streamml.errors.ConfigError: no file matches nowhere/*.csv
+    """
+    files = discover(source)
+    if format is not None and format not in ("csv", "jsonl", "parquet"):
+        raise ConfigError(f"--format {format!r} is not one of csv, jsonl, parquet", hint="e.g. --format csv")
+    fmts = [format or detect_format(f) for f in files]
+    if rate is not None and rate <= 0:
+        raise ConfigError("--rate must be positive")
+    return files, fmts
+
+
 def ingest_files(settings: Settings, source: str | Path, stream: str, *, schema: Schema | None = None,
                  format: str | None = None, key: str | None = None, time_column: str | None = None,
                  rate: float | None = None, wire_format: str = "json", restart: bool = False,
@@ -261,12 +280,7 @@ def ingest_files(settings: Settings, source: str | Path, stream: str, *, schema:
     accepted + dead_lettered`` holds for both.
     """
     t0 = time.monotonic()
-    files = discover(source)
-    fmts = [format or detect_format(f) for f in files]
-    if format is not None and format not in ("csv", "jsonl", "parquet"):
-        raise ConfigError(f"unknown file format {format!r}", hint="use csv, jsonl or parquet")
-    if rate is not None and rate <= 0:
-        raise ConfigError("--rate must be positive")
+    files, fmts = check_source(source, format, rate)
     if schema is not None:
         schema = SchemaRegistry.for_settings(settings).register(stream, schema)
     codec = codec_for(wire_format, schema)

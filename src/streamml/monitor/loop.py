@@ -114,7 +114,7 @@ class Monitor:
         ref = Reference.coerce(reference) if reference is not None else None
         self._explicit_ref = ref is not None
         self.drift = self._detector(ref) if ref is not None else None
-        self._early: list[tuple[str, pl.DataFrame]] = []  # see _hold
+        self._early: dict[str, list[pl.DataFrame]] = {"features": [], "score": []}  # see _hold
         self.quality = QualityTracker(window=cfg.quality_window, task=cfg.task, threshold=cfg.threshold)
         self.last_drift: DriftReport | None = None
         self.last_quality: dict[str, Any] = {}
@@ -194,10 +194,13 @@ class Monitor:
         if ref is not None:
             self.drift = self._detector(ref)
             if previous is None:  # what was read before the reference arrived still counts
-                for kind, frame in self._early:
-                    if kind == "features" or "score" in self.drift.reference.features:
-                        self.drift.update(frame)
-            self._early.clear()
+                held = self._early["features"]
+                if "score" in self.drift.reference.features:
+                    held = held + self._early["score"]
+                for frame in held:
+                    self.drift.update(frame)
+            for frames in self._early.values():
+                frames.clear()
         elif self.drift is not None:
             self.drift.reset()
         if previous is not None:
@@ -231,14 +234,14 @@ class Monitor:
     def _hold(self, kind: str, df: pl.DataFrame) -> None:
         """Keep the newest ``drift_window`` rows of each kind read before the production
         model's reference is known (the monitor may start, or read fast, before it arrives)."""
-        self._early.append((kind, df))
-        keep, rows = [], 0
-        for k, frame in reversed(self._early):
-            if k == kind and rows >= self.config.drift_window:
-                continue
-            keep.append((k, frame))
-            rows += frame.height if k == kind else 0
-        self._early = keep[::-1]
+        held = self._early[kind]
+        held.append(df)
+        rows = 0
+        for i in range(len(held) - 1, 0, -1):  # drop the frames older than the newest drift_window rows
+            rows += held[i].height
+            if rows >= self.config.drift_window:
+                del held[:i]
+                break
 
     def _on_predictions(self, msgs: list[Any]) -> None:
         df = self._decode(msgs)
