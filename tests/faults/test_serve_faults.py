@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from streamml.chaos import wait_until
 from streamml.config import Settings
 from streamml.kafka.admin import ensure_topic
+from streamml.kafka.read import watermarks
 from streamml.registry import Registry
 from streamml.serve.testing import FRAUD_FEATURES, fraud_events, fraud_frame, produce_events, read_topic
 
@@ -43,31 +45,48 @@ def test_repeated_sigkill_with_swaps_loses_and_duplicates_nothing(settings: Sett
                     stage="production")
 
     publish(1.0)
-    total, chunks = 30_000, 30
+    total, phases = 30_000, 5
     events = fraud_events(total, seed=8)
+    preds = settings.topic("predictions", "fraud")
     procs = {name: _spawn(settings, tmp_path, name) for name in ("a", "b")}
 
-    def load() -> None:
-        per = total // chunks
-        for i in range(chunks):
-            produce_events(settings, topic, events[i * per:(i + 1) * per])
-            time.sleep(0.3)
+    def scored() -> int:  # committed end offsets of the predictions (markers included: it only grows)
+        return sum(high for _, high in watermarks(settings, preds, committed=True, timeout=10).values())
 
-    loader = threading.Thread(target=load, daemon=True)
-    loader.start()
+    def load(phase: int) -> threading.Thread:
+        per = total // phases
+
+        def run() -> None:
+            batch = events[phase * per:(phase + 1) * per]
+            for i in range(0, per, per // 6):
+                produce_events(settings, topic, batch[i:i + per // 6])
+                time.sleep(0.3)
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        return t
+
+    # Each round feeds a fifth of the events and waits until some of them are scored, so the kill
+    # lands while the scorers work and each promotion has records left to be scored by it, however
+    # slow the machine (the test waits for progress, not for a fixed time).
     rng = random.Random(3)
-    kills = 0
+    kills, mark = 0, 0
+    loaders = []
     try:
         for round_ in range(4):
-            time.sleep(2.5)
+            loaders.append(load(round_))
+            assert wait_until(lambda m=mark: scored() > m, 120), f"round {round_}: nothing scored in 120 s"
             victim = rng.choice(sorted(procs))
             procs[victim].send_signal(signal.SIGKILL)
             procs[victim].wait(10)
             kills += 1
-            publish(1.0 + round_ / 10)
+            publish(1.0 + (round_ + 1) / 10)
             procs[victim] = _spawn(settings, tmp_path, victim)
-        loader.join(120)
-        got = read_topic(settings, settings.topic("predictions", "fraud"), expect=total, timeout=120, quiet_s=3.0)
+            mark = scored()
+        loaders.append(load(4))
+        for t in loaders:
+            t.join(120)
+        got = read_topic(settings, preds, expect=total, timeout=180, quiet_s=3.0)
     finally:
         for p in procs.values():
             p.send_signal(signal.SIGTERM)

@@ -71,6 +71,29 @@ def test_open_transaction_is_reported_then_clears(settings: Settings, new_topic:
     assert open_transactions(settings, [topic]) == []
 
 
+def test_verify_waits_for_an_open_transaction_to_end_then_reads_it(settings: Settings, new_topic: Callable[..., str],
+                                                                   unique: Callable[[str], str]) -> None:
+    """A transaction that ends while the verifier settles is read (its records count); with no
+    settling time the same open transaction is reported."""
+    import threading
+
+    src, dst = new_topic("in"), new_topic("out")
+    _write(settings, src, [1, 2])
+    _write(settings, dst, [1])
+    p = clients.producer(settings, transactional_id=unique("tid"))
+    tx = TransactionalSession(p)
+    tx.begin()
+    p.produce(dst, b'{"event_id": "e2"}')
+    p.flush(10)
+    assert not verify(settings, [src], [dst], settle_s=0).ok  # open now: reported, e2 not readable
+    timer = threading.Timer(3.0, tx.commit)
+    timer.start()
+    report = verify(settings, [src], [dst], settle_s=30)
+    timer.join()
+    assert report.ok, report.summary()
+    assert report.outputs == 2
+
+
 def test_cli_exit_code_follows_the_verdict(settings: Settings, new_topic: Callable[..., str]) -> None:
     src, dst = new_topic("in"), new_topic("out")
     _write(settings, src, [1, 2, 3])

@@ -22,6 +22,8 @@ def verify_cmd(
     output: List[str] = typer.Option(..., "--output", "-o", help="Output topic(s)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     timeout: float = typer.Option(120.0, min=0, help="Seconds to read each topic to its end."),
+    settle: float = typer.Option(60.0, min=0, help="Seconds to wait for open transactions to end (a killed "
+                                 "producer's is aborted by the broker after its transaction timeout) before reading."),
     id_field: Optional[str] = typer.Option(None, help="JSON field that identifies a record (default: the "
                                                       "sm.event_id header, else event_id)."),
 ) -> None:
@@ -34,7 +36,7 @@ def verify_cmd(
 
     id_of = by_field if id_field else event_id_of
 
-    report = verify(connected(ctx), input, output, id_of=id_of, timeout=timeout)
+    report = verify(connected(ctx), input, output, id_of=id_of, timeout=timeout, settle_s=settle)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     else:
