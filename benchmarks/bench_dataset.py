@@ -20,6 +20,7 @@ from benchmarks.common import (
     Measurement,
     Report,
     bench_broker,
+    best,
     fill_topic,
     make_events,
     measure,
@@ -29,11 +30,6 @@ from benchmarks.common import (
 from streamml.config import Settings
 from streamml.kafka import clients
 from streamml.train import Dataset
-
-
-def _best(runs: list[Measurement]) -> Measurement:
-    return max(runs, key=lambda m: m.per_s)
-
 
 SCHEMA = {"event_id": "String", "event_time": "Int64", "card_id": "String", "amount": "Float64",
           "merchant": "String", "pad": "String"}
@@ -89,9 +85,9 @@ def run(n: int, repeat: int) -> None:
                 arrows.append(_dataset_arrow(s, topic, nbytes))
                 streams.append(_dataset_stream(s, topic, nbytes))
                 typed.append(_dataset_arrow(s, topic, nbytes, schema=SCHEMA))
-            base = _best(raws)
+            base = best(raws)
             report.add(base, group=group)
-            for m in (_best(arrows), _best(typed), _best(streams)):
+            for m in (best(arrows), best(typed), best(streams)):
                 report.note(f"{group}: {m.name} uses {m.cpu_s_per_million / base.cpu_s_per_million:.1f}x the raw "
                             f"consumer's CPU per row (JSON decode + columnar build)")
                 if m.count != n:
@@ -99,7 +95,7 @@ def run(n: int, repeat: int) -> None:
                 report.add(m, base, group=group)
             if size == 100 and parts == 1:
                 labels = _labels_for(s, n)
-                joined = _best([_dataset_arrow(s, topic, nbytes, labels) for _ in range(repeat)])
+                joined = best([_dataset_arrow(s, topic, nbytes, labels) for _ in range(repeat)])
                 report.add(joined, base, group=group)
                 report.note("'+ label join' also reads an equally long labels topic and joins it point-in-time; "
                             "its rows/s counts feature rows only.")

@@ -281,3 +281,8 @@ class Report:
         }, indent=2))
         console.print(f"results written to {out}")
         return out
+
+
+def best(runs: list[Measurement]) -> Measurement:
+    """The fastest of repeated runs of one measurement."""
+    return max(runs, key=lambda m: m.per_s)

@@ -22,13 +22,18 @@ def train_cmd(
     features: Optional[str] = typer.Option(None, "--features", "-f",
                                            help="Features topic or stream name (default: the model name)."),
     labels: Optional[str] = typer.Option(None, "--labels", "-l", help="Labels topic or stream name."),
-    trainer: str = typer.Option("sklearn", "--trainer", "-t", help="sklearn, isolation_forest or autoencoder."),
+    trainer: str = typer.Option("sklearn", "--trainer", "-t",
+                                help="sklearn, isolation_forest, autoencoder, torch_autoencoder, torch_classifier "
+                                     "or keras_autoencoder."),
     columns: Optional[str] = typer.Option(None, "--columns", "-c", help="Feature columns, comma-separated."),
     metric: str = typer.Option("roc_auc", "--metric", "-m"),
     margin: float = typer.Option(0.0, "--margin", help="Promote only when better than production by more."),
     holdout: float = typer.Option(0.2, "--holdout", help="Newest fraction held out for evaluation."),
     seed: int = typer.Option(0, "--seed"),
     no_promote: bool = typer.Option(False, "--no-promote", help="Publish as a candidate whatever the scores."),
+    warm_start: bool = typer.Option(False, "--warm-start",
+                                    help="Continue training the production version on the data that arrived after it "
+                                         "(torch_* and keras_* trainers)."),
     request: bool = typer.Option(False, "--request",
                                  help="Only send a retrain command on <ns>.control (a running retrainer acts)."),
     watch: bool = typer.Option(False, "--watch", help="Keep running: retrain on control commands and triggers."),
@@ -49,15 +54,19 @@ def train_cmd(
         raise ConfigError(f"--holdout must be between 0 and 1 (a fraction), got {holdout}", hint="e.g. --holdout 0.2")
     if (every is not None or new_labels is not None) and not watch:
         raise ConfigError("--every and --new-labels need --watch")
+    made = BUILTIN_TRAINERS[trainer]()
+    if warm_start and not hasattr(made, "warm_start"):
+        raise ConfigError(f"--trainer {trainer} cannot --warm-start",
+                          hint="use torch_autoencoder, torch_classifier or keras_autoencoder")
     settings = connected(ctx)
     if request:
         request_retrain(settings, name, reason="streamml train --request")
         console.print(f"retrain of [bold]{name}[/bold] requested on {settings.topic('control')}")
         return
-    job = TrainingJob(name, features or name, BUILTIN_TRAINERS[trainer](), labels_topic=labels,
+    job = TrainingJob(name, features or name, made, labels_topic=labels,
                       features=[c.strip() for c in columns.split(",")] if columns else None, metric=metric,
                       margin=margin, holdout=holdout, seed=seed, promote=not no_promote,
-                      dataset_options={"progress": True})
+                      dataset_options={"progress": True}, warm_start=warm_start)
     if watch:
         r = Retrainer(settings, job, every_s=every, new_labels=new_labels,
                       on_result=lambda res: _show(res))

@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streamml.config import Settings
+from streamml.demos import open_dashboard
 
 __all__ = ["run", "Timeline", "FEATURES", "feature_pipeline"]
 
@@ -213,13 +214,7 @@ def run(settings: Settings, minutes: float = 3.0, console: Console | None = None
     threads.start("scorer", scorer.run)
     dash = None
     if dashboard:
-        from streamml.errors import ConfigError
-        from streamml.monitor.dashboard import serve
-
-        try:
-            dash = serve(settings, port=port)
-        except ConfigError:                       # the port is taken: any free one will do
-            dash = serve(settings, port=0)
+        dash = open_dashboard(settings, port)
         say(f"dashboard: [link={dash.url}]{dash.url}[/link]", "bold cyan")
     train_from = t0_ms + int(tl.warmup * 1000)
     job = _LabelledJob(MODEL, feats, _forest(), labels_topic=labels, features=FEATURES, seed=tl.seed,

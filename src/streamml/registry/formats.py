@@ -154,12 +154,20 @@ def _canonical_bytes(onx: Any) -> bytes:
     return bytes(onx.SerializeToString(deterministic=True))
 
 
+def _elem_type(value_info: Any) -> str:
+    """``"float32"``, ``"int64"``... : the element type an ONNX graph output declares."""
+    from onnx import helper
+
+    dtype = helper.tensor_dtype_to_np_dtype(value_info.type.tensor_type.elem_type)
+    return str(dtype)
+
+
 def _to_onnx(model: Any, n_features: int, task: str, opset: int | None = None) -> tuple[Any, list[dict[str, Any]]]:
     from onnx import TensorProto, helper
 
     if hasattr(model, "to_onnx"):
         onx = model.to_onnx(n_features)
-        return onx, [{"name": o.name, "type": "float32"} for o in onx.graph.output]
+        return onx, [{"name": o.name, "type": _elem_type(o)} for o in onx.graph.output]
     from sklearn.ensemble import IsolationForest
 
     if type(model) is IsolationForest:

@@ -6,6 +6,14 @@ True
 """
 
 from streamml.train.dataset import Dataset, LabelSource
+from streamml.train.deep_models import (
+    KerasAutoencoder,
+    KerasAutoencoderTrainer,
+    TorchAutoencoder,
+    TorchAutoencoderTrainer,
+    TorchClassifier,
+    TorchClassifierTrainer,
+)
 from streamml.train.evaluate import METRICS, evaluate, score_metric
 from streamml.train.job import Retrainer, TrainingJob, TrainingResult, reproduce, request_retrain
 from streamml.train.labels import LabelRule
@@ -24,7 +32,8 @@ from streamml.train.trainers import (
 __all__ = [
     "Dataset", "LabelSource", "LabelRule", "TopicRange", "read_ranges", "resolve_ranges",
     "Trainer", "Trained", "BUILTIN_TRAINERS", "SklearnClassifier", "IsolationForestTrainer", "AutoencoderTrainer",
-    "Autoencoder",
+    "Autoencoder", "TorchAutoencoderTrainer", "TorchAutoencoder", "TorchClassifierTrainer", "TorchClassifier",
+    "KerasAutoencoderTrainer", "KerasAutoencoder",
     "METRICS", "score_metric", "evaluate",
     "TrainingJob", "TrainingResult", "Retrainer", "request_retrain", "reproduce",
     "OnlineLearner", "OnlineReport", "prequential_step",

@@ -467,6 +467,37 @@ class Dataset:
         cum = np.cumsum(fractions)[:-1] / float(sum(fractions))
         return [int(t[min(len(t) - 1, int(round(c * len(t))))]) for c in cum]
 
+    # -- deep learning (streamml[deep], see streamml.train.deep_data) ---------------------------
+    def with_ranges(self, ranges: Sequence[TopicRange]) -> "Dataset":
+        """The same dataset over ``ranges`` (a subset of its own, e.g. one shard's)."""
+        return self._derive(ranges=tuple(ranges))
+
+    def to_torch(self, *, batch_size: int = 256, shuffle_buffer: int = 0, epoch: int = 0, dtype: Any = "float32",
+                 label_dtype: Any = None, drop_last: bool = False, rank: int | None = None,
+                 world_size: int | None = None) -> Any:
+        """A ``torch.utils.data.IterableDataset`` of ``(X, y)`` batches (``(X,)`` unsupervised),
+        streamed and sharded across DataLoader workers and distributed ranks, each row once per
+        epoch; ``shuffle_buffer`` rows mix them, seeded by ``seed``, epoch (``set_epoch``) and shard.
+        """
+        return _deep().TorchTopicDataset(self, batch_size=batch_size, shuffle_buffer=shuffle_buffer, epoch=epoch,
+                                         dtype=dtype, label_dtype=label_dtype, drop_last=drop_last, rank=rank,
+                                         world_size=world_size)
+
+    def torch_loader(self, *, batch_size: int = 256, num_workers: int = 0, persistent_workers: bool = False,
+                     pin_memory: bool = False, **options: Any) -> Any:
+        """``to_torch(**options).loader(...)``: a ready ``DataLoader`` (``loader.dataset.set_epoch(n)``)."""
+        return self.to_torch(batch_size=batch_size, **options).loader(
+            num_workers=num_workers, persistent_workers=persistent_workers, pin_memory=pin_memory)
+
+    def to_keras(self, *, batch_size: int = 256, shuffle_buffer: int = 0, epoch: int = 0, dtype: Any = "float32",
+                 drop_last: bool = False, rank: int | None = None, world_size: int | None = None,
+                 **keras_options: Any) -> Any:
+        """A ``keras.utils.PyDataset`` with ``to_torch``'s batches (this shard's rows held in memory,
+        reshuffled each epoch); ``workers``/``use_multiprocessing``/``max_queue_size`` go to Keras."""
+        return _deep().make_keras_dataset(self, batch_size=batch_size, shuffle_buffer=shuffle_buffer, epoch=epoch,
+                                          dtype=dtype, drop_last=drop_last, rank=rank, world_size=world_size,
+                                          **keras_options)
+
     # -- lineage -------------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
         """Everything needed to rebuild this dataset, plus what reading it observed.
@@ -495,6 +526,15 @@ class Dataset:
             "seed": self.spec.seed,
             "libraries": library_versions(),
         }
+
+
+def _deep() -> Any:
+    try:
+        from streamml.train import deep_data
+    except ImportError as exc:
+        raise ConfigError(f"deep learning from topics needs {exc.name or 'torch'}",
+                          hint="pip install 'streamml[deep]'") from exc
+    return deep_data
 
 
 def _topic(settings: Settings, name: str, kind: str) -> str:

@@ -14,6 +14,13 @@ A :class:`Retrainer` runs jobs when a trigger fires:
 * **control** — a JSON message on ``<ns>.control``: ``{"command": "retrain", "model": "fraud"}``,
   or an alert ``{"type": "alert", "model": "fraud", ...}`` (unless it says ``"retrain": false``);
 * **by hand** — :meth:`TrainingJob.run`, or ``streamml train``.
+
+**Warm start** (``TrainingJob(..., warm_start=True)``, ``streamml train --warm-start``): when
+the model has a production version, the job trains only on the offsets that arrived after
+that parent's training manifest (each partition starts where the parent's train and holdout
+ranges ended), gives the trainer the parent's ONNX bytes (``trainer.warm_start(bytes)``, see
+:mod:`streamml.train.deep_models`), and records ``"parent": {"name", "version", "sha256"}`` in
+the new manifest. Nothing new to train on raises :class:`NoNewData` (a retrainer skips the run).
 """
 
 from __future__ import annotations
@@ -21,14 +28,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import orjson
 from confluent_kafka import TopicPartition
 
 from streamml.config import Settings
-from streamml.errors import ConfigError
+from streamml.errors import ConfigError, StreamMLError
 from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic
 from streamml.registry.base import LoadedModel
@@ -37,15 +44,43 @@ from streamml.registry.formats import Artifact, export_model
 from streamml.registry.models import load_model
 from streamml.train.dataset import Dataset
 from streamml.train.evaluate import score_metric
-from streamml.train.reader import resolve_ranges
+from streamml.train.reader import TopicRange, resolve_ranges
 from streamml.train.trainers import trainer_name, unwrap
 
 if TYPE_CHECKING:
     from streamml.registry.registry import Registry
 
-__all__ = ["TrainingJob", "TrainingResult", "Retrainer", "request_retrain", "reproduce", "TRAINING_KIND"]
+__all__ = ["TrainingJob", "TrainingResult", "Retrainer", "request_retrain", "reproduce", "TRAINING_KIND", "NoNewData",
+           "ranges_after"]
 
 TRAINING_KIND = "streamml.training/v1"
+
+
+class NoNewData(StreamMLError):
+    """A warm-started job found no records after its parent's training data: nothing to train on."""
+
+
+def _parent_ends(manifest: dict[str, Any]) -> dict[tuple[str, int], int]:
+    """Per (topic, partition): where the data a training manifest used (train and holdout) ended."""
+    ends: dict[tuple[str, int], int] = {}
+    for part in ("train", "holdout"):
+        for r in (manifest.get(part) or {}).get("spec", {}).get("ranges", []):
+            key = (str(r["topic"]), int(r["partition"]))
+            ends[key] = max(ends.get(key, 0), int(r["end"]))
+    return ends
+
+
+def ranges_after(ranges: Sequence[TopicRange], manifest: dict[str, Any]) -> tuple[TopicRange, ...]:
+    """``ranges`` cut to what arrived after the data of a training manifest (a descriptor's ``manifest``).
+
+    >>> m = {"train": {"spec": {"ranges": [{"topic": "t", "partition": 0, "start": 0, "end": 80}]}},
+    ...      "holdout": {"spec": {"ranges": [{"topic": "t", "partition": 0, "start": 80, "end": 100}]}}}
+    >>> [(r.start, r.end) for r in ranges_after([TopicRange("t", 0, 0, 150), TopicRange("t", 1, 0, 9)], m)]
+    [(100, 150), (0, 9)]
+    """
+    ends = _parent_ends(manifest)
+    return tuple(TopicRange(r.topic, r.partition, min(r.end, max(r.start, ends.get((r.topic, r.partition), r.start))),
+                            r.end) for r in ranges)
 
 
 @dataclass
@@ -72,6 +107,8 @@ class TrainingJob:
     :meth:`Dataset.from_topics`); ``trainer`` is ``train(ds) -> model``; ``metric`` one of
     :data:`~streamml.train.evaluate.METRICS`; ``holdout`` the newest fraction of the data
     (by event time, or by offset with ``split_by="offset"``) held out for evaluation.
+    ``warm_start`` continues training the production version on the data that arrived
+    after it (see the module docstring; the trainer needs a ``warm_start`` method).
     """
 
     name: str
@@ -88,6 +125,12 @@ class TrainingJob:
     store: str = "inline"
     promote: bool = True
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    warm_start: bool = False
+
+    def __post_init__(self) -> None:
+        if self.warm_start and not callable(getattr(self.trainer, "warm_start", None)):
+            raise ConfigError(f"trainer {trainer_name(self.trainer)!r} cannot warm-start (it has no warm_start method)",
+                              hint="use torch_autoencoder, torch_classifier or keras_autoencoder, or drop warm_start")
 
     def dataset(self, settings: Settings) -> Dataset:
         """The job's dataset, pinned now."""
@@ -100,10 +143,15 @@ class TrainingJob:
         from streamml.registry.registry import Registry
 
         registry = registry or Registry(settings)
-        ds = dataset or self.dataset(settings)
         if not 0 < self.holdout < 1:
             raise ConfigError(f"holdout must be between 0 and 1, got {self.holdout}")
+        ds = dataset or self.dataset(settings)
+        parent = registry.latest(self.name) if self.warm_start else None
+        if parent is not None:
+            ds = self._after(ds, parent)
         train, held = ds.split(by=self.split_by, fractions=(1 - self.holdout, self.holdout))
+        if self.warm_start:
+            self.trainer.warm_start(registry.fetch(parent) if parent is not None else None)  # type: ignore[attr-defined]
         model, feats = unwrap(self.trainer(train), train)
         artifact = export_model(model, feats, format=self.format)
         frame = held.with_features(feats).to_polars()
@@ -128,12 +176,32 @@ class TrainingJob:
         }
         manifest: dict[str, Any] = {"kind": TRAINING_KIND, "trainer": trainer_name(self.trainer), "seed": self.seed,
                     "train": train.manifest(), "holdout": held.manifest(), "metric": self.metric}
+        if parent is not None:
+            manifest["parent"] = {"name": parent.name, "version": parent.version, "sha256": parent.sha256}
         d = registry.publish(name=self.name, artifact=artifact, metrics={self.metric: cand_score,
                                                                          "train_rows": manifest["train"]["rows"],
                                                                          "holdout_rows": int(frame.height)},
                              manifest=manifest, decision=decision, trainer=trainer_name(self.trainer),
                              stage="production" if promoted else "candidate", store=self.store)
         return TrainingResult(d, promoted, cand_score, prod_score, current.version if current else None, reason)
+
+    def _after(self, ds: Dataset, parent: Descriptor) -> Dataset:
+        """``ds`` cut to the offsets after the parent's training data (raises :class:`NoNewData`)."""
+        manifest = parent.manifest or {}
+        if not manifest.get("train"):
+            raise ConfigError(f"{parent.ref} has no training manifest: cannot tell which data is new",
+                              hint="train it without warm start (or publish one trained by a TrainingJob)")
+        ranges = ranges_after(ds.ranges, manifest)
+        if not any(len(r) for r in ranges):
+            raise NoNewData(f"{self.name}: no new records since {parent.ref} was trained "
+                            f"(it used offsets up to {_ends_text(manifest)})",
+                            hint="produce more data, or retrain without warm start")
+        return Dataset(ds.settings, replace(ds.spec, ranges=ranges), batch_rows=ds.batch_rows, progress=ds.progress,
+                       headers=ds.headers)
+
+
+def _ends_text(manifest: dict[str, Any]) -> str:
+    return ", ".join(f"{t}/{p}:{e}" for (t, p), e in sorted(_parent_ends(manifest).items())[:4])
 
 
 def _local(name: str, artifact: Artifact) -> LoadedModel:
@@ -144,11 +212,22 @@ def _local(name: str, artifact: Artifact) -> LoadedModel:
 
 
 def reproduce(settings: Settings, manifest: dict[str, Any], trainer: Callable[[Dataset], Any], *,
-              format: str | None = None) -> Artifact:
+              format: str | None = None, registry: "Registry | None" = None) -> Artifact:
     """Retrain from a recorded manifest (a descriptor's ``manifest``, or its ``train`` part):
-    the same data and seed give the same artifact bytes."""
+    the same data and seed give the same artifact bytes. A warm-started model's manifest names
+    its parent: the trainer is warm-started from that version, fetched from the registry."""
     train_manifest = manifest.get("train", manifest)
     ds = Dataset.from_manifest(settings, train_manifest)
+    parent = manifest.get("parent")
+    if parent and callable(getattr(trainer, "warm_start", None)):
+        from streamml.registry.registry import Registry
+
+        reg = registry or Registry(settings)
+        d = reg.get(parent["name"], int(parent["version"]))
+        if d.sha256 != parent["sha256"]:
+            raise ConfigError(f"{d.ref} is not the parent the manifest names (SHA-256 {d.sha256[:12]}..., "
+                              f"expected {parent['sha256'][:12]}...)")
+        trainer.warm_start(reg.fetch(d))  # type: ignore[attr-defined]
     model, feats = unwrap(trainer(ds), ds)
     return export_model(model, feats, format=format)
 
@@ -183,6 +262,7 @@ class Retrainer:
         self.new_labels = new_labels
         self.on_result = on_result
         self.results: list[TrainingResult] = []
+        self.skipped: list[tuple[str, str]] = []
         self._last_run = {n: time.monotonic() for n in self.jobs}
         self._label_marks = {n: self._label_count(j) for n, j in self.jobs.items()}
         self._consumer = None
@@ -241,7 +321,11 @@ class Retrainer:
             job = self.jobs[name]
             self._label_marks[name] = self._label_count(job)
             self._last_run[name] = time.monotonic()
-            result = job.run(self.settings, self.registry, reason=why)
+            try:
+                result = job.run(self.settings, self.registry, reason=why)
+            except NoNewData as exc:  # a warm-started job with nothing new: skip this run
+                self.skipped.append((name, exc.message))
+                continue
             self.results.append(result)
             out.append(result)
             if self.on_result:

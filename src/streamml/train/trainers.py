@@ -29,6 +29,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from streamml.errors import ModelError
+from streamml.train.deep_models import KerasAutoencoderTrainer, TorchAutoencoderTrainer, TorchClassifierTrainer
 
 __all__ = ["Trainer", "Trained", "SklearnClassifier", "IsolationForestTrainer", "AutoencoderTrainer", "Autoencoder",
            "trainer_name", "BUILTIN_TRAINERS"]
@@ -207,4 +208,7 @@ BUILTIN_TRAINERS: dict[str, Callable[[], Any]] = {
     "sklearn": SklearnClassifier,
     "isolation_forest": IsolationForestTrainer,
     "autoencoder": AutoencoderTrainer,
+    "torch_autoencoder": TorchAutoencoderTrainer,
+    "torch_classifier": TorchClassifierTrainer,
+    "keras_autoencoder": KerasAutoencoderTrainer,
 }
