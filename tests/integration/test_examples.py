@@ -63,3 +63,4 @@ def test_fraud_walkthrough_notebook(bootstrap: str, tmp_path: Path, monkeypatch:
     outputs = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "identical to the preview" in outputs
     assert "new predictions" in outputs and "promoted=True" in outputs
+    assert "fraud-ae v1 (onnx)" in outputs  # the PyTorch section trained and published its autoencoder
