@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from streamml.train.deep_models import fit_torch, seeded_torch
+
 __all__ = ["SequenceClassifier", "best_threshold"]
 
 
@@ -89,45 +91,26 @@ class SequenceClassifier:
         y = np.asarray(y, dtype=np.float32).reshape(-1)
         if X.ndim != 2 or X.shape[1] != self.steps * self.n_features:
             raise ValueError(f"X has shape {X.shape}, expected [n, {self.steps * self.n_features}]")
-        threads = torch.get_num_threads()
-        deterministic = torch.are_deterministic_algorithms_enabled()
         switch = sys.getswitchinterval()
         # each small torch op gives up the GIL; with other busy threads in the process (the
         # demo's pipelines) the default 5 ms hand-back makes every step wait many times over
         sys.setswitchinterval(min(switch, 0.0002))
-        torch.set_num_threads(1)
-        torch.use_deterministic_algorithms(True)
         try:
-            torch.manual_seed(self.seed)
-            per_step = X.reshape(-1, self.steps, self.n_features)
-            mean = per_step.mean(axis=(0, 1))
-            scale = per_step.std(axis=(0, 1))
-            scale = np.where(scale > 1e-6, scale, 1.0).astype(np.float32)
-            net = _network(self.steps, self.n_features, self.channels, mean.astype(np.float32), scale)
-            pos = float(y.sum())
-            weight = self.pos_weight if self.pos_weight is not None else (
-                float(np.sqrt((y.size - pos) / pos)) if pos > 0 else 1.0)
-            loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight))
-            opt = torch.optim.Adam(net.parameters(), lr=self.lr)
-            xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-            gen = torch.Generator().manual_seed(self.seed)
-            net.train()
-            for _ in range(self.epochs):
-                order = torch.randperm(len(xt), generator=gen)
-                total = 0.0
-                for i in range(0, len(order), self.batch_size):
-                    idx = order[i:i + self.batch_size]
-                    opt.zero_grad()
-                    loss = loss_fn(net.logits(xt[idx]), yt[idx])
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * len(idx)
-                self.losses_.append(total / max(1, len(xt)))
-            net.eval()
-            self.net_ = net
+            with seeded_torch(self.seed, 1):
+                per_step = X.reshape(-1, self.steps, self.n_features)
+                mean = per_step.mean(axis=(0, 1))
+                scale = per_step.std(axis=(0, 1))
+                scale = np.where(scale > 1e-6, scale, 1.0).astype(np.float32)
+                net = _network(self.steps, self.n_features, self.channels, mean.astype(np.float32), scale)
+                pos = float(y.sum())
+                weight = self.pos_weight if self.pos_weight is not None else (
+                    float(np.sqrt((y.size - pos) / pos)) if pos > 0 else 1.0)
+                loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight))
+                self.losses_ += fit_torch(torch, net, lambda m, x, t: loss_fn(m.logits(x), t),
+                                          [torch.from_numpy(X), torch.from_numpy(y)], epochs=self.epochs,
+                                          batch_size=self.batch_size, lr=self.lr, weight_decay=0.0, seed=self.seed)
+                self.net_ = net
         finally:
-            torch.set_num_threads(threads)
-            torch.use_deterministic_algorithms(deterministic)
             sys.setswitchinterval(switch)
         return self
 

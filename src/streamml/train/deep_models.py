@@ -40,7 +40,7 @@ import numpy as np
 from streamml.errors import ConfigError, ModelError
 
 __all__ = ["TorchAutoencoder", "TorchAutoencoderTrainer", "TorchClassifier", "TorchClassifierTrainer",
-           "KerasAutoencoder", "KerasAutoencoderTrainer", "onnx_weights"]
+           "KerasAutoencoder", "KerasAutoencoderTrainer", "onnx_weights", "seeded_torch", "fit_torch"]
 
 _HINT = "pip install 'streamml[deep]'"
 _ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
@@ -69,7 +69,7 @@ def _keras() -> Any:
 
 
 @contextmanager
-def _session(seed: int, threads: int | None) -> Iterator[Any]:
+def seeded_torch(seed: int, threads: int | None) -> Iterator[Any]:
     """Seed every RNG torch/keras may draw from and make torch deterministic; restore it all after."""
     torch = _torch()
     det, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
@@ -228,7 +228,7 @@ def _modules() -> Any:
     return ns
 
 
-def _fit_torch(torch: Any, module: Any, loss_of: Any, tensors: Sequence[Any], *, epochs: int, batch_size: int,
+def fit_torch(torch: Any, module: Any, loss_of: Any, tensors: Sequence[Any], *, epochs: int, batch_size: int,
                lr: float, weight_decay: float, seed: int) -> list[float]:
     """Adam over seeded shuffled mini-batches; returns the mean loss of each epoch."""
     from torch.utils.data import DataLoader, TensorDataset
@@ -370,9 +370,9 @@ class TorchAutoencoderTrainer(_TorchTrainer):
 
     def __call__(self, ds: Any) -> TorchAutoencoder:
         X, _ = _matrix(ds, self.name)
-        with _session(ds.seed, self.threads) as torch:
+        with seeded_torch(ds.seed, self.threads) as torch:
             module, hidden = self._build(torch, X)
-            history = _fit_torch(torch, module, lambda m, x: m(x)[0].mean(), [torch.as_tensor(X)],
+            history = fit_torch(torch, module, lambda m, x: m(x)[0].mean(), [torch.as_tensor(X)],
                                  epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                  weight_decay=self.weight_decay, seed=ds.seed)
         return TorchAutoencoder(module, hidden, self.activation, history)
@@ -400,10 +400,10 @@ class TorchClassifierTrainer(_TorchTrainer):
             raise ModelError(f"{self.name} takes labels 0 and 1, got {sorted(set(np.unique(y).tolist()))[:5]}")
         if len(np.unique(y)) < 2 and self.parent is None:
             raise ModelError(f"only one class in {len(y)} labelled rows: cannot train a classifier")
-        with _session(ds.seed, self.threads) as torch:
+        with seeded_torch(ds.seed, self.threads) as torch:
             module, hidden = self._build(torch, X)
             bce = torch.nn.BCEWithLogitsLoss()
-            history = _fit_torch(torch, module, lambda m, x, t: bce(m.logits(x), t),
+            history = fit_torch(torch, module, lambda m, x, t: bce(m.logits(x), t),
                                  [torch.as_tensor(X), torch.as_tensor(y.astype(np.float32))],
                                  epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                  weight_decay=self.weight_decay, seed=ds.seed)
@@ -519,8 +519,8 @@ class KerasAutoencoderTrainer:
         X, _ = _matrix(ds, self.name)
         n = X.shape[1]
         hidden = _hidden(self.hidden, n, (max(4, n), max(2, n // 2), max(4, n)))
-        with _session(ds.seed, self.threads):
-            keras.utils.set_random_seed(ds.seed)  # restored by _session
+        with seeded_torch(ds.seed, self.threads):
+            keras.utils.set_random_seed(ds.seed)  # restored by seeded_torch
             model, core = self._build(keras, n, hidden, ds.seed)
             std = model.get_layer("standardise")
             if self.parent is not None:
