@@ -24,7 +24,6 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 
 from streamml.errors import AbortableError, FatalError, RetriableError
 from streamml.kafka.errors import classify
-from streamml.kafka.message import offset_of, tp_of
 
 __all__ = ["TransactionalSession", "next_offsets", "rewind"]
 
@@ -32,10 +31,13 @@ __all__ = ["TransactionalSession", "next_offsets", "rewind"]
 def next_offsets(messages: Iterable[Message]) -> list[TopicPartition]:
     """For each topic-partition in ``messages``, the offset after the last one seen."""
     last: dict[tuple[str, int], int] = {}
-    for m in messages:
+    get = last.get
+    for m in messages:  # every batch's hot path: plain calls, no per-record helpers
         if m.error() is None:
-            key = tp_of(m)
-            last[key] = max(last.get(key, -1), offset_of(m))
+            key = (m.topic(), m.partition())
+            o = m.offset()
+            if o > get(key, -1):
+                last[key] = o
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
 
 
