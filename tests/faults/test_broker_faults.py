@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streamml.chaos import AckedProducer, BrokerChaos, Procs, wait_until, write_app
+from streamml.chaos import AckedProducer, BrokerChaos, Procs, stage_report, wait_until, write_app
 from streamml.chaos.soak import publish_soak_model
 from streamml.config import Settings
 from streamml.kafka.admin import ensure_topic, topic_config
@@ -44,8 +44,11 @@ def run_scenario(cluster: LocalCluster, settings: Settings, tmp: Path, n: int = 
         chaos.leader_kills(raw, times=5)
         producer.join(600)
         assert not producer.is_alive()
-        assert wait_until(lambda: len(read_topic(settings, preds, 30)) >= len(producer.acked), 240), \
-            procs.log("worker0") + procs.log("worker1") + procs.log("scorer-a")
+        if not wait_until(lambda: len(read_topic(settings, preds, 30)) >= len(producer.acked), 240):
+            procs.dump_stacks()
+            pytest.fail(f"{len(read_topic(settings, preds, 30))} predictions for {len(producer.acked)} acked "
+                        f"events ({len(read_topic(settings, out, 30))} features)\n"
+                        + stage_report(settings, [raw, out, preds]) + "\n" + procs.logs(60))
     finally:
         procs.stop_all()
     report = verify(settings, [raw], [out], expected=lambda r: r.header("sm.event_id") in producer.acked)

@@ -8,8 +8,9 @@
 
 from streamml.chaos.brokers import BrokerChaos
 from streamml.chaos.proxy import PartitionProxy
-from streamml.chaos.workload import STATELESS_APP, AckedProducer, Procs, wait_until, write_app
+from streamml.chaos.workload import STATELESS_APP, AckedProducer, Procs, stage_report, wait_until, write_app
 
 # soak (streamml.chaos.soak) is imported on use: it pulls in scikit-learn and the registry
 
-__all__ = ["BrokerChaos", "PartitionProxy", "AckedProducer", "Procs", "STATELESS_APP", "write_app", "wait_until"]
+__all__ = ["BrokerChaos", "PartitionProxy", "AckedProducer", "Procs", "STATELESS_APP", "stage_report", "write_app",
+           "wait_until"]

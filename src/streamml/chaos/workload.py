@@ -20,7 +20,7 @@ from streamml.headers import lineage
 from streamml.kafka import clients
 from streamml.kafka.produce import send
 
-__all__ = ["AckedProducer", "Procs", "STATELESS_APP", "write_app", "wait_until"]
+__all__ = ["AckedProducer", "Procs", "STATELESS_APP", "stage_report", "write_app", "wait_until"]
 
 
 class AckedProducer(threading.Thread):
@@ -129,6 +129,20 @@ class Procs:
                 p.kill()
             _signal_group(p.pid, signal.SIGKILL)  # children a supervisor left behind
 
+    def dump_stacks(self, settle: float = 1.0) -> None:
+        """Ask every live process for its threads' stacks (SIGUSR1: they go to its log).
+
+        Only processes that catch SIGUSR1 get it: one still importing would be killed by it.
+        """
+        for p in self.procs.values():
+            if p.poll() is None and catches(p.pid, signal.SIGUSR1):
+                p.send_signal(signal.SIGUSR1)
+        time.sleep(settle)
+
+    def logs(self, lines: int = 40) -> str:
+        """The tail of every process's log, each under its name."""
+        return "\n".join(f"--- {name} ---\n{self.log(name, lines)}" for name in self.procs)
+
     def log(self, name: str, lines: int = 30) -> str:
         text = (self.tmp / f"{name}.log").read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
@@ -154,6 +168,38 @@ def write_app(tmp: Path, src: str, dst: str) -> Path:
     path = tmp / f"app_{src}_{dst}.py"
     path.write_text(STATELESS_APP.format(src=src, dst=dst))
     return path
+
+
+def catches(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (Linux: ``SigCgt`` in /proc; else assumed)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return sys.platform != "linux"
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
+def stage_report(settings: Settings, topics: list[str]) -> str:
+    """Where a pipeline stands, for a failure message: per partition of each topic the high
+    watermark and the last stable offset (a gap means an open transaction), and the committed
+    offsets of the namespace's consumer groups."""
+    from streamml.kafka.read import watermarks
+    from streamml.monitor.lag import consumer_lag
+
+    lines = []
+    try:
+        hw = watermarks(settings, topics, committed=False, timeout=10)
+        lso = watermarks(settings, topics, committed=True, timeout=10)
+        for (t, p), (_, high) in sorted(hw.items()):
+            lines.append(f"{t}[{p}] high={high} stable={lso.get((t, p), (0, -1))[1]}")
+        for row in consumer_lag(settings, None, prefix=settings.namespace, timeout=10):
+            lines.append(f"group {row['group']} {row['topic']}[{row['partition']}] committed={row['committed']}")
+    except Exception as exc:  # a report must not hide the failure it explains
+        lines.append(f"(no report: {exc})")
+    return "\n".join(lines)
 
 
 def wait_until(pred: Any, timeout: float, every: float = 1.0) -> bool:

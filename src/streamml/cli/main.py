@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import pkgutil
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -61,13 +63,24 @@ def _discover() -> None:
 _discover()
 
 
+def _stack_dumps_on_sigusr1() -> None:
+    if not hasattr(signal, "SIGUSR1") or sys.__stderr__ is None:
+        return
+    try:
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+    except (OSError, ValueError, RuntimeError):  # no file descriptor behind stderr
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with its code (the codes are named in :mod:`streamml.errors`).
 
     A usage mistake (click's) or a StreamMLError becomes one ``error:`` line, plus a
     ``hint:`` line when there is one, never a traceback: exit 2 for usage and configuration
-    errors, 1 for runtime failures.
+    errors, 1 for runtime failures. ``kill -USR1 <pid>`` prints every thread's stack to stderr
+    (a running scorer or worker keeps running): what to send a process that seems stuck.
     """
+    _stack_dumps_on_sigusr1()
     try:
         rv = app(args=argv, standalone_mode=False)
     except click.NoArgsIsHelpError as exc:  # help for a bare group, as click shows it
