@@ -79,7 +79,8 @@ CASES: list[tuple[list[str], int, str]] = [
     (["ingest", "file", "{d}/data.csv", "--stream", "s", "--schema", "{d}/notype.avsc"], EXIT_USAGE,
      "Avro field 'a' has no \"type\""),
     (["ingest", "file", "{d}/data.csv", "--stream", "s", "--schema", "{d}/badprop.json"], EXIT_USAGE,
-     "JSON Schema property 'a' must be an object"),
+     "badprop.json is not a valid JSON Schema (https://json-schema.org/draft/2020-12/schema): at /properties/a: "
+     "'integer' is not of type 'object', 'boolean'"),
     (["--config", "{d}/ns5.toml", "topics"], EXIT_USAGE, "setting namespace in {d}/ns5.toml must be a string"),
     (["--config", "{d}/kafka-x.toml", "topics"], EXIT_USAGE, "setting kafka in {d}/kafka-x.toml must be a table"),
     (["--config", "{d}/protocol.toml", "topics"], EXIT_USAGE,

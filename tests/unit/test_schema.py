@@ -136,7 +136,7 @@ def test_avro_round_trip_and_loading(tmp_path: Path) -> None:
     ('["a"]', "must hold a JSON object"),
     ('{"type": "record", "name": "r", "fields": [{"name": "m", "type": {"type": "map", "values": "int"}}]}',
      "type 'map' is not supported"),
-    ('{"type": "object", "properties": {"x": {"type": "array"}}}', "type 'array' is not supported"),
+    ('{"type": "array", "properties": {"x": {"type": "array"}}}', "must have type 'object' and 'properties'"),
     ('{"hello": 1}', "neither an Avro record schema nor a JSON Schema"),
 ])
 def test_bad_schema_files_give_clear_errors(tmp_path: Path, content: str, message: str) -> None:

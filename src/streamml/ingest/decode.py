@@ -101,7 +101,7 @@ def _jsonl_fast(chunk: bytes, lines: list[bytes], first_line: int, spec: RecordS
         return None
     if table.num_rows != len(records):
         return None
-    ok, reasons = spec.schema.validate_table(table)
+    ok, reasons = spec.schema.validate_table(table, records)
     return _finish(table, records, records, positions, ok, reasons, spec, reencode=False)
 
 

@@ -69,6 +69,11 @@ class AvroCodec:
 
         from streamml.schema.loaders import to_avro
 
+        untyped = sorted(set((schema.json_schema or {}).get("properties") or ()) - set(schema.names))
+        if untyped:
+            raise ConfigError(f"the avro wire format cannot carry JSON Schema properties {', '.join(untyped)} "
+                              "(objects, arrays, unions or $ref have no Avro field here)",
+                              hint="use --format json for this schema, or flatten those properties")
         self.schema = schema
         self._parsed = fastavro.parse_schema(to_avro(schema))
         self._ts = [f.name for f in schema.fields if f.type == "timestamp"]

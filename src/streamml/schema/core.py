@@ -163,7 +163,10 @@ class Schema:
     """A named, versioned record schema.
 
     ``additional`` says whether fields not declared here are allowed (they pass through
-    untouched) or make the record invalid.
+    untouched) or make the record invalid. ``json_schema`` is the JSON Schema document the
+    schema was read from, if any: records are then validated by ``jsonschema`` against all of
+    it (the fields are what streamml types columns by; see :mod:`streamml.schema.jsoncheck`).
+    It takes no part in equality, :meth:`to_dict` or evolution checks.
     """
 
     name: str
@@ -171,6 +174,7 @@ class Schema:
     version: int = 1
     additional: bool = True
     doc: str = ""
+    json_schema: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", tuple(self.fields))
@@ -202,7 +206,19 @@ class Schema:
                 "doc": self.doc, "fields": [f.to_dict() for f in self.fields]}
 
     def with_version(self, version: int) -> "Schema":
-        return Schema(self.name, self.fields, version, self.additional, self.doc)
+        return Schema(self.name, self.fields, version, self.additional, self.doc, self.json_schema)
+
+    def json_check(self) -> Any:
+        """The compiled :class:`~streamml.schema.jsoncheck.JsonSchemaCheck` of ``json_schema`` (or None)."""
+        if self.json_schema is None:
+            return None
+        cached = self.__dict__.get("_json_check")
+        if cached is None:
+            from streamml.schema.jsoncheck import compile_json_schema
+
+            cached = compile_json_schema(self.json_schema)
+            object.__setattr__(self, "_json_check", cached)
+        return cached
 
     # -- reading ----------------------------------------------------------------------
     @property
@@ -221,7 +237,10 @@ class Schema:
 
     # -- validating one record --------------------------------------------------------
     def errors(self, record: Any) -> list[str]:
-        """Every reason ``record`` is invalid; empty when it is valid."""
+        """Every reason ``record`` is invalid; empty when it is valid (``jsonschema``'s, with a JSON Schema)."""
+        check = self.json_check()
+        if check is not None:
+            return list(check.errors(record))
         if not isinstance(record, dict):
             return [f"expected a JSON object, got {type(record).__name__}"]
         out: list[str] = []
@@ -249,13 +268,24 @@ class Schema:
         return valid
 
     # -- whole batches ----------------------------------------------------------------
-    def validate_table(self, table: pa.Table) -> tuple[np.ndarray, dict[int, str]]:
+    def validate_table(self, table: pa.Table,
+                       records: Sequence[bytes | Mapping[str, Any]] | None = None) -> tuple[np.ndarray, dict[int, str]]:
         """Validate every row of a table at once.
 
         Returns a boolean mask of valid rows and, for each invalid row index, its reason.
         Column types must already be the schema's types (or null); a column of another type
-        makes its non-null rows invalid.
+        makes its non-null rows invalid. With a JSON Schema the verdict is ``jsonschema``'s;
+        ``records`` (the rows as read: JSON bytes or objects) let it tell absent from null.
         """
+        ok, bad = self._validate_columns(table)
+        check = self.json_check()
+        if check is not None:
+            from streamml.schema.jsoncheck import refine_table
+
+            ok, bad = refine_table(check, table, ok, bad, records)
+        return ok, bad
+
+    def _validate_columns(self, table: pa.Table) -> tuple[np.ndarray, dict[int, str]]:
         n = table.num_rows
         bad: dict[int, str] = {}
         ok = np.ones(n, dtype=bool)
@@ -297,7 +327,8 @@ class Schema:
                 flag(m, lambda i, c=col, fn=f: f"field {fn.name!r}: {c[i].as_py()!r} is above the maximum "
                      f"{_num(fn.max or 0)}")
         if not self.additional:
-            extra = [c for c in table.column_names if c not in self.names]
+            known = set(self.names) | set((self.json_schema or {}).get("properties") or ())
+            extra = [c for c in table.column_names if c not in known]
             for c in extra:
                 flag(pc.is_valid(table.column(c)), f"unexpected field(s) {c!r}")
         return ok, bad

@@ -1,9 +1,10 @@
 """Schemas from and to JSON Schema and Avro (``.avsc``) files.
 
-Only the flat record shapes streamml validates are supported: an object of scalar properties
-(string, integer, number, boolean, date-time strings), with ``required``, ``enum``, ``minimum``
-and ``maximum``; in Avro, a record of primitive fields, unions with null for optional fields,
-enums and ``timestamp-millis``. Anything else is refused with a clear :class:`SchemaError`.
+A JSON Schema is kept whole and records are validated against all of it by ``jsonschema``
+(:mod:`streamml.schema.jsoncheck`: every keyword, ``$ref`` to ``$defs``, formats); its top-level
+scalar properties (string, integer, number, boolean, date-time strings) also become typed
+fields. In Avro, a record of primitive fields, unions with null for optional fields, enums and
+``timestamp-millis``; anything else is refused with a clear :class:`SchemaError`.
 
 >>> s = from_json_schema({"title": "p", "type": "object", "required": ["x"],
 ...                       "properties": {"x": {"type": "number", "minimum": 0}, "y": {"type": "string"}}})
@@ -29,50 +30,65 @@ _AVRO_TYPES = {"string": "string", "int": "int", "long": "int", "float": "float"
                "boolean": "bool"}
 
 
-def from_json_schema(doc: Mapping[str, Any], name: str | None = None) -> Schema:
-    """A schema from a JSON Schema object description."""
+def from_json_schema(doc: Mapping[str, Any], name: str | None = None, source: str | None = None) -> Schema:
+    """A schema from a JSON Schema object description, validated in full by ``jsonschema``.
+
+    The document is checked against its dialect's meta-schema first (:class:`ConfigError`
+    naming ``source`` and the JSON pointer of the problem). Top-level scalar properties become
+    typed fields (the columns of a decoded batch); other properties (objects, arrays, ``$ref``,
+    unions, ...) pass through untyped. Every record is judged by ``jsonschema`` against the
+    whole document.
+    """
+    from streamml.schema.jsoncheck import compile_json_schema
+
+    compile_json_schema(doc, source)
     if doc.get("type") != "object" or not isinstance(doc.get("properties"), dict):
         raise SchemaError("a JSON Schema for records must have type 'object' and 'properties'")
-    required_list = doc.get("required", [])
-    if not isinstance(required_list, list) or not all(isinstance(r, str) for r in required_list):
-        raise SchemaError(f"JSON Schema 'required' must be a list of property names, got {required_list!r}")
-    required = set(required_list)
-    fields = []
-    for fname, prop in doc["properties"].items():
-        if not isinstance(prop, dict):
-            raise SchemaError(f"JSON Schema property {fname!r} must be an object, got {prop!r}",
-                              hint=f'write it as "{fname}": {{"type": "integer"}}')
-        jtype = prop.get("type")
-        nullable = False
-        if isinstance(jtype, list):
-            nullable = "null" in jtype
-            rest = [t for t in jtype if t != "null"]
-            if len(rest) != 1:
-                raise SchemaError(f"JSON Schema property {fname!r}: union types {jtype} are not supported")
-            jtype = rest[0]
-        if jtype == "string" and prop.get("format") == "date-time":
-            ftype = "timestamp"
-        elif jtype in _JS_TYPES:
-            ftype = _JS_TYPES[jtype]
-        elif jtype is None and "enum" in prop:
-            ftype = "string"
-        else:
-            raise SchemaError(f"JSON Schema property {fname!r}: type {jtype!r} is not supported",
-                              hint="use string, integer, number, boolean or string with format date-time")
-        fields.append(Field(fname, ftype, required=fname in required and not nullable, enum=prop.get("enum"),
-                            min=prop.get("minimum"), max=prop.get("maximum"), default=prop.get("default"),
-                            doc=prop.get("description", "")))
+    required = set(doc.get("required", []))
+    fields = [f for fname, prop in doc["properties"].items()
+              if (f := _js_field(fname, prop, fname in required)) is not None]
     unknown = required - set(doc["properties"])
     if unknown:
         raise SchemaError(f"JSON Schema requires undeclared properties: {', '.join(sorted(unknown))}")
     version = _version(doc.get("version", doc.get("x-version", 1)))
     return Schema(name or doc.get("title") or "record", fields, version=version,
                   additional=doc.get("additionalProperties", True) is not False,
-                  doc=doc.get("description", ""))
+                  doc=doc.get("description", ""), json_schema=dict(doc))
+
+
+def _js_field(fname: str, prop: Any, required: bool) -> Field | None:
+    """The typed field for a scalar property, or None for one that only ``jsonschema`` checks."""
+    if not isinstance(prop, dict):
+        return None
+    jtype = prop.get("type")
+    nullable = False
+    if isinstance(jtype, list):
+        nullable = "null" in jtype
+        rest = [t for t in jtype if t != "null"]
+        if len(rest) != 1:
+            return None
+        jtype = rest[0]
+    if jtype == "string" and prop.get("format") == "date-time":
+        ftype = "timestamp"
+    elif jtype in _JS_TYPES:
+        ftype = _JS_TYPES[jtype]
+    elif jtype is None and isinstance(prop.get("enum"), list) and all(isinstance(v, str) for v in prop["enum"]):
+        ftype = "string"
+    else:
+        return None
+    numeric = ftype in ("int", "float")
+    return Field(fname, ftype, required=required and not nullable, enum=prop.get("enum"),
+                 min=prop.get("minimum") if numeric else None, max=prop.get("maximum") if numeric else None,
+                 default=prop.get("default"), doc=prop.get("description", ""))
 
 
 def to_json_schema(schema: Schema) -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) describing the same records."""
+    """The JSON Schema (draft 2020-12) describing the same records (the original one, if read from one)."""
+    if schema.json_schema is not None:
+        out = dict(schema.json_schema)
+        out["title"] = schema.name
+        out["version" if "version" in out else "x-version"] = schema.version
+        return out
     back = {v: k for k, v in _JS_TYPES.items()}
     props: dict[str, Any] = {}
     for f in schema.fields:
@@ -194,7 +210,7 @@ def _from_doc(doc: dict[str, Any], p: Path) -> Schema:
     if p.suffix == ".avsc" or doc.get("type") == "record":
         return from_avro(doc)
     if "properties" in doc:
-        return from_json_schema(doc, name=doc.get("title") or p.stem)
+        return from_json_schema(doc, name=doc.get("title") or p.stem, source=str(p))
     if "fields" in doc and "name" in doc:
         return Schema.from_dict(doc)
     raise SchemaError(f"schema file {p} is neither an Avro record schema nor a JSON Schema object")

@@ -76,8 +76,8 @@ class SchemaRegistry:
         found = self.versions(stream)
         if found:
             last = found[-1]
-            if _same(last, schema):
-                return last
+            if _same(last, schema):  # the caller's copy: it keeps its JSON Schema document, if any
+                return last if schema.json_schema is None else schema.with_version(last.version)
             candidate = schema.with_version(max(schema.version, last.version + 1))
             ensure_compatible(last, candidate)
         else:
