@@ -163,5 +163,6 @@ def test_dashboard_shows_live_data_in_headless_chromium(settings: Settings) -> N
     assert "amount: 'lots' is not a number" in text
     assert "drift: psi(amount)=0.41>0.2" in text
     assert f"{settings.namespace}.scorer-test" in text
-    assert 'streamml_instance_rate{component="serve.fraud",worker="pipeline-1"}' in prom
+    assert 'streamml_records_total{component="serve.fraud",worker="pipeline-1"}' in prom
+    assert 'streamml_latency_seconds_bucket{component="serve.fraud",le="+Inf",stage="e2e",worker="pipeline-1"}' in prom
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 20_000

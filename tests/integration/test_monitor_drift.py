@@ -103,7 +103,7 @@ def test_drift_triggers_exactly_one_retrain_and_one_promotion(settings: Settings
     swaps = [h for h in mon.alerter.history if h.get("event") == "swap"]
     assert [s["version"] for s in swaps] == ["2"]
     assert mon.alerter.retrains_sent == 1, suppressed
-    assert b"streamml_drift_psi" in metrics.exposition()
+    assert b"streamml_drift_psi{" in metrics.exposition()
 
 
 def test_features_read_before_the_reference_arrives_still_count(settings: Settings) -> None:

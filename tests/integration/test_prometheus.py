@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from prom_conventions import problems
 
 from streamml.config import Settings
 from streamml.monitor.dashboard import DashboardState, serve
@@ -70,7 +71,7 @@ scrape_configs:
                 ups = _query(base, "up")
                 recs = _query(base, 'streamml_records_total{component="serve.fraud",job="streamml"}')
                 inst = _query(base,
-                              'streamml_instance_records{worker="worker-a",component="serve.fraud",job="dashboard"}')
+                              'streamml_records_total{worker="worker-a",component="serve.fraud",job="dashboard"}')
                 if len(ups) == 2 and all(u["value"][1] == "1" for u in ups) and recs and inst:
                     break
             except httpx.HTTPError:
@@ -86,13 +87,23 @@ scrape_configs:
         lag = _query(base, 'streamml_consumer_lag{group="g",job="streamml"}')
         assert float(lag[0]["value"][1]) == 123
         # the dashboard job also exports this process's global metrics
-        ver = _query(base, 'streamml_model_version{model="fraud",job="streamml"}')
-        assert ver[0]["metric"]["version"] == "7"
-        # Prometheus' own quantile over our buckets agrees with the data to within one bucket
-        median = 'histogram_quantile(0.5, streamml_latency_ms_bucket{component="serve.fraud",job="streamml"})'
-        q = float(_query(base, median)[0]["value"][1])
-        true = float(np.median(lat))
-        assert 20 <= true <= 50 and 20 <= q <= 50
+        ver = _query(base, 'streamml_model_info{model="fraud",job="streamml"}')
+        assert ver[0]["metric"]["version"] == "7" and float(ver[0]["value"][1]) == 1
+        dver = _query(base, 'streamml_model_info{model="fraud",worker="worker-a",job="dashboard"}')
+        assert dver[0]["metric"]["version"] == "7" and float(dver[0]["value"][1]) == 1
+        # Prometheus' own quantile over our buckets (in seconds) agrees with the data to within one
+        # bucket, from the component and from the dashboard's re-export of the snapshot alike
+        true = float(np.median(lat)) / 1000
+        assert 0.02 <= true <= 0.05
+        for job, extra in (("streamml", ""), ("dashboard", ',worker="worker-a"')):
+            median = (f'histogram_quantile(0.5, streamml_latency_seconds_bucket'
+                      f'{{component="serve.fraud",stage="e2e",job="{job}"{extra}}})')
+            q = float(_query(base, median)[0]["value"][1])
+            assert 0.02 <= q <= 0.05, (job, q)
+        # what Prometheus scraped, checked against the naming guide
+        for name, port in (("component", mport), ("dashboard", dash.port)):
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            assert problems(text, f"{name} /metrics: ") == []
     finally:
         proc.terminate()
         proc.wait(timeout=20)

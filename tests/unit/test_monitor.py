@@ -11,7 +11,7 @@ from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
 from streamml.monitor.alerts import Alerter
 from streamml.monitor.drift import DriftDetector, Reference, ks_statistic, psi
-from streamml.monitor.metrics import LATENCY_BUCKETS_MS, Metrics
+from streamml.monitor.metrics import LATENCY_BUCKETS_MS, LATENCY_BUCKETS_SECONDS, Metrics
 from streamml.monitor.quality import QualityTracker
 
 
@@ -33,12 +33,16 @@ def test_latency_histogram_matches_an_independent_count() -> None:
     s = _samples(m)
     assert s[("streamml_records_total", (("component", "serve.fraud"),))] == len(allv)
     assert s[("streamml_batches_total", (("component", "serve.fraud"),))] == 4
-    for le in LATENCY_BUCKETS_MS:
-        key = ("streamml_latency_ms_bucket", (("component", "serve.fraud"), ("le", str(int(le))), ("stage", "e2e")))
-        assert s[key] == int((allv <= le).sum()), le
-    inf = ("streamml_latency_ms_bucket", (("component", "serve.fraud"), ("le", "+Inf"), ("stage", "e2e")))
+    # recorded in milliseconds, exposed in seconds (Prometheus' base unit)
+    for le_ms, le_s in zip(LATENCY_BUCKETS_MS, LATENCY_BUCKETS_SECONDS):
+        key = ("streamml_latency_seconds_bucket", (("component", "serve.fraud"), ("le", repr(float(le_s))),
+                                                   ("stage", "e2e")))
+        assert s[key] == int((allv <= le_ms).sum()), le_s
+    inf = ("streamml_latency_seconds_bucket", (("component", "serve.fraud"), ("le", "+Inf"), ("stage", "e2e")))
     assert s[inf] == len(allv)
-    assert s[("streamml_latency_ms_sum", (("component", "serve.fraud"), ("stage", "e2e")))] == pytest.approx(allv.sum())
+    assert s[("streamml_latency_seconds_count", (("component", "serve.fraud"), ("stage", "e2e")))] == len(allv)
+    assert s[("streamml_latency_seconds_sum", (("component", "serve.fraud"), ("stage", "e2e")))] == \
+        pytest.approx(allv.sum() / 1000)
 
 
 def test_snapshot_percentiles_dlq_models_predictions_lag() -> None:
@@ -63,7 +67,7 @@ def test_snapshot_percentiles_dlq_models_predictions_lag() -> None:
     s = _samples(m)
     assert s[("streamml_consumer_lag", (("group", "g1"), ("partition", "0"), ("topic", "ns.features.pay")))] == 42
     assert s[("streamml_dlq_records_total", (("component", "ingest.file"), ("reason", "bad json")))] == 2
-    assert s[("streamml_model_version", (("component", "serve.fraud"), ("model", "fraud"), ("version", "3")))] == 3
+    assert s[("streamml_model_info", (("component", "serve.fraud"), ("model", "fraud"), ("version", "3")))] == 1
     # percentiles are per snapshot interval: the next snapshot has no latencies
     assert m.snapshot()["components"]["stream.features"]["latency_ms"] == {}
 

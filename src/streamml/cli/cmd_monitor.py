@@ -61,6 +61,8 @@ def monitor(
                                              help="Stop after this many seconds (default: run until Ctrl-C)."),
     metrics_port: Optional[int] = typer.Option(None, min=0, max=65535,
                                                help="Also serve Prometheus /metrics on this port."),
+    metrics_host: str = typer.Option("127.0.0.1", help="Address the /metrics listener binds "
+                                     "(0.0.0.0: every interface)."),
     start: str = typer.Option("earliest", help="Where a new monitor group starts: earliest or latest."),
     label_field: str = typer.Option("label", help="The label field of the labels topic's records."),
 ) -> None:
@@ -79,8 +81,9 @@ def monitor(
     mon = Monitor(settings, model, features_topic=_topic(settings, features, "features"),
                   labels_topic=_topic(settings, labels, "labels"), config=cfg)
     if metrics_port is not None:
-        _, port = serve_metrics(get_metrics(), host="0.0.0.0", port=metrics_port)
-        console.print(f"prometheus metrics on http://0.0.0.0:{port}/metrics")
+        _, port = serve_metrics(get_metrics(), host=metrics_host, port=metrics_port)
+        shown = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
+        console.print(f"prometheus metrics on http://{shown}:{port}/metrics", markup=False)
     stop = _stop_on_signals()
     console.print(f"monitoring [bold]{model}[/bold] in namespace {settings.namespace}; alerts go to "
                   f"{settings.topic('control')}  (Ctrl-C stops)")

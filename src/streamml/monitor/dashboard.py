@@ -8,8 +8,10 @@ vendored uPlot) polls JSON endpoints:
 ``/api/overview``  components, models with versions and lineage (training offsets, decision),
                    consumer lag, alerts and swaps, per-instance latest snapshots;
 ``/api/dlq``       the most recent dead letters with their reasons;
-``/metrics``       Prometheus exposition of this process's registry plus gauges re-exported
-                   from every instance's latest snapshot (one scrape target for the namespace).
+``/metrics``       Prometheus exposition of the namespace (one scrape target for it): every
+                   instance's latest snapshot under the same names and types a component's own
+                   ``/metrics`` uses (:mod:`streamml.monitor.exposition`), with a ``worker``
+                   label naming the instance, and consumer lag as this process measures it.
 
 :class:`DashboardState` does the reading in one background thread; requests only copy.
 """
@@ -31,7 +33,8 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from streamml import headers as H
 from streamml.config import Settings
 from streamml.kafka.message import offset_of
-from streamml.monitor.metrics import Metrics, get_metrics
+from streamml.monitor.exposition import families
+from streamml.monitor.metrics import Metrics
 from streamml.monitor.publish import MetricsHistory
 from streamml.monitor.reference import summarize_descriptor
 
@@ -264,43 +267,26 @@ class DashboardState:
         return out
 
 
-def _reexport(state: DashboardState) -> Any:
-    from prometheus_client.core import GaugeMetricFamily
+def _reexport(state: DashboardState, metrics: Metrics | None = None) -> Any:
+    """The namespace's metrics as one collector: counters stay counters, latencies stay histograms.
+
+    Each instance's cumulative figures come from its latest snapshot with ``worker=<instance>``;
+    lag is measured here once per partition (the snapshots' copies would repeat it per instance).
+    ``metrics``, when given, adds this process's own registry without a ``worker`` label (by
+    default it is left out: a process that records metrics publishes snapshots, so it would be
+    counted twice).
+    """
     from prometheus_client.registry import Collector
 
     class Reexport(Collector):
         def collect(self) -> Iterator[Any]:
             latest = state.latest()
-            recs = GaugeMetricFamily("streamml_instance_records", "Records processed, per reporting instance",
-                                     labels=["worker", "component"])
-            rate = GaugeMetricFamily("streamml_instance_rate", "Records per second over the last snapshot interval",
-                                     labels=["worker", "component"])
-            lat = GaugeMetricFamily("streamml_instance_latency_ms", "Latency percentile over the last interval",
-                                    labels=["worker", "component", "quantile"])
-            psi = GaugeMetricFamily("streamml_monitor_psi", "Feature drift (PSI) seen by a monitor",
-                                    labels=["model", "feature"])
-            qual = GaugeMetricFamily("streamml_monitor_quality", "Live quality seen by a monitor",
-                                     labels=["model", "metric"])
-            for inst, snap in sorted(latest.items()):
-                for comp, c in snap.get("components", {}).items():
-                    recs.add_metric([inst, comp], float(c.get("records", 0)))
-                    rate.add_metric([inst, comp], float(c.get("rate", 0.0)))
-                    for q in ("p50", "p95", "p99"):
-                        v = (c.get("latency_ms") or {}).get(q)
-                        if v is not None:
-                            lat.add_metric([inst, comp, q], float(v))
-                mon = snap.get("monitor") or {}
-                for f, d in ((mon.get("drift") or {}).get("features") or {}).items():
-                    psi.add_metric([str(mon.get("model")), f], float(d.get("psi", 0.0)))
-                for k in ("precision", "recall", "auc"):
-                    v = (mon.get("quality") or {}).get(k)
-                    if v is not None:
-                        qual.add_metric([str(mon.get("model")), k], float(v))
-            lag = GaugeMetricFamily("streamml_group_lag", "Consumer lag per group and partition (admin API)",
-                                    labels=["group", "topic", "partition"])
-            for r in state.lag:
-                lag.add_metric([r["group"], r["topic"], str(r["partition"])], float(r["lag"]))
-            yield from (recs, rate, lat, psi, qual, lag)
+            sources: list[tuple[dict[str, Any], dict[str, str]]] = [
+                (snap, {"worker": inst}) for inst, snap in sorted(latest.items())]
+            if metrics is not None:
+                sources.append((metrics.state(), {}))
+            lag = state.lag or [r for s in latest.values() for r in s.get("lag", [])]
+            yield from families(sources, lag=lag)
 
         def describe(self) -> list[Any]:
             return []
@@ -309,7 +295,10 @@ def _reexport(state: DashboardState) -> Any:
 
 
 def create_app(settings: Settings, *, state: DashboardState | None = None, metrics: Metrics | None = None) -> Any:
-    """The FastAPI app (the state's thread is started and stopped with the app)."""
+    """The FastAPI app (the state's thread is started and stopped with the app).
+
+    ``metrics``: also expose this process's own registry on ``/metrics`` (see :func:`_reexport`).
+    """
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Response
@@ -318,10 +307,8 @@ def create_app(settings: Settings, *, state: DashboardState | None = None, metri
     from prometheus_client import CollectorRegistry, generate_latest
 
     st = state or DashboardState(settings)
-    metrics = metrics or get_metrics()
     scrape = CollectorRegistry(auto_describe=False)
-    scrape.register(metrics)
-    scrape.register(_reexport(st))
+    scrape.register(_reexport(st, metrics))
 
     @asynccontextmanager
     async def lifespan(_: Any) -> Any:

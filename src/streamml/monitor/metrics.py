@@ -3,7 +3,9 @@
 One :class:`Metrics` object per process (:func:`get_metrics` returns the shared one) holds
 counters and histograms in NumPy arrays and exposes them to Prometheus as a custom
 collector, so recording a batch of 10,000 latencies costs one ``np.searchsorted`` and one
-``np.bincount``, never a Python call per record.
+``np.bincount``, never a Python call per record. Latencies are recorded in milliseconds (what
+the lineage headers carry) and exposed in seconds, Prometheus' base unit: the families and
+their names are listed in :mod:`streamml.monitor.exposition`.
 
 The API other components call (all vectorised, all thread-safe):
 
@@ -18,6 +20,9 @@ The API other components call (all vectorised, all thread-safe):
     the distribution of scores a model emits (10 bins on [0, 1] by default).
 ``set_lag(group, topic, partition, lag)``
     consumer lag (the monitor computes it with :func:`streamml.monitor.lag.consumer_lag`).
+``set_gauge(name, value, **labels)``
+    a free-form gauge ``streamml_<name>`` (drift and quality figures); the name must follow the
+    naming guide (:func:`streamml.monitor.exposition.check_gauge_name`).
 
 >>> import numpy as np
 >>> m = Metrics()
@@ -28,8 +33,8 @@ The API other components call (all vectorised, all thread-safe):
 (3, 2)
 >>> snap["components"]["serve.fraud"]["latency_ms"]["p50"]
 12.0
->>> b"streamml_records_total" in m.exposition()
-True
+>>> b"streamml_records_total" in m.exposition(), b"streamml_latency_seconds_bucket" in m.exposition()
+(True, True)
 """
 
 from __future__ import annotations
@@ -42,14 +47,18 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics", "get_metrics", "serve_metrics", "latencies_from_headers", "LATENCY_BUCKETS_MS", "SCORE_BUCKETS"]
+from streamml.monitor.exposition import check_gauge_name, families
 
-#: Histogram upper bounds for latencies, in milliseconds.
+__all__ = ["Metrics", "get_metrics", "serve_metrics", "latencies_from_headers", "LATENCY_BUCKETS_MS",
+           "LATENCY_BUCKETS_SECONDS", "SCORE_BUCKETS"]
+
+#: Histogram upper bounds for latencies, in milliseconds (how latencies are recorded).
 LATENCY_BUCKETS_MS = np.array([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000],
                               dtype=np.float64)
+#: The same bounds in seconds (how ``streamml_latency_seconds`` exposes them).
+LATENCY_BUCKETS_SECONDS = LATENCY_BUCKETS_MS / 1000.0
 #: Histogram upper bounds for prediction scores.
 SCORE_BUCKETS = np.round(np.linspace(0.1, 1.0, 10), 2)
 _RECENT = 4096          # latencies kept per component for percentiles in snapshots
@@ -168,8 +177,11 @@ class Metrics(Collector):
             self._lag = new
 
     def set_gauge(self, name: str, value: float, **labels: str) -> None:
-        """Set a free-form gauge ``streamml_<name>`` (drift scores, quality figures...)."""
-        key = (name, tuple(sorted((k, str(v)) for k, v in labels.items())))
+        """Set a free-form gauge ``streamml_<name>`` (drift scores, quality figures...).
+
+        Raises ``ValueError`` for a name against Prometheus' naming guide (``_total``, ``_ms``...).
+        """
+        key = (check_gauge_name(name), tuple(sorted((k, str(v)) for k, v in labels.items())))
         with self._lock:
             self._gauges[key] = float(value)
 
@@ -196,87 +208,46 @@ class Metrics(Collector):
                     "errors_by_kind": dict(c.errors), "dlq": c.dlq, "dlq_reasons": dict(c.dlq_reasons),
                     "rate": round((c.records - base.get(name, 0)) / dt, 3) if base_t else 0.0,
                     "latency_ms": lat.get("e2e", {}), "latency_by_stage": lat,
+                    "latency_seconds": _histograms(c),
                 }
             self._rate_base = (now, {k: c.records for k, c in self._components.items()})
-            models = [{"component": comp, "model": m, "version": v} for (comp, m), v in sorted(self._models.items())]
-            preds = {m: {"buckets": SCORE_BUCKETS.tolist(), "counts": a.tolist(),
-                         "mean": round(self._score_sums.get(m, 0.0) / max(int(a.sum()), 1), 6)}
-                     for m, a in self._scores.items()}
-            lag = [{"group": g, "topic": t, "partition": p, "lag": v} for (g, t, p), v in sorted(self._lag.items())]
-            gauges = [{"name": n, "labels": dict(lbl), "value": v} for (n, lbl), v in sorted(self._gauges.items())]
-        return {"ts": int(time.time() * 1000), "components": comps, "models": models, "predictions": preds,
-                "lag": lag, "gauges": gauges}
+            rest = self._state_rest()
+        return {"ts": int(time.time() * 1000), "components": comps, **rest}
+
+    def _state_rest(self) -> dict[str, Any]:
+        models = [{"component": comp, "model": m, "version": v} for (comp, m), v in sorted(self._models.items())]
+        preds = {m: {"buckets": SCORE_BUCKETS.tolist(), "counts": a.tolist(),
+                     "mean": round(self._score_sums.get(m, 0.0) / max(int(a.sum()), 1), 6),
+                     "sum": self._score_sums.get(m, 0.0)}
+                 for m, a in self._scores.items()}
+        lag = [{"group": g, "topic": t, "partition": p, "lag": v} for (g, t, p), v in sorted(self._lag.items())]
+        gauges = [{"name": n, "labels": dict(lbl), "value": v} for (n, lbl), v in sorted(self._gauges.items())]
+        return {"models": models, "predictions": preds, "lag": lag, "gauges": gauges}
+
+    def state(self) -> dict[str, Any]:
+        """The cumulative part of :meth:`snapshot`, without its side effects (what ``/metrics`` exposes)."""
+        with self._lock:
+            comps = {name: {"records": c.records, "batches": c.batches, "errors_by_kind": dict(c.errors),
+                            "dlq": c.dlq, "dlq_reasons": dict(c.dlq_reasons), "latency_seconds": _histograms(c)}
+                     for name, c in sorted(self._components.items())}
+            return {"components": comps, **self._state_rest()}
 
     def exposition(self) -> bytes:
         """The Prometheus text format of this registry (what ``/metrics`` serves)."""
         return generate_latest(self.registry)
 
     def collect(self) -> Iterator[Any]:  # the prometheus_client Collector protocol
-        with self._lock:
-            comps = {k: (c.records, c.batches, dict(c.errors), c.dlq, dict(c.dlq_reasons),
-                         {s: (h[0].copy(), h[1][0]) for s, h in c.hist.items()}, c.last_seen)
-                     for k, c in self._components.items()}
-            models = dict(self._models)
-            scores = {m: (a.copy(), self._score_sums.get(m, 0.0)) for m, a in self._scores.items()}
-            lag = dict(self._lag)
-            gauges = dict(self._gauges)
-        records = CounterMetricFamily("streamml_records", "Records processed", labels=["component"])
-        batches = CounterMetricFamily("streamml_batches", "Batches processed", labels=["component"])
-        errors = CounterMetricFamily("streamml_errors", "Failed records or calls", labels=["component", "kind"])
-        dlq = CounterMetricFamily("streamml_dlq_records", "Records sent to the dead-letter topic",
-                                  labels=["component", "reason"])
-        latency = HistogramMetricFamily("streamml_latency_ms", "Per-record latency in milliseconds",
-                                        labels=["component", "stage"])
-        for name, (n, b, errs, d, reasons, hists, _) in sorted(comps.items()):
-            records.add_metric([name], n)
-            batches.add_metric([name], b)
-            for kind, k in errs.items():
-                errors.add_metric([name, kind], k)
-            other = d - sum(reasons.values())
-            for reason, k in reasons.items():
-                dlq.add_metric([name, reason], k)
-            if other or not reasons:
-                dlq.add_metric([name, ""], other)
-            for stage, (counts, total) in hists.items():
-                cum = np.cumsum(counts)
-                buckets = [(_fmt(le), float(v)) for le, v in zip(LATENCY_BUCKETS_MS, cum[:-1])]
-                buckets.append(("+Inf", float(cum[-1])))
-                latency.add_metric([name, stage], buckets, total)
-        yield from (records, batches, errors, dlq, latency)
-        mv = GaugeMetricFamily("streamml_model_version", "Model version in use (value = version when numeric)",
-                               labels=["component", "model", "version"])
-        for (comp, model), v in sorted(models.items()):
-            mv.add_metric([comp, model, v], float(v) if v.isdigit() else 1.0)
-        yield mv
-        pred = HistogramMetricFamily("streamml_prediction_score", "Distribution of prediction scores",
-                                     labels=["model"])
-        for model, (counts, total) in sorted(scores.items()):
-            cum = np.cumsum(counts)
-            buckets = [(_fmt(le), float(v)) for le, v in zip(SCORE_BUCKETS, cum[:-1])]
-            buckets.append(("+Inf", float(cum[-1])))
-            pred.add_metric([model], buckets, total)
-        yield pred
-        lg = GaugeMetricFamily("streamml_consumer_lag", "Consumer lag (high watermark - committed offset)",
-                               labels=["group", "topic", "partition"])
-        for (g, t, part), behind in sorted(lag.items()):
-            lg.add_metric([g, t, str(part)], behind)
-        yield lg
-        by_name: dict[str, list[tuple[dict[str, str], float]]] = {}
-        for (gauge, pairs), value in gauges.items():
-            by_name.setdefault(gauge, []).append((dict(pairs), value))
-        for gauge, rows in sorted(by_name.items()):
-            keys = sorted({k for labels, _ in rows for k in labels})
-            fam = GaugeMetricFamily(f"streamml_{gauge}", f"streamml gauge {gauge}", labels=keys)
-            for labels, value in rows:
-                fam.add_metric([labels.get(k, "") for k in keys], value)
-            yield fam
+        yield from families([(self.state(), {})])
 
     def describe(self) -> list[Any]:
         return []
 
 
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(float(x))
+def _histograms(c: _Component) -> dict[str, dict[str, Any]]:
+    """Each stage's latency histogram in seconds: bounds, cumulative counts (last = +Inf), sum."""
+    return {stage: {"le": LATENCY_BUCKETS_SECONDS.tolist(), "counts": np.cumsum(counts).tolist(),
+                    "sum": total[0] / 1000.0}
+            for stage, (counts, total) in c.hist.items()}
 
 
 def _trim(parts: deque[np.ndarray]) -> None:
