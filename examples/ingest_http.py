@@ -29,14 +29,17 @@ while not server.started:
 url = f"http://127.0.0.1:{port}/v1/streams/clicks/events"
 auth = {"Authorization": "Bearer demo-token"}
 with httpx.Client(timeout=30) as http:
-    print("no token:", http.post(url, json=[{"user": "a"}]).status_code)                      # 401
+    denied = http.post(url, json=[{"user": "a"}])                                          # 401, a problem
+    print("no token:", denied.status_code, denied.headers["content-type"], denied.json()["detail"])
+    print("ready:", http.get(f"http://127.0.0.1:{port}/readyz").status_code)               # probes need no token
     ok = http.post(url, json=[{"user": "ann", "page": "/", "ms": 120}, {"user": "bob", "page": "/buy", "ms": 80}],
                    headers=auth)
     print("array:", ok.status_code, ok.json()["accepted"], "accepted")                        # 200, after Kafka's ack
     body = b'{"user": "cid", "page": "/", "ms": 5}\n{"user": "dan", "page": \n{"user": "eve", "page": "/", "ms": -1}\n'
     part = http.post(url, content=body, headers={**auth, "Content-Type": "application/x-ndjson"})
-    print("ndjson:", part.status_code, part.json()["accepted"], "accepted;")                  # 400: partial accept
+    print("ndjson:", part.status_code, part.json()["detail"])                                # 400: partial accept
     for err in part.json()["errors"]:
         print(f"  record {err['index']}: {err['reason']}")
     assert ok.status_code == 200 and part.status_code == 400 and part.json()["accepted"] == 1
+    assert denied.status_code == 401 and part.json()["type"] == "urn:streamml:problem:invalid-records"
 server.should_exit = True

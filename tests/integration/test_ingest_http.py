@@ -59,8 +59,14 @@ def test_auth_limits_partial_accept_and_dead_letters(settings: Settings, endpoin
     url = f"{endpoint}/v1/streams/clicks/events"
     with httpx.Client(timeout=30) as http:
         assert http.post(url, json=[{"user": "a", "n": 1}]).status_code == 401
-        r = http.post(url, json=[{"user": "a", "n": 1}], headers={"Authorization": "Bearer wrong"})
-        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        for auth in ("Bearer wrong", "Basic " + TOKEN, TOKEN):
+            r = http.post(url, json=[{"user": "a", "n": 1}], headers={"Authorization": auth})
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", auth
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.json()["type"] == "urn:streamml:problem:unauthorized" and r.json()["status"] == 401
+        assert http.get(f"{endpoint}/v1/streams/clicks/stats").status_code == 401
+        r404 = http.post(f"{endpoint}/v1/streams/not%20a%20name/events", json=[{}], headers=AUTH)
+        assert r404.status_code == 404 and r404.json()["type"] == "urn:streamml:problem:unknown-stream"
 
         api = http.get(f"{endpoint}/openapi.json").json()
         op = api["paths"]["/v1/streams/{stream}/events"]["post"]
@@ -76,8 +82,10 @@ def test_auth_limits_partial_accept_and_dead_letters(settings: Settings, endpoin
         nd = b"\n".join([b'{"user": "c", "n": 3}', b'{"user": "d", "n": ', b'{"user": "e", "n": 5}',
                          b'{"user": "f", "n": "six"}', b'{"user": "g", "n": -1}', b'{"user": "h", "n": 8}'])
         part = http.post(url, content=nd, headers={**AUTH, "Content-Type": "application/x-ndjson"})
-        assert part.status_code == 400
+        assert part.status_code == 400 and part.headers["content-type"] == "application/problem+json"
         pb = part.json()
+        assert pb["type"] == "urn:streamml:problem:invalid-records" and pb["status"] == 400
+        assert pb["detail"] == "3 of 6 record(s) invalid; the valid ones were accepted"
         assert pb["accepted"] == 3 and pb["dead_lettered"] == 3 and len(pb["event_ids"]) == 3
         assert [(e["index"], e["reason"].split(":")[0]) for e in pb["errors"]] == [
             (1, "malformed JSON"), (3, "field 'n'"), (4, "field 'n'")]
@@ -89,7 +97,8 @@ def test_auth_limits_partial_accept_and_dead_letters(settings: Settings, endpoin
 
         huge = b"[" + b",".join([b'{"user": "zzzzzzzzzzzzzzzzzzzz", "n": 1}'] * 80_000) + b"]"
         r413 = http.post(url, content=huge, headers={**AUTH, "Content-Type": "application/json"})
-        assert r413.status_code == 413 and "over the limit" in r413.json()["error"]
+        assert r413.status_code == 413 and "over the limit" in r413.json()["detail"]
+        assert r413.json()["type"] == "urn:streamml:problem:body-too-large"
 
         def chunks() -> Iterator[bytes]:
             yield b"["
@@ -124,8 +133,88 @@ def test_503_with_retry_after_when_kafka_is_unavailable(settings: Settings) -> N
         with httpx.Client(timeout=30) as http:
             r = http.post(f"{base}/v1/streams/s/events", json=[{"a": 1}], headers=AUTH)
             assert r.status_code == 503 and r.headers["retry-after"] == "5"
-            assert "Kafka is unavailable" in r.json()["error"]
-            assert http.get(f"{base}/healthz").status_code == 503
+            assert r.headers["content-type"] == "application/problem+json"
+            assert "Kafka is unavailable" in r.json()["detail"] and r.json()["type"].endswith(":kafka-unavailable")
+            # not ready (no traffic, please) but alive (a restart would not bring Kafka back)
+            for probe in ("/readyz", "/healthz"):
+                nr = http.get(f"{base}{probe}")
+                assert nr.status_code == 503 and nr.json()["type"] == "urn:streamml:problem:not-ready", probe
+                assert nr.json()["kafka"] == "unavailable" and "Kafka" in nr.json()["detail"]
+            assert http.get(f"{base}/livez").json() == {"status": "alive"}
+
+
+def _resolve(doc: dict, schema: dict) -> dict:  # type: ignore[type-arg]
+    ref = schema.get("$ref")
+    return doc["components"]["schemas"][ref.rsplit("/", 1)[1]] if ref else schema  # type: ignore[no-any-return]
+
+
+def test_openapi_security_scheme_models_and_one_error_shape(settings: Settings, endpoint: str) -> None:
+    doc = httpx.get(f"{endpoint}/openapi.json", timeout=10).json()
+    assert doc["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"]["bearerAuth"][
+            "description"]}
+    paths = doc["paths"]
+    for path in ("/v1/streams/{stream}/events", "/v1/streams/{stream}/stats"):
+        op = next(iter(paths[path].values()))
+        assert op["security"] == [{"bearerAuth": []}], path
+        assert "WWW-Authenticate" in op["responses"]["401"]["headers"]
+    for path in ("/livez", "/readyz", "/healthz", "/openapi.json"):  # probes need no token
+        assert "security" not in paths.get(path, {}).get("get", {}), path
+    ingest = paths["/v1/streams/{stream}/events"]["post"]
+    ok = _resolve(doc, ingest["responses"]["200"]["content"]["application/json"]["schema"])
+    assert {"request_id", "accepted", "dead_lettered", "event_ids"} <= set(ok["required"])
+    partial = _resolve(doc, ingest["responses"]["400"]["content"]["application/problem+json"]["schema"])
+    assert {"type", "title", "status", "detail", "accepted", "event_ids", "errors"} <= set(partial["properties"])
+    assert "Retry-After" in ingest["responses"]["503"]["headers"]
+    errors = 0
+    for path, item in paths.items():
+        for method, op in item.items():
+            assert op.get("summary") and "200" in op["responses"], (method, path)
+            for status, resp in op["responses"].items():
+                if status[0] in "45":
+                    errors += 1
+                    assert list(resp["content"]) == ["application/problem+json"], (path, status)
+                    props = _resolve(doc, resp["content"]["application/problem+json"]["schema"])["properties"]
+                    assert {"type", "title", "status", "detail"} <= set(props), (path, status)
+    assert errors >= 8
+    with httpx.Client(timeout=30) as http:  # readiness once a broker answered; liveness always
+        deadline = time.monotonic() + 20
+        while (ready := http.get(f"{endpoint}/readyz")).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready.json() == {"status": "ready", "kafka": "ok"}
+        assert http.get(f"{endpoint}/healthz").json() == ready.json()
+        assert http.get(f"{endpoint}/livez").json() == {"status": "alive"}
+        for body, ctype in ((b"", "application/json"), (b"  \n", "application/x-ndjson")):  # nothing to store
+            r = http.post(f"{endpoint}/v1/streams/clicks/events", content=body, headers={**AUTH, "Content-Type": ctype})
+            assert r.status_code == 200 and r.json()["records"] == 0, r.text
+
+
+def test_fatal_producer_error_fails_liveness(settings: Settings) -> None:
+    from confluent_kafka import KafkaError as CKError
+
+    app = create_app(settings, HttpOptions(token=None))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while httpx.get(f"{base}/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert httpx.get(f"{base}/livez").status_code == 200
+        # what librdkafka reports when the producer cannot go on (e.g. fenced): only a restart helps
+        app.state.ingest._on_error(CKError(CKError._FATAL, "producer fenced", fatal=True))
+        for probe in ("/livez", "/readyz"):
+            r = httpx.get(f"{base}{probe}")
+            assert r.status_code == 503 and "fatally: producer fenced" in r.json()["detail"], probe
+        r = httpx.post(f"{base}/v1/streams/s/events", json=[{"a": 1}])
+        assert r.status_code == 503 and r.json()["type"] == "urn:streamml:problem:kafka-unavailable"
+    finally:
+        server.should_exit = True
+        thread.join(20)
 
 
 def test_sigkill_under_load_loses_no_acknowledged_event(settings: Settings, tmp_path: Path) -> None:

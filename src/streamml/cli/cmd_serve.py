@@ -144,8 +144,13 @@ def serve(
     if opts is None:
         assert http is not None
         host = ModelHost(source, strat.roles, follow_rollback=follow_rollback)
-        host.start(wait_for=strat.primary, timeout=wait)
+        # HTTP first: /livez answers and /readyz says 503 while the model loads
         server, _ = serve_http(host, http, bind)
+        try:
+            host.start(wait_for=strat.primary, timeout=wait)
+        except BaseException:
+            server.should_exit = True
+            raise
         current = host.get(model)
         console.print(f"serving {model} v{current.version if current else '?'} on http://{bind}:{http}/v1/models/{model}/predict")
         stop.wait()
@@ -156,11 +161,16 @@ def serve(
     topic = opts.input_topic
     scorer = Scorer(settings, strat, source, opts)
     scorer.stop_event = stop
-    _while_unavailable(scorer.start, "starting the scorer", wait)
     server = None
-    if http is not None:
+    if http is not None:  # HTTP first: /livez answers and /readyz says 503 while the model loads
         server, _ = serve_http(scorer.host, http, bind)
         err_console.print(f"[dim]HTTP: http://{bind}:{http}/v1/models/{model}/predict[/dim]")
+    try:
+        _while_unavailable(scorer.start, "starting the scorer", wait)
+    except BaseException:
+        if server is not None:
+            server.should_exit = True
+        raise
     err_console.print(f"scoring {topic} -> {scorer.output_topic} with {strategy} ({mode}); "
                       f"serving {', '.join(f'{r} v{m.version}' for r, m in scorer.host.snapshot().items() if m)}")
     try:

@@ -20,12 +20,25 @@ Each record's event id is its ``event_id`` field when it has one (a string), els
 ``<request id>-<index>``; its event time is its ``event_time`` field (ms or ISO-8601) when
 present, else the time of arrival. Dead letters name ``http:<request id>#<index>`` as source;
 their value is the NDJSON line exactly as sent, or the array element re-encoded as compact JSON.
+
+Every error is an RFC 9457 problem (``application/problem+json``: ``type``, ``title``,
+``status``, ``detail``); the 400 and 503 answers to a request whose records were processed
+also carry ``request_id``, ``accepted``, ``dead_lettered``, ``event_ids`` and ``errors`` or
+``failed``. The token is declared in OpenAPI as the ``bearerAuth`` security scheme.
+
+Probes (for Kubernetes; no token needed):
+
+- ``GET /livez``: liveness, 200 while the process answers, whatever Kafka does (restarting
+  the pod does not bring a broker back). 503 only when the producer failed fatally or its
+  poll thread died, which only a restart repairs.
+- ``GET /readyz``: readiness, 200 once a broker answered and while Kafka is reachable and the
+  producer healthy; else 503 with a problem saying why, so no traffic is sent to a process
+  that would answer 503. ``/healthz`` is an alias of ``/readyz``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import threading
 import time
 import uuid
@@ -35,20 +48,22 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError as CKError
 from confluent_kafka import Producer
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from streamml import headers as H
 from streamml._version import __version__
 from streamml.config import Settings, topic_name
 from streamml.errors import ConfigError, KafkaError
+from streamml.http_common import Liveness, Problem, bearer_auth, error_responses, install, problem_response
 from streamml.ingest.writer import IngestCounts, RecordWriter
 from streamml.kafka.clients import producer as make_producer
 from streamml.schema.codec import codec_for, schema_headers
 from streamml.schema.core import Schema, parse_timestamp_ms
 from streamml.schema.registry import SchemaRegistry
 
-__all__ = ["HttpOptions", "create_app", "serve_http", "COMPONENT"]
+__all__ = ["HttpOptions", "create_app", "serve_http", "COMPONENT", "IngestResult", "IngestProblem"]
 
 COMPONENT = "ingest.http"
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/jsonlines")
@@ -72,6 +87,66 @@ class HttpOptions:
     ack_timeout: float = 15.0
     retry_after: int = 5
     partitions: int = 3
+
+
+class RecordError(BaseModel):
+    """One record that was not accepted, and why."""
+
+    index: int = Field(description="Position of the record in the request (array element or NDJSON line)")
+    event_id: str
+    reason: str
+
+
+class IngestResult(BaseModel):
+    """Every record accepted, and acknowledged by Kafka."""
+
+    request_id: str = Field(examples=["3f2a9c0d1e7b4a55"])
+    stream: str = Field(examples=["clicks"])
+    records: int = Field(description="Records in the request")
+    accepted: int = Field(description="Records stored in `<ns>.raw.<stream>`")
+    dead_lettered: int = Field(description="Records sent to the dead-letter topic")
+    event_ids: list[str] = Field(description="The event ids of the accepted records, in request order")
+
+
+class IngestProblem(Problem):
+    """A problem; when the records were processed it also says which were accepted."""
+
+    request_id: str | None = None
+    stream: str | None = None
+    records: int | None = None
+    accepted: int | None = None
+    dead_lettered: int | None = None
+    event_ids: list[str] | None = Field(None, description="Accepted (stored and acknowledged) records")
+    errors: list[RecordError] | None = Field(None, description="400: each invalid record by index with its reason")
+    failed: list[int] | None = Field(None, description="503: indices of the records Kafka did not acknowledge")
+    streams: list[str] | None = Field(None, description="404: the streams served here")
+    max_body_bytes: int | None = Field(None, description="413: the limit")
+    retry_after_s: int | None = Field(None, description="503: the same as the `Retry-After` header")
+
+
+class StreamStats(BaseModel):
+    """Counts of one stream since the server started; records_in = accepted + dead_lettered + failed."""
+
+    stream: str
+    records_in: int
+    accepted: int
+    dead_lettered: int
+    failed: int
+    reasons: dict[str, int] = Field(description="Dead-letter reasons and their counts")
+    balanced: bool
+
+
+class IngestReadiness(BaseModel):
+    """Ready: a broker answered, Kafka is reachable and the producer healthy."""
+
+    status: str = Field("ready", examples=["ready"])
+    kafka: str = Field("ok", examples=["ok"])
+
+
+class NotReady(Problem):
+    """Not ready (or, on /livez, broken beyond repair): `detail` says why."""
+
+    kafka: str | None = Field(None, examples=["unavailable"])
 
 
 class _Acks:
@@ -108,6 +183,8 @@ class _State:
         self.options = options
         self.kafka_down = False
         self.down_reason = ""
+        self.reachable = False  # a broker answered a metadata request since the start
+        self.fatal = ""  # the producer's fatal error: it cannot be used any more
         self.producer: Producer = make_producer(
             settings, error_cb=self._on_error, linger_ms=2,
             message_timeout_ms=int(options.ack_timeout * 1000),
@@ -124,6 +201,8 @@ class _State:
         self.schemas = {s: self.registry.register(s, sch) for s, sch in options.schemas.items()}
 
     def _on_error(self, err: CKError) -> None:
+        if err.fatal():
+            self.fatal = err.str()
         if err.code() == CKError._ALL_BROKERS_DOWN or err.fatal():
             self.kafka_down = True
             self.down_reason = err.str()
@@ -132,14 +211,32 @@ class _State:
         last_probe = 0.0
         while not self._stop.is_set():
             self.producer.poll(0.05)
-            if self.kafka_down and time.monotonic() - last_probe > 1.0:
+            if (self.kafka_down or not self.reachable) and not self.fatal and time.monotonic() - last_probe > 1.0:
                 last_probe = time.monotonic()
                 try:
                     md = self.producer.list_topics(timeout=1.0)
                     if md.brokers:
-                        self.kafka_down = False
+                        self.kafka_down, self.reachable = False, True
                 except Exception:  # noqa: BLE001 - still down
                     pass
+
+    def broken(self) -> str | None:
+        """Why the process cannot recover without a restart (None: it can)."""
+        if self.fatal:
+            return f"the Kafka producer failed fatally: {self.fatal}"
+        if not self._thread.is_alive() and not self._stop.is_set():
+            return "the producer's poll thread stopped"
+        return None
+
+    def not_ready(self) -> str | None:
+        """Why requests would fail now (None: ready)."""
+        if (reason := self.broken()) is not None:
+            return reason
+        if self.kafka_down:
+            return f"Kafka is unavailable: {self.down_reason}"
+        if not self.reachable:
+            return "no Kafka broker has answered yet"
+        return None
 
     def writer(self, stream: str) -> RecordWriter:
         with self._lock:
@@ -189,63 +286,66 @@ def create_app(settings: Settings, options: HttpOptions | None = None) -> Any:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
-        state_box["s"] = _State(settings, opts)
+        state_box["s"] = app.state.ingest = _State(settings, opts)
         yield
         await asyncio.get_running_loop().run_in_executor(None, state_box["s"].close)
 
     app = FastAPI(title="streamml ingest", version="1", lifespan=lifespan,
                   description=(__doc__ or "").split("\n\n", 1)[1] if __doc__ else "")
+    install(app)
 
-    def problem(status: int, message: str, **extra: Any) -> JSONResponse:
-        headers = extra.pop("headers", None)
-        return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+    def problem(status: int, slug: str, message: str, **extra: Any) -> JSONResponse:
+        return problem_response(status, slug, message, **extra)
 
-    def authorized(request: Request) -> bool:
-        if opts.token is None:
-            return True
-        auth = request.headers.get("authorization", "")
-        scheme, _, given = auth.partition(" ")
-        return scheme.lower() == "bearer" and secrets.compare_digest(given.strip().encode(), opts.token.encode())
+    def unavailable(reason: str) -> JSONResponse:
+        return problem(503, "kafka-unavailable", reason, title="Kafka unavailable",
+                       headers={"Retry-After": str(opts.retry_after)}, retry_after_s=opts.retry_after)
 
-    responses: dict[int | str, dict[str, Any]] = {
-        200: {"description": "Every record accepted and acknowledged by Kafka."},
-        400: {"description": "Some records invalid: the valid ones were accepted (partial accept), "
-                             "the invalid ones dead-lettered; `errors` names each by index with its reason."},
-        401: {"description": "Missing or wrong bearer token."},
-        404: {"description": "Stream not served here."},
-        413: {"description": "Body larger than the limit; nothing stored."},
-        503: {"description": "Kafka unavailable or too slow; retry after `Retry-After` seconds."},
-    }
+    auth = [Depends(bearer_auth(opts.token))] if opts.token is not None else []
+    unauthorized = {401: "Missing or wrong bearer token."} if opts.token is not None else {}
+    responses = error_responses({
+        400: "Some records invalid: the valid ones were accepted (partial accept), "
+             "the invalid ones dead-lettered; `errors` names each by index with its reason.",
+        **unauthorized,
+        404: "Stream not served here (or not a valid stream name).",
+        413: "Body larger than the limit; nothing stored.",
+        503: "Kafka unavailable or too slow; retry after `Retry-After` seconds. Records acknowledged "
+             "before the failure are in `event_ids`, the others in `failed`."},
+        model=IngestProblem, retry_after=True)
     body_doc = {"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"oneOf": [{"type": "array", "items": {"type": "object"}},
-                                                   {"type": "object"}]}},
-        "application/x-ndjson": {"schema": {"type": "string", "description": "one JSON object per line"}}}}}
+                                                   {"type": "object"}]},
+                             "example": [{"user": "ann", "n": 1, "event_id": "click-1"}, {"user": "bob", "n": 2}]},
+        "application/x-ndjson": {"schema": {"type": "string", "description": "one JSON object per line"},
+                                 "example": '{"user": "ann", "n": 1}\n{"user": "bob", "n": 2}\n'}}}}
 
-    @app.post("/v1/streams/{stream}/events", responses=responses, openapi_extra=body_doc,
-              summary="Ingest events into a stream")
+    @app.post("/v1/streams/{stream}/events", response_model=IngestResult, responses=responses,
+              openapi_extra=body_doc, dependencies=auth, summary="Ingest events into a stream",
+              response_description="Every record accepted and acknowledged by Kafka.")
     async def ingest(stream: str, request: Request) -> JSONResponse:
         """Validate events and write them to ``<ns>.raw.<stream>``; answer after Kafka acknowledged them."""
         st = state_box["s"]
-        if not authorized(request):
-            return problem(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
         try:
             topic_name(settings.namespace, "raw", stream)
         except ConfigError as exc:
-            return problem(404, str(exc))
+            return problem(404, "unknown-stream", str(exc), title="Unknown stream")
         if opts.streams is not None and stream not in opts.streams:
-            return problem(404, f"stream {stream!r} is not served here", streams=list(opts.streams))
+            return problem(404, "unknown-stream", f"stream {stream!r} is not served here", title="Unknown stream",
+                           streams=list(opts.streams))
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > opts.max_body_bytes:
-            return problem(413, f"body of {int(length):,} bytes is over the limit of {opts.max_body_bytes:,} bytes")
+            return problem(413, "body-too-large",
+                           f"body of {int(length):,} bytes is over the limit of {opts.max_body_bytes:,} bytes",
+                           max_body_bytes=opts.max_body_bytes)
         if st.kafka_down:
-            return problem(503, f"Kafka is unavailable: {st.down_reason}",
-                           headers={"Retry-After": str(opts.retry_after)})
+            return unavailable(f"Kafka is unavailable: {st.down_reason}")
         chunks: list[bytes] = []
         size = 0
         async for part in request.stream():
             size += len(part)
             if size > opts.max_body_bytes:
-                return problem(413, f"body is over the limit of {opts.max_body_bytes:,} bytes")
+                return problem(413, "body-too-large", f"body is over the limit of {opts.max_body_bytes:,} bytes",
+                               max_body_bytes=opts.max_body_bytes)
             chunks.append(part)
         body = b"".join(chunks)
         loop = asyncio.get_running_loop()
@@ -255,21 +355,38 @@ def create_app(settings: Settings, options: HttpOptions | None = None) -> Any:
                 writer = await loop.run_in_executor(None, st.writer, stream)
         except KafkaError as exc:
             st.kafka_down, st.down_reason = True, str(exc)
-            return problem(503, f"Kafka is unavailable: {exc}", headers={"Retry-After": str(opts.retry_after)})
+            return unavailable(f"Kafka is unavailable: {exc}")
         return await _handle(st, writer, stream, body, request.headers.get("content-type", ""), loop)
 
-    @app.get("/v1/streams/{stream}/stats", summary="Counts of one stream since the server started")
-    async def stats(stream: str, request: Request) -> JSONResponse:
-        if not authorized(request):
-            return problem(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+    @app.get("/v1/streams/{stream}/stats", response_model=StreamStats, dependencies=auth,
+             responses=error_responses(unauthorized), summary="Counts of one stream since the server started")
+    async def stats(stream: str) -> JSONResponse:
         counts = state_box["s"].counts.get(stream, IngestCounts())
         return JSONResponse({"stream": stream, **counts.as_dict(), "balanced": counts.balanced})
 
-    @app.get("/healthz", summary="Liveness and Kafka reachability")
-    async def health() -> JSONResponse:
-        st = state_box["s"]
-        return JSONResponse({"status": "ok", "kafka": "unavailable" if st.kafka_down else "ok"},
-                            status_code=503 if st.kafka_down else 200)
+    probe_errors = error_responses({503: "Not ready: `detail` says why."}, model=NotReady)
+
+    @app.get("/livez", response_model=Liveness, summary="Liveness: the process is up",
+             responses=error_responses({503: "Broken beyond repair (fatal producer error): restart the process."},
+                                       model=NotReady))
+    async def livez() -> JSONResponse:
+        """200 while the process answers, whatever Kafka does; 503 only when a restart is needed."""
+        reason = state_box["s"].broken()
+        if reason is not None:
+            return problem(503, "broken", reason, title="Broken: restart needed")
+        return JSONResponse({"status": "alive"})
+
+    async def ready() -> JSONResponse:
+        reason = state_box["s"].not_ready()
+        if reason is not None:
+            return problem(503, "not-ready", reason, title="Not ready", kafka="unavailable")
+        return JSONResponse({"status": "ready", "kafka": "ok"})
+
+    app.get("/readyz", response_model=IngestReadiness, responses=probe_errors,
+            summary="Readiness: Kafka reachable and the producer healthy",
+            description="200 when a request would be written to Kafka now; 503 with the reason otherwise.")(ready)
+    app.get("/healthz", response_model=IngestReadiness, responses=probe_errors,
+            summary="Alias of /readyz", description="Kept for existing probes; the same answer as `/readyz`.")(ready)
 
     return app
 
@@ -346,14 +463,16 @@ async def _handle(st: _State, writer: RecordWriter, stream: str, body: bytes, co
                                 "dead_lettered": 0 if unanswered else len(errors) - len(dlq_failed),
                                 "event_ids": [] if unanswered else accepted_ids}
     if unanswered or failed_idx or dlq_failed:
-        body_out["error"] = "Kafka did not acknowledge every record: retry the records not listed as accepted"
         body_out["failed"] = sorted(failed_idx | dlq_failed) if not unanswered else list(range(n_in))
         st.kafka_down = st.kafka_down or unanswered
-        return JSONResponse(body_out, status_code=503, headers={"Retry-After": str(opts.retry_after)})
+        return problem_response(503, "kafka-unacknowledged",
+                                "Kafka did not acknowledge every record: retry the records not listed as accepted",
+                                title="Records not acknowledged", headers={"Retry-After": str(opts.retry_after)},
+                                retry_after_s=opts.retry_after, **body_out)
     if errors:
-        body_out["error"] = f"{len(errors)} of {n_in} record(s) invalid; the valid ones were accepted"
-        body_out["errors"] = errors
-        return JSONResponse(body_out, status_code=400)
+        return problem_response(400, "invalid-records",
+                                f"{len(errors)} of {n_in} record(s) invalid; the valid ones were accepted",
+                                title="Some records are invalid", errors=errors, **body_out)
     return JSONResponse(body_out, status_code=200)
 
 
