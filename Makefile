@@ -10,12 +10,12 @@ STAMP  := $(VENV)/.installed
 
 all: test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"' \
 	  || { echo "error: Python 3.11+ is required (found $$($(PYTHON) --version))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev,deep]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,all]'
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -49,7 +49,7 @@ test-faults: kafka system-deps
 	$(PY) -m pytest -m faults tests/faults
 
 bench: kafka
-	$(PIP) install -q -e '.[dev,bench]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,all,bench]'
 	$(PY) -m benchmarks
 
 clean:

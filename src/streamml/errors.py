@@ -48,6 +48,7 @@ __all__ = [
     "EXIT_CODES",
     "StreamMLError",
     "ConfigError",
+    "MissingExtraError",
     "ProvisioningError",
     "MissingToolError",
     "PortInUseError",
@@ -98,6 +99,17 @@ class StreamMLError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} (hint: {self.hint})" if self.hint else self.message
+
+
+class MissingExtraError(StreamMLError, ImportError):
+    """An optional integration is not installed; the hint names the extra that installs it.
+
+    It is also an ``ImportError``, so code that tolerates a missing module keeps working.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, name: str | None = None) -> None:
+        StreamMLError.__init__(self, message, hint=hint)
+        self.name = name
 
 
 class ConfigError(StreamMLError):

@@ -25,13 +25,18 @@ from collections.abc import Callable, Iterable, Sequence
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request, Security
-from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from streamml.extras import missing
+
+try:
+    from fastapi import FastAPI, Request, Security
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.openapi.utils import get_openapi
+    from fastapi.responses import JSONResponse
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+    from pydantic import BaseModel, ConfigDict, Field
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+except ImportError as _exc:
+    raise missing(_exc, "the HTTP endpoints", extra="http") from None
 
 __all__ = ["PROBLEM_JSON", "Problem", "ValidationProblem", "ProblemError", "problem_response", "problem_type",
            "install", "error_responses", "bearer_auth", "Liveness"]

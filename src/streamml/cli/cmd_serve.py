@@ -100,7 +100,6 @@ def serve(
     from streamml.kafka.names import resolve_topic
     from streamml.runtime import normalise_guarantee
     from streamml.serve import LiveQuality, ModelHost, Scorer, ServeOptions
-    from streamml.serve.http import serve_http
     from streamml.serve.registry_source import RegistrySource
     from streamml.serve.strategies import roles_for, strategy_class
 
@@ -145,6 +144,8 @@ def serve(
         assert http is not None
         host = ModelHost(source, strat.roles, follow_rollback=follow_rollback)
         # HTTP first: /livez answers and /readyz says 503 while the model loads
+        from streamml.serve.http import serve_http  # the http extra, only when asked for
+
         server, _ = serve_http(host, http, bind)
         try:
             host.start(wait_for=strat.primary, timeout=wait)
@@ -163,6 +164,8 @@ def serve(
     scorer.stop_event = stop
     server = None
     if http is not None:  # HTTP first: /livez answers and /readyz says 503 while the model loads
+        from streamml.serve.http import serve_http  # the http extra, only when asked for
+
         server, _ = serve_http(scorer.host, http, bind)
         err_console.print(f"[dim]HTTP: http://{bind}:{http}/v1/models/{model}/predict[/dim]")
     try:

@@ -20,7 +20,6 @@ from streamml.ingest.generators import (
                                         sensors,
                                         transactions,
 )
-from streamml.ingest.http import HttpOptions, create_app, serve_http
 from streamml.ingest.mqtt import MqttBridge, MqttOptions, bridge_mqtt
 from streamml.ingest.writer import IngestCounts, RecordWriter
 
@@ -31,3 +30,15 @@ __all__ = [
     "transactions", "sensors", "Event", "PATTERNS", "NEW_PATTERN",
     "generate_transactions", "generate_sensors", "GenerateReport",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """HTTP ingest needs the ``http`` extra: its names are imported on first use."""
+    if name in _HTTP_NAMES:
+        from streamml.ingest import http
+
+        return getattr(http, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_HTTP_NAMES = ("HttpOptions", "create_app", "serve_http")

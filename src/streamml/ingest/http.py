@@ -48,9 +48,15 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError as CKError
 from confluent_kafka import Producer
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+
+from streamml.extras import missing, require
+
+try:
+    from fastapi import Depends, FastAPI, Request
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel, Field
+except ImportError as _exc:
+    raise missing(_exc, "HTTP ingest", extra="http") from None
 
 from streamml import headers as H
 from streamml._version import __version__
@@ -479,7 +485,7 @@ async def _handle(st: _State, writer: RecordWriter, stream: str, body: bytes, co
 def serve_http(settings: Settings, options: HttpOptions | None = None, *, host: str = "127.0.0.1",
                port: int = 8080, log_level: str = "warning") -> None:
     """Serve the endpoint until interrupted (uvicorn, one process)."""
-    import uvicorn
+    uvicorn = require("uvicorn", "HTTP ingest", extra="http")
 
     uvicorn.run(create_app(settings, options), host=host, port=port, log_level=log_level,
                 access_log=False, lifespan="on", timeout_graceful_shutdown=10)

@@ -24,6 +24,7 @@ import orjson
 from streamml import headers as H
 from streamml.config import Settings
 from streamml.errors import ConfigError, StreamMLError
+from streamml.extras import require
 from streamml.ingest.writer import IngestCounts, RecordWriter
 from streamml.schema.codec import codec_for, schema_headers
 from streamml.schema.core import Schema, parse_timestamp_ms
@@ -57,7 +58,7 @@ class MqttBridge:
     """A running bridge; :meth:`start`, then :meth:`stop` (or use it as a context manager)."""
 
     def __init__(self, settings: Settings, stream: str, options: MqttOptions | None = None) -> None:
-        import paho.mqtt.client as mqtt
+        mqtt = require("paho.mqtt.client", "the MQTT bridge", extra="mqtt")
 
         self.options = opts = options or MqttOptions()
         if opts.qos not in (0, 1, 2):

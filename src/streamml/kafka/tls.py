@@ -7,10 +7,15 @@ import datetime as dt
 import ipaddress
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from streamml.extras import missing
+
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+except ImportError as _exc:
+    raise missing(_exc, "TLS certificate generation", extra="secure") from None
 
 __all__ = ["make_certificates"]
 

@@ -32,6 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from streamml import headers as H
 from streamml.config import Settings
+from streamml.extras import missing, require
 from streamml.kafka.message import offset_of
 from streamml.monitor.exposition import families
 from streamml.monitor.metrics import Metrics
@@ -301,9 +302,12 @@ def create_app(settings: Settings, *, state: DashboardState | None = None, metri
     """
     from contextlib import asynccontextmanager
 
-    from fastapi import FastAPI, Response
-    from fastapi.responses import FileResponse
-    from fastapi.staticfiles import StaticFiles
+    try:
+        from fastapi import FastAPI, Response
+        from fastapi.responses import FileResponse
+        from fastapi.staticfiles import StaticFiles
+    except ImportError as exc:
+        raise missing(exc, "the dashboard", extra="http") from None
     from prometheus_client import CollectorRegistry, generate_latest
 
     st = state or DashboardState(settings)
@@ -365,7 +369,7 @@ class serve:  # noqa: N801 - used like a function that returns a handle
                  state: DashboardState | None = None, metrics: Metrics | None = None) -> None:
         import socket
 
-        import uvicorn
+        uvicorn = require("uvicorn", "the dashboard", extra="http")
 
         if port == 0:
             with socket.socket() as s:

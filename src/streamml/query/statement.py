@@ -25,6 +25,7 @@ import duckdb
 import polars as pl
 
 from streamml.errors import QueryError
+from streamml.extras import require
 
 __all__ = ["Statement", "TableRef", "parse", "run_statement", "quote", "Output"]
 
@@ -144,6 +145,7 @@ def run_statement(stmt: Statement, tables: dict[str, Any], output: Output = "pol
         if rel is None:
             raise QueryError("the statement returns no rows", hint="only SELECT statements are supported")
         if output == "pandas":
+            require("pandas", "output='pandas'")
             return rel.df()
         if output == "arrow":
             return rel.arrow().read_all()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from streamml.config import Settings
+from streamml.extras import require
 from streamml.query.reader import META_COLUMNS, Bound, Span, frame, read_spans, spans
 from streamml.query.resolve import default_settings, resolve_topic
 
@@ -71,6 +72,7 @@ class Topic:
 
     def to_pandas(self) -> "pd.DataFrame":
         """All records of this view as a pandas DataFrame."""
+        require("pandas", "to_pandas()")
         return self.to_polars().to_pandas()
 
     def head(self, n: int = 10) -> pl.DataFrame:

@@ -35,9 +35,15 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import polars as pl
-from fastapi import Body, FastAPI, Query
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, RootModel, WithJsonSchema
+
+from streamml.extras import missing, require
+
+try:
+    from fastapi import Body, FastAPI, Query
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel, ConfigDict, Field, RootModel, WithJsonSchema
+except ImportError as _exc:
+    raise missing(_exc, "the HTTP predict endpoint", extra="http") from None
 
 from streamml.http_common import (
     Liveness,
@@ -282,7 +288,7 @@ def serve_http(host: ModelHost, port: int, bind: str = "127.0.0.1", *,
                ready_roles: Sequence[Role] | None = None) -> tuple[Any, threading.Thread]:
     """Run the app with uvicorn in a background thread; returns ``(server, thread)``
     (``server.should_exit = True`` stops it)."""
-    import uvicorn
+    uvicorn = require("uvicorn", "the HTTP predict endpoint", extra="http")
 
     server = uvicorn.Server(uvicorn.Config(create_app(host, ready_roles=ready_roles), host=bind, port=port,
                                            log_level="warning", access_log=False))

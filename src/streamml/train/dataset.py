@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from streamml.config import Settings
 from streamml.errors import ConfigError
+from streamml.extras import require
 from streamml.train.labels import LabelRule, join_labels, labels_frame
 from streamml.train.prefetch import ProgressBar, prefetch
 from streamml.train.reader import RawBatch, TopicRange, read_ranges, resolve_ranges
@@ -378,6 +379,7 @@ class Dataset:
         return self.to_polars(with_metadata=with_metadata).to_arrow()
 
     def to_pandas(self, *, with_metadata: bool = False) -> Any:
+        require("pandas", "Dataset.to_pandas()")
         return self.to_polars(with_metadata=with_metadata).to_pandas()
 
     def to_numpy(self, dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray | None]:
