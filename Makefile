@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	  || { echo "error: Python 3.11+ is required (found $$($(PYTHON) --version))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev,deep]'
+	$(PIP) install -q -e '.[dev,deep,spark]'
 	@touch $(STAMP)
 
 setup: $(STAMP)

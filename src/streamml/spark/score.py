@@ -77,7 +77,8 @@ def _score(rb: pa.RecordBatch, current: Any, out_topic: str, dlq: str, component
     keys = rb.column("key").to_pylist()
     parts = rb.column("partition").to_pylist()
     n = len(values)
-    topics, hdrs, outs = [dlq] * n, [[] for _ in range(n)], list(values)
+    topics, outs = [dlq] * n, list(values)
+    hdrs: list[list[dict[str, Any]]] = [[] for _ in range(n)]
     try:
         df = decode_json(values)
         fm = to_matrix(df, tuple(current.input_columns))
@@ -91,7 +92,7 @@ def _score(rb: pa.RecordBatch, current: Any, out_topic: str, dlq: str, component
     if df is not None and fm is not None and fm.rows.size:
         scores = current.predict(fm.x)
         latency = round((time.perf_counter() - t0) * 1000, 3)
-        ids = df[id_col].cast(str).to_list() if id_col in df.columns else [None] * n  # type: ignore[arg-type]
+        ids = df[id_col].cast(str).to_list() if id_col in df.columns else [None] * n
         times = df[time_col].to_list() if time_col in df.columns else [None] * n
         labels = scores.label.tolist() if scores.label is not None else None
         for j, i in enumerate(fm.rows.tolist()):
