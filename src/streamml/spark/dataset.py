@@ -16,6 +16,11 @@ the collected rows sees them in the order ``TrainingJob`` gives them, and fits t
 The columns and types are fixed before the query runs: the dataset's ``schema`` when it has one,
 else what a sample of the first rows decodes to. A batch that decodes to another type fails with
 a :class:`~streamml.errors.SchemaError` naming the column (give the dataset a ``schema``).
+
+:meth:`SparkDataset.manifest` counts rows and labelled rows with Spark, and reads the
+schema-version and pipeline-hash headers of *every* record (streamml's own reader samples the
+first and last record of each batch by default), so on topics whose headers change inside a
+batch it may list more versions than ``Dataset.manifest()``; the spec and fingerprint are the same.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from streamml import headers as H
 from streamml.config import Settings
-from streamml.errors import ConfigError
+from streamml.errors import ConfigError, ModelError
 from streamml.spark.session import kafka_options, require_pyspark
 
 __all__ = ["score_stream", "OUTPUT_SCHEMA"]
@@ -146,7 +146,9 @@ def score_stream(spark: Any, settings: Settings, model: str, input_topic: str, *
         for rb in batches:
             host.swap()  # between batches: one batch, one version
             current = host.get(model, stage)
-            if rb.num_rows and current is not None:
+            if current is None:  # never drop a batch unscored: fail the task (Spark retries it)
+                raise ModelError(f"no servable version of {model}@{stage} in this worker")
+            if rb.num_rows:
                 yield _score(rb, current, out, dlq, component, id_column, time_column)
 
     reader = spark.readStream.format("kafka").options(**opts).option("subscribe", input_topic) \
