@@ -314,6 +314,20 @@ class Dataset:
                 df = df.with_columns(pl.col(s.label).fill_null(s.fill_label))
         return df
 
+    def prepare_batch(self, batch: RawBatch, labels: pl.DataFrame | None,
+                      with_metadata: bool = False) -> pl.DataFrame:
+        """One batch of raw values as this dataset's rows: decoded with its schema, time-filtered,
+        labels joined by its rule (``labels`` in :func:`~streamml.train.labels.labels_frame` shape),
+        unlabelled rows handled. What :meth:`iter_batches` does per batch, for other engines' readers
+        (:mod:`streamml.spark`)."""
+        return self._prepare(batch, labels, with_metadata)
+
+    def record_observed(self, *, rows: int, labelled: int, schema_versions: Sequence[str] = (),
+                        pipeline_hashes: Sequence[str] = ()) -> None:
+        """Record what another engine's read of these ranges observed (the manifest reports it)."""
+        self._observed = {"rows": int(rows), "labelled": int(labelled), "schema_versions": sorted(schema_versions),
+                          "pipeline_hashes": sorted(pipeline_hashes), "columns": []}
+
     def iter_batches(self, *, batch_rows: int | None = None, epochs: int = 1, shuffle: bool = False,
                      with_metadata: bool = False, _limit_one: bool = False) -> Iterator[pl.DataFrame]:
         """Stream the dataset as Polars frames of about ``batch_rows`` rows, ``epochs`` times.
@@ -500,6 +514,12 @@ class Dataset:
                                           dtype=dtype, drop_last=drop_last, rank=rank, world_size=world_size,
                                           **keras_options)
 
+    # -- other engines (extras that register a bridge, e.g. streamml[spark]) ----------------------
+    def to_spark(self, spark: Any, **options: Any) -> Any:
+        """This dataset read by Spark: a :class:`streamml.spark.SparkDataset` (``.df`` is the
+        DataFrame over exactly these pinned ranges; see :mod:`streamml.spark.dataset`)."""
+        return bridge("spark")(self, spark, **options)
+
     # -- lineage -------------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
         """Everything needed to rebuild this dataset, plus what reading it observed.
@@ -528,6 +548,28 @@ class Dataset:
             "seed": self.spec.seed,
             "libraries": library_versions(),
         }
+
+
+_BRIDGES: dict[str, Any] = {}
+
+
+def register_bridge(engine: str, fn: Any) -> None:
+    """Make ``Dataset.to_<engine>`` call ``fn(dataset, session, **options)`` (done by the bridge package)."""
+    _BRIDGES[engine] = fn
+
+
+def bridge(engine: str) -> Any:
+    """The registered bridge of ``engine``; the bridge package (``streamml.<engine>``, an extra) is a
+    plug-in loaded by name here, so this module never imports it."""
+    if engine not in _BRIDGES:
+        import importlib
+
+        try:
+            importlib.import_module(f"streamml.{engine}")
+        except ImportError as exc:
+            raise ConfigError(f"the {engine} bridge cannot be loaded: {exc}",
+                              hint=f"pip install 'streamml[{engine}]'") from exc
+    return _BRIDGES[engine]
 
 
 def _deep() -> Any:
