@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import struct
 import uuid
-from typing import Any
 
 import orjson
 import polars as pl
 import pytest
+from helpers import drain
 
 import streamml.query as q
-from helpers import drain
 from streamml.config import Settings
 from streamml.errors import QueryError
 from streamml.kafka import clients, ensure_topic

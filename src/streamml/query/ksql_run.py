@@ -27,7 +27,7 @@ _catalogs: dict[tuple[str, str], Catalog] = {}
 
 def catalog(settings: Settings) -> Catalog:
     """The catalog of sources declared in this process for ``settings``' cluster and namespace."""
-    key = (settings.bootstrap_servers, settings.namespace)
+    key = (str(settings.bootstrap_servers), settings.namespace)
     if key not in _catalogs:
         def resolve(topic: str) -> str:
             existing = list_topics(settings)

@@ -56,7 +56,7 @@ def sql(statement: str, *, settings: Settings | None = None, output: Output = "p
     """
     s = settings or default_settings()
     if is_ksql(statement):  # ksqlDB statements: see streamml.query.ksql_run
-        return run_ksql(statement, s)  # type: ignore[return-value]
+        return run_ksql(statement, s)
     stmt = parse(statement)
     if stmt.emit_changes:
         check(stmt)

@@ -213,7 +213,7 @@ class Engine:
         public = df.select([c for c in df.columns if not c.startswith("__")])
         if self.keep_frames:
             res.frame = public
-        res.values = encode_json(public)
+        res.values = list(encode_json(public))
         if TOMBSTONE in df.columns:  # rows that delete their key: the value is None
             res.values = [None if dead else v for v, dead in zip(res.values, df[TOMBSTONE].to_list())]
         key_col = self.pipeline.sink_key or (self.window.key if window_out and self.window else None)

@@ -263,7 +263,8 @@ class Pipeline:
         return self._add(Join(table, on or table.key, how))
 
     def window(self, *, key: str, size: WindowSpec | int | str | None = None, time: str | None = None,
-               emit: Literal["close", "update", "changes"] = "close", late: Literal["count", "dlq"] = "count") -> WindowBuilder:
+               emit: Literal["close", "update", "changes"] = "close",
+               late: Literal["count", "dlq"] = "count") -> WindowBuilder:
         """Start a keyed window: ``.window(key="card", size=tumbling("1m", grace="10s"), time="ts")``.
 
         ``size`` is a :class:`WindowSpec` (or a duration for a tumbling window); ``time`` the
