@@ -391,11 +391,13 @@ def _decoder(src: Source) -> Callable[[pl.DataFrame], pl.DataFrame]:
     key = src.key
 
     def decode(df: pl.DataFrame) -> pl.DataFrame:
-        upper: dict[str, str] = {}
+        same: dict[str, list[str]] = {}  # JSON fields differing only in case are one column
         for c in df.columns:
-            if not c.startswith("__") and c.upper() not in upper.values():
-                upper[c] = c.upper()
-        keep = [pl.col(c).alias(u) for c, u in upper.items() if u in {v.name for v in value_cols}]
+            if not c.startswith("__"):
+                same.setdefault(c.upper(), []).append(c)
+        wanted = {v.name for v in value_cols}
+        keep = [(pl.coalesce(cs) if len(cs) > 1 else pl.col(cs[0])).alias(u) for u, cs in same.items()
+                if u in wanted]
         hidden = [c for c in df.columns if c.startswith("__") and c != "__record_key"]
         out = df.select([*hidden, *keep]) if keep or hidden else df
         missing = [pl.lit(None).cast(_dtype(c.type, c.name)).alias(c.name) for c in value_cols
