@@ -148,3 +148,18 @@ def test_statements_outside_the_subset_are_refused(settings: Settings) -> None:
     for stmt, message in cases.items():
         with pytest.raises(QueryError, match=message):
             q.sql(stmt)
+
+
+def test_stream_as_select_filters_projects_and_keeps_the_key(settings: Settings) -> None:
+    topic, src = declare(settings)
+    produce(settings, topic, RECORDS[:4])
+    name = "BIG_" + uuid.uuid4().hex[:6].upper()
+    stmt = (f"CREATE STREAM {name} AS SELECT card, amount * 100 AS cents, ts FROM {src} "
+            f"WHERE amount >= 10 EMIT CHANGES;")
+    expected = [{"CARD": "a", "CENTS": 1000.0, "TS": T0 + 5_000, "_tombstone": False},
+                {"CARD": "a", "CENTS": 2000.0, "TS": T0 + 50_000, "_tombstone": False}]
+    assert q.sql(stmt).to_dicts() == expected
+    out, recs, _ = deployed(settings, stmt, 2)
+    assert out.to_dicts() == expected
+    assert [r["key"] for r in recs] == [b"a", b"a"]  # the record key, unchanged
+    assert orjson.loads(recs[0]["value"]) == {"CENTS": 1000.0, "TS": T0 + 5_000}  # key column not in the value
