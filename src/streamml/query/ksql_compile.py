@@ -40,6 +40,8 @@ import polars as pl
 
 from streamml.errors import QueryError
 from streamml.query.ksql import Column, CreateAs, CreateSource, Select, Token, parse_ksql, split_statements
+from streamml.query.ksql_table import Source, SqlTable
+from streamml.query.ksql_table import dtype as _dtype
 from streamml.stream import Pipeline, stream
 from streamml.stream.windows import Agg, WindowSpec
 
@@ -47,26 +49,9 @@ __all__ = ["Catalog", "Query", "Source", "encode_key", "decode_key"]
 
 _AGGS = {"COUNT": "count", "SUM": "sum", "AVG": "mean", "MIN": "min", "MAX": "max",
          "COUNT_DISTINCT": "count_distinct", "STDDEV_SAMP": "std"}
-_TYPES: dict[str, Any] = {"VARCHAR": pl.String, "STRING": pl.String, "BIGINT": pl.Int64, "INT": pl.Int32,
-                          "INTEGER": pl.Int32, "DOUBLE": pl.Float64, "BOOLEAN": pl.Boolean}
 _KEYWORDS = {"AND", "OR", "NOT", "CASE", "WHEN", "THEN", "ELSE", "END", "IS", "NULL", "TRUE", "FALSE", "IN",
              "BETWEEN", "LIKE", "AS", "CAST", "VARCHAR", "STRING", "BIGINT", "INT", "INTEGER", "DOUBLE", "BOOLEAN"}
 _FOREVER = 1 << 61  # the one window of an unwindowed aggregation
-
-
-@dataclass(frozen=True)
-class Source:
-    """A declared stream or table: its topic, columns and timestamp column."""
-
-    kind: str
-    name: str
-    topic: str
-    columns: tuple[Column, ...]
-    timestamp: str | None
-
-    @property
-    def key(self) -> Column | None:
-        return next((c for c in self.columns if c.key), None)
 
 
 @dataclass(frozen=True)
@@ -125,16 +110,11 @@ def decode_key(raw: bytes | None, ktype: str, windowed: bool) -> tuple[Any, int 
     return body.decode(), ws
 
 
-def _dtype(ctype: str, where: str) -> Any:
-    base = ctype.split("(")[0].strip()
-    if base not in _TYPES:
-        raise QueryError(f"column type {ctype} of {where} is not supported yet",
-                         hint="use VARCHAR, BIGINT, INT, DOUBLE or BOOLEAN")
-    return _TYPES[base]
 
 
-def _expr_text(tokens: tuple[Token, ...], names: dict[str, str]) -> str:
-    """Tokens as Polars SQL: identifiers upper-cased (qualifiers dropped) and quoted."""
+def _expr_text(tokens: tuple[Token, ...], names: dict[str, str], tables: frozenset[str] = frozenset()) -> str:
+    """Tokens as Polars SQL: identifiers upper-cased and quoted; a qualifier is dropped, except
+    a joined table's alias (in ``tables``): its columns are named ``ALIAS.COLUMN``."""
     parts: list[str] = []
     toks = list(tokens)
     i = 0
@@ -142,7 +122,12 @@ def _expr_text(tokens: tuple[Token, ...], names: dict[str, str]) -> str:
         t = toks[i]
         nxt = toks[i + 1] if i + 1 < len(toks) else None
         if t.kind in ("id", "qid") and nxt is not None and nxt.text == "." and i + 2 < len(toks):
-            i += 2  # a qualified name: a single source, so the qualifier is dropped
+            if t.ident in tables:
+                col = f"{t.ident}.{toks[i + 2].ident}"
+                parts.append('"' + col.replace('"', '""') + '"')
+                i += 3
+                continue
+            i += 2  # the stream's qualifier is dropped
             continue
         plain = t.kind == "qid" or t.upper not in _KEYWORDS
         if t.kind in ("id", "qid") and (nxt is None or nxt.text != "(") and plain:
@@ -239,13 +224,12 @@ class Catalog:
         if src.kind != "STREAM":
             raise QueryError(f"{src.name} is a table: queries over tables are not supported yet",
                              hint="select FROM a stream")
-        if sel.join is not None:
-            raise QueryError("joins are not supported in this version yet",
-                             hint="enrich with stream(...).join(Table(...)) in the Python DSL")
         props = {k.upper(): v for k, v in st.props.items()}
         sink = props.get("KAFKA_TOPIC") or st.name
         p = stream(src.topic, name=f"ksql-{st.name.lower()}").exact(record_key=src.key is not None)
         p = p.map_batch(_decoder(src), name=f"columns of {src.name}")
+        if sel.join is not None:
+            return self._join(st, src, p, sink)
         names = {c.name: c.name for c in src.columns}
         if sel.where is not None:
             p = p.filter(_sql_expr(_expr_text(sel.where, names), "WHERE clause"))
@@ -339,6 +323,60 @@ class Catalog:
 
         p = p.map_batch(finish, name="select " + ", ".join(n for _, n in out)).to(sink, key="__ksql_key")
         return Query(st.name, st.kind, sink, src, p, ktype, windowed, st.text)
+
+    def _join(self, st: CreateAs, src: Source, p: Pipeline, sink: str) -> Query:
+        """A stream-table join (INNER/LEFT) onto the engine's table join, then WHERE and SELECT."""
+        sel = st.select
+        j = sel.join
+        assert j is not None
+        table = self.source(j.source)
+        if table.kind != "TABLE":
+            raise QueryError(f"{table.name} is a stream: stream-stream joins are not supported yet",
+                             hint="join a stream with a TABLE")
+        if sel.group_by or sel.window is not None:
+            raise QueryError("aggregating a join in the same statement is not supported yet",
+                             hint="write the join as CREATE STREAM ... AS SELECT, then aggregate that stream")
+        pk = table.key
+        assert pk is not None
+        sides = {tuple(t.ident for t in side if t.kind in ("id", "qid")) for side in (j.left, j.right)}
+        tcol = (j.alias, pk.name)
+        if tcol not in sides and (table.name, pk.name) not in sides:
+            raise QueryError(f"a stream-table join is ON the table's PRIMARY KEY {j.alias}.{pk.name}",
+                             hint=f"ON {sel.alias}.<column> = {j.alias}.{pk.name}")
+        other = next((s for s in sides if s not in (tcol, (table.name, pk.name))), None)
+        scol = other[-1] if other else pk.name
+        if scol not in {c.name for c in src.columns}:
+            raise QueryError(f"{scol} is not a column of {src.name} (in the join condition)")
+        tables = frozenset({j.alias})
+        names = {c.name: c.name for c in src.columns}
+        p = p.join(SqlTable(table, j.alias), on=scol, how=j.how)
+        if sel.where is not None:
+            p = p.filter(_sql_expr(_expr_text(sel.where, names, tables), "WHERE clause"))
+        proj: list[tuple[pl.Expr, str]] = []
+        for i, item in enumerate(sel.items):
+            t = item.tokens
+            if len(t) == 1 and t[0].text == "*" or any(x.text == "*" and k + 1 == len(t) for k, x in enumerate(t)):
+                raise QueryError("SELECT * over a join is not supported yet", hint="list the columns you need")
+            simple = len(t) == 1 and t[0].kind in ("id", "qid")
+            qual = len(t) == 3 and t[1].text == "."
+            name = item.alias or (t[0].ident if simple else t[2].ident if qual else f"KSQL_COL_{i}")
+            proj.append((_sql_expr(_expr_text(t, names, tables), "expression").alias(name), name))
+        exprs = [e for e, _ in proj]
+        ktype = dict((c.name, c.type) for c in src.columns)[scol]
+        keyname = scol
+
+        def finish(df: pl.DataFrame) -> pl.DataFrame:
+            if df.height == 0:
+                return df
+            out = df.select(["__row", *exprs])
+            keys = encode_key(df[scol], ktype)
+            return out.select(["__row", *[n for _, n in proj if n != keyname]]).with_columns(
+                pl.Series("__ksql_key", keys, dtype=pl.Binary))
+
+        p = p.map_batch(finish, name="select " + ", ".join(n for _, n in proj)).to(sink, key="__ksql_key")
+        keysrc = Source(src.kind, src.name, src.topic, tuple(
+            Column(c.name, c.type, c.name == scol) for c in src.columns), src.timestamp)
+        return Query(st.name, st.kind, sink, keysrc, p, ktype, False, st.text)
 
     def _lift(self, tokens: tuple[Token, ...], aggs: dict[str, Agg], pre: list[pl.Expr],
               cols: dict[str, Column]) -> tuple[Token, ...]:
