@@ -9,6 +9,10 @@ carrying its lineage headers. ``to="big"`` writes ``<ns>.features.big``; ``to="l
 writes ``<ns>.labels.x``; a name with more dots is a full topic name. A statement never writes
 to the topic it reads.
 
+A ksqlDB persistent query (``CREATE STREAM|TABLE x AS SELECT ...``, see
+:mod:`streamml.query.ksql_compile`) is deployed without ``to``: it writes to its own topic
+(the query's name upper-cased, or its ``KAFKA_TOPIC``), keyed as ksqlDB keys it.
+
 ``changes(statement)`` runs the same statement over the live stream in this process and
 yields its rows (a :class:`~streamml.query.tail.Tail`), without writing anything.
 """
