@@ -14,6 +14,10 @@ Everything reads committed records only, and takes ``settings=`` (by default the
 - :func:`tail` — a generator of records committed from now on, filtered, per-partition order;
 - :func:`deploy` — a continuous statement (``... EMIT CHANGES``) as a running stream pipeline;
   :func:`changes` — the same statement's live rows, in this process.
+- ksqlDB statements (:mod:`streamml.query.ksql`, compiled by :mod:`streamml.query.ksql_compile`):
+  ``sql("CREATE STREAM s (...) WITH (kafka_topic=...)")`` declares a source;
+  ``sql("CREATE TABLE t AS SELECT ... WINDOW TUMBLING (...) GROUP BY ... EMIT FINAL")`` previews
+  the rows the query writes, and ``deploy`` of the same statement runs it on the stream engine.
 
 Short topic names resolve as described in :mod:`streamml.query.resolve`.
 """

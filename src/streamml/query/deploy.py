@@ -9,6 +9,10 @@ carrying its lineage headers. ``to="big"`` writes ``<ns>.features.big``; ``to="l
 writes ``<ns>.labels.x``; a name with more dots is a full topic name. A statement never writes
 to the topic it reads.
 
+A ksqlDB persistent query (``CREATE STREAM|TABLE x AS SELECT ...``, see
+:mod:`streamml.query.ksql_compile`) is deployed without ``to``: it writes to its own topic
+(the query's name upper-cased, or its ``KAFKA_TOPIC``), keyed as ksqlDB keys it.
+
 ``changes(statement)`` runs the same statement over the live stream in this process and
 yields its rows (a :class:`~streamml.query.tail.Tail`), without writing anything.
 """
@@ -24,9 +28,12 @@ from streamml.config import Settings
 from streamml.errors import PipelineError, QueryError
 from streamml.kafka import names
 from streamml.query.continuous import check, to_batch_sql
+from streamml.query.ksql import is_ksql
+from streamml.query.ksql_compile import Query
+from streamml.query.ksql_run import compile_query
 from streamml.query.reader import META_COLUMNS, Bound
 from streamml.query.resolve import default_settings, resolve_topic
-from streamml.query.statement import Statement, run_statement
+from streamml.query.statement import Statement, parse, quote, run_statement
 from streamml.query.tail import Tail
 
 if TYPE_CHECKING:
@@ -61,13 +68,24 @@ def pipeline_for(statement: str | Statement, to: str, *, name: str | None = None
 class Deployment:
     """A running continuous statement: a stream worker in a background thread (or the foreground)."""
 
-    def __init__(self, statement: str | Statement, to: str, *, name: str | None = None,
+    def __init__(self, statement: str | Statement, to: str | None = None, *, name: str | None = None,
                  settings: Settings | None = None, **options: Any) -> None:
         from streamml.stream.runner import RunOptions, Worker
 
         self.settings = settings or default_settings()
-        self.statement = check(statement)
-        self.pipeline = pipeline_for(self.statement, to, name=name, settings=self.settings)
+        self.query: Query | None = None
+        if isinstance(statement, str) and is_ksql(statement):
+            if to is not None:
+                raise QueryError("a ksqlDB statement names its own output topic",
+                                 hint="drop to=...; set WITH (kafka_topic='...') in the statement")
+            self.query = compile_query(statement, self.settings)
+            self.statement = parse(f"SELECT * FROM {quote(self.query.source.topic)}")
+            self.pipeline = self.query.pipeline if name is None else self.query.pipeline.named(name)
+        else:
+            if to is None:
+                raise QueryError("deploy needs to='topic' for a SELECT ... EMIT CHANGES")
+            self.statement = check(statement)
+            self.pipeline = pipeline_for(self.statement, to, name=name, settings=self.settings)
         self.source = self.pipeline.source_topic(self.settings)
         self.sink = self.pipeline.sink_topic(self.settings) or ""
         self.worker = Worker(self.pipeline, self.settings, RunOptions().with_(**options))
@@ -80,7 +98,8 @@ class Deployment:
 
     def describe(self) -> str:
         """The statement and the pipeline topology that runs it."""
-        return f"{self.statement.text.strip()}\n{self.pipeline.describe()}"
+        text = self.query.text if self.query is not None else self.statement.text
+        return f"{text.strip()}\n{self.pipeline.describe()}"
 
     @property
     def stats(self) -> dict[str, int]:
@@ -143,7 +162,7 @@ class Deployment:
         self.stop()
 
 
-def deploy(statement: str, to: str, *, name: str | None = None, settings: Settings | None = None,
+def deploy(statement: str, to: str | None = None, *, name: str | None = None, settings: Settings | None = None,
            start: bool = True, **options: Any) -> Deployment:
     """Run a continuous SQL statement as a pipeline writing to ``to``; returns the running :class:`Deployment`.
 

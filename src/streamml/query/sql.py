@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 from streamml.config import Settings
 from streamml.query.continuous import check
+from streamml.query.ksql import is_ksql
+from streamml.query.ksql_run import run_ksql
 from streamml.query.reader import META_COLUMNS, frame, read_spans, spans
 from streamml.query.resolve import default_settings, resolve_topic
 from streamml.query.statement import Output, Statement, TableRef, parse, quote, run_statement
@@ -47,8 +49,14 @@ def sql(statement: str, *, settings: Settings | None = None, output: Output = "p
     A statement ending in ``EMIT CHANGES`` must be deployable (see
     :mod:`streamml.query.continuous`) and sees the value columns only: its result here is
     exactly what :func:`~streamml.query.deploy` writes for the same records.
+
+    A ksqlDB statement (``CREATE STREAM ...``, ``CREATE TABLE x AS SELECT ... WINDOW ...``; see
+    :mod:`streamml.query.ksql_compile`) declares a source, or previews a persistent query: the
+    rows its deployment would write for what the topics hold now.
     """
     s = settings or default_settings()
+    if is_ksql(statement):  # ksqlDB statements: see streamml.query.ksql_run
+        return run_ksql(statement, s)
     stmt = parse(statement)
     if stmt.emit_changes:
         check(stmt)

@@ -21,9 +21,11 @@ from streamml.schema.batch import bad_rows, decode_json, encode_json
 from streamml.stream.pipeline import Pipeline, Window
 from streamml.stream.windows import KEYCOL, WS, P, WindowState
 
-__all__ = ["RawBatch", "StepResult", "Engine", "STREAM_TIME_KEY"]
+__all__ = ["RawBatch", "StepResult", "Engine", "STREAM_TIME_KEY", "TOMBSTONE"]
 
 STREAM_TIME_KEY = b"\x00stream_time"
+#: A boolean output column: true rows are written as tombstones (key, no value).
+TOMBSTONE = "__tombstone"
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 _CARRY = (H.EVENT_ID, H.EVENT_TIME, H.INGEST_TIME, H.SOURCE)
 
@@ -68,7 +70,7 @@ class StepResult:
     """What one batch produced; nothing here is applied until :meth:`Engine.commit`."""
 
     keys: list[bytes | None] = field(default_factory=list)
-    values: list[bytes] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)
     headers: list[list[tuple[str, bytes]]] = field(default_factory=list)
     dlq: list[Record] = field(default_factory=list)
     changelog: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
@@ -151,6 +153,8 @@ class Engine:
                                 else raw.partitions, dtype=pl.Int64)]
         if self._needs_offsets:
             cols.append(pl.Series("__o", [raw.offsets[i] for i in idx], dtype=pl.Int64))
+        if self.pipeline.record_key:
+            cols.append(pl.Series("__record_key", [raw.keys[i] for i in idx], dtype=pl.Binary))
         if self.needs_timestamps and raw.timestamps is not None:
             cols.append(pl.Series("__ts", [raw.timestamps[i] for i in idx], dtype=pl.Int64))
         return df.with_columns(cols) if df.width else pl.DataFrame(cols)
@@ -209,7 +213,9 @@ class Engine:
         public = df.select([c for c in df.columns if not c.startswith("__")])
         if self.keep_frames:
             res.frame = public
-        res.values = encode_json(public)
+        res.values = list(encode_json(public))
+        if TOMBSTONE in df.columns:  # rows that delete their key: the value is None
+            res.values = [None if dead else v for v, dead in zip(res.values, df[TOMBSTONE].to_list())]
         key_col = self.pipeline.sink_key or (self.window.key if window_out and self.window else None)
         if key_col is not None:
             if key_col not in df.columns:

@@ -154,7 +154,7 @@ class Window(Operator):
     spec: WindowSpec
     time: str | None
     aggs: tuple[tuple[str, Agg], ...]
-    emit: Literal["close", "update"] = "close"
+    emit: Literal["close", "update", "changes"] = "close"
     late: Literal["count", "dlq"] = "count"
     store: str = "window"
     kind = "window"
@@ -187,7 +187,7 @@ class WindowBuilder:
     key: str
     spec: WindowSpec
     time: str | None
-    emit: Literal["close", "update"]
+    emit: Literal["close", "update", "changes"]
     late: Literal["count", "dlq"]
 
     def agg(self, **aggs: Agg) -> "Pipeline":
@@ -217,6 +217,8 @@ class Pipeline:
     sink_key: str | None = None
     name_: str | None = None
     schema: tuple[tuple[str, Any], ...] | None = None
+    record_key: bool = False    # batches carry the record key (bytes) as the column ``__record_key``
+    exact_topics: bool = False  # source and sink names are full topic names, never resolved
     _extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     # -- building -------------------------------------------------------------------------
@@ -261,7 +263,8 @@ class Pipeline:
         return self._add(Join(table, on or table.key, how))
 
     def window(self, *, key: str, size: WindowSpec | int | str | None = None, time: str | None = None,
-               emit: Literal["close", "update"] = "close", late: Literal["count", "dlq"] = "count") -> WindowBuilder:
+               emit: Literal["close", "update", "changes"] = "close",
+               late: Literal["count", "dlq"] = "count") -> WindowBuilder:
         """Start a keyed window: ``.window(key="card", size=tumbling("1m", grace="10s"), time="ts")``.
 
         ``size`` is a :class:`WindowSpec` (or a duration for a tumbling window); ``time`` the
@@ -271,8 +274,8 @@ class Pipeline:
         spec = size if isinstance(size, WindowSpec) else tumbling(size) if size is not None else None
         if spec is None:
             raise PipelineError("window needs size=tumbling(...) or hopping(...)")
-        if emit not in ("close", "update") or late not in ("count", "dlq"):
-            raise PipelineError("emit must be 'close' or 'update'; late must be 'count' or 'dlq'")
+        if emit not in ("close", "update", "changes") or late not in ("count", "dlq"):
+            raise PipelineError("emit must be 'close', 'update' or 'changes'; late must be 'count' or 'dlq'")
         return WindowBuilder(self, key, spec, time, emit, late)
 
     def to(self, name: str, *, key: str | None = None) -> "Pipeline":
@@ -303,10 +306,17 @@ class Pipeline:
         return self.window_op is not None
 
     def source_topic(self, settings: "Settings | None" = None) -> str:
-        return _resolve(self.source_name, "raw", settings)
+        return self.source_name if self.exact_topics else _resolve(self.source_name, "raw", settings)
 
     def sink_topic(self, settings: "Settings | None" = None) -> str | None:
-        return None if self.sink_name is None else _resolve(self.sink_name, "features", settings)
+        if self.sink_name is None or self.exact_topics:
+            return self.sink_name
+        return _resolve(self.sink_name, "features", settings)
+
+    def exact(self, *, record_key: bool = False) -> "Pipeline":
+        """The same pipeline with full topic names (no namespace resolution), optionally with
+        the record key in each batch as the bytes column ``__record_key``."""
+        return replace(self, exact_topics=True, record_key=record_key)
 
     def changelog_topic(self, settings: "Settings") -> str:
         op = self.window_op
@@ -314,12 +324,13 @@ class Pipeline:
 
     def describe(self) -> str:
         """The topology as text (topics shown without the namespace)."""
+        key = ", record key" if self.record_key else ""
         lines = [f"pipeline {self.name}",
-                 f"  source   {_resolve(self.source_name, 'raw', None)} (json)"]
+                 f"  source   {self.source_topic()} (json{key})"]
         for i, op in enumerate(self.ops, 1):
             lines.append(f"  {i} {op.kind:<8} {op.describe()}")
         if self.sink_name:
-            lines.append(f"  sink     {_resolve(self.sink_name, 'features', None)} (json)")
+            lines.append(f"  sink     {self.sink_topic()} (json)")
         return "\n".join(lines)
 
     def fingerprint(self) -> str:

@@ -29,13 +29,14 @@ Bound = int | dict[int, int] | datetime | None
 
 def replay(pipeline: Pipeline, settings: Settings, *, start: Bound = None, end: Bound = None,
            by_time: bool = False, to: str | None = None, batch_size: int = 10_000,
-           timeout: float = 300.0) -> pl.DataFrame:
+           timeout: float = 300.0, keys: bool = False) -> pl.DataFrame:
     """Recompute ``pipeline`` over ``[start, end)`` of its input topic; returns the outputs.
 
     Bounds are offsets (one int for every partition, or ``{partition: offset}``), or times
     (a ``datetime``, or ms with ``by_time=True``); ``None`` means the beginning / the last
     stable offset at call time (see :func:`streamml.kafka.read.pin`). With ``to``, the
-    outputs are also written to that topic (resolved like ``.to()``).
+    outputs are also written to that topic (resolved like ``.to()``). With ``keys``, each
+    output row carries its record key (bytes) as ``_key`` and ``_tombstone`` (no value).
     """
     engine = Engine(pipeline, keep_frames=True)
     topic = pipeline.source_topic(settings)
@@ -56,7 +57,9 @@ def replay(pipeline: Pipeline, settings: Settings, *, start: Bound = None, end: 
             res = engine.process(RawBatch.from_messages(msgs, topic))
             engine.commit(res)
             if res.frame is not None and res.frame.height:
-                frames.append(res.frame)
+                frames.append(res.frame.with_columns(
+                    pl.Series("_key", res.keys, dtype=pl.Binary),
+                    pl.Series("_tombstone", [v is None for v in res.values], dtype=pl.Boolean)) if keys else res.frame)
             if producer is not None and out_topic:
                 send_all(producer, out_topic, zip(res.keys, res.values, res.headers))
                 producer.poll(0)

@@ -20,7 +20,10 @@ Semantics
   final value — exactly the value a batch recomputation over the same records gives.
   ``emit="update"`` emits, after each micro-batch, the current value of every window that
   the batch changed (one row per window per batch, not per record); the last value emitted
-  for a window equals the recomputation.
+  for a window equals the recomputation. ``emit="changes"`` emits one row per input record
+  and window it updates, with the window's value right after that record (ksqlDB's
+  ``EMIT CHANGES``, Kafka Streams without caching), so the rows do not depend on where
+  micro-batches begin and end; it supports count, sum, mean, min and max.
 
 >>> import polars as pl
 >>> spec = tumbling("1m", grace="10s")
@@ -117,9 +120,9 @@ class Agg:
         return f"{self.fn}({self.column or ''})"
 
 
-def count() -> Agg:
-    """Number of records in the window."""
-    return Agg("count")
+def count(column: str | None = None) -> Agg:
+    """Number of records in the window (with ``column``: of its non-null values)."""
+    return Agg("count", column)
 
 
 def sum(column: str) -> Agg:  # noqa: A001 - the aggregate's public name
@@ -162,7 +165,7 @@ def last(column: str) -> Agg:
 def _partials(name: str, agg: Agg, time: str) -> list[pl.Expr]:
     c = pl.col(agg.column) if agg.column else None
     if agg.fn == "count":
-        return [pl.len().cast(pl.Int64).alias(name)]
+        return [(c.count() if c is not None else pl.len()).cast(pl.Int64).alias(name)]
     assert c is not None
     if agg.fn == "sum":
         return [c.sum().alias(name)]
@@ -179,6 +182,43 @@ def _partials(name: str, agg: Agg, time: str) -> list[pl.Expr]:
     if agg.fn == "last":
         return [c.sort_by([time, "__row"]).last().alias(name), pl.col(time).max().alias(f"{name}__t")]
     raise PipelineError(f"unknown aggregate {agg.fn!r}")
+
+
+#: Aggregates whose value after each record can be computed with cumulative expressions.
+CUMULATIVE = frozenset({"count", "sum", "mean", "min", "max"})
+
+
+def _cumulative(name: str, agg: Agg, over: list[str]) -> list[pl.Expr]:
+    """The partials of :func:`_partials` after each row of its group (rows in arrival order),
+    suffixed ``_b`` for :func:`_merge`."""
+    c = pl.col(agg.column) if agg.column else None
+    if agg.fn not in CUMULATIVE:
+        raise PipelineError(f"aggregate {agg.fn}() cannot emit a row per record (emit='changes')",
+                            hint=f"use emit='close' or one of {', '.join(sorted(CUMULATIVE))}")
+    if agg.fn == "count":
+        ones = (c if c is not None else pl.col("__row")).is_not_null().cast(pl.Int64)
+        return [ones.cum_sum().over(over).alias(f"{name}_b")]
+    assert c is not None
+    if agg.fn == "sum":
+        return [c.cum_sum().over(over).alias(f"{name}_b")]
+    if agg.fn == "mean":
+        return [c.fill_null(0).cum_sum().over(over).alias(f"{name}__s_b"),
+                c.is_not_null().cast(pl.Int64).cum_sum().over(over).alias(f"{name}__n_b")]
+    fn = "cum_min" if agg.fn == "min" else "cum_max"
+    return [getattr(c, fn)().over(over).alias(f"{name}_b")]
+
+
+def _per_record(assigned: pl.DataFrame, old: pl.DataFrame | None, aggs: dict[str, Agg],
+                keys: list[str]) -> pl.DataFrame:
+    """Each assigned row's window value right after that row (old state + the batch so far)."""
+    cum = assigned.sort("__row", maintain_order=True).select(
+        [*keys, "__row", *[e for name, agg in aggs.items() for e in _cumulative(name, agg, keys)]])
+    if old is not None and old.height:
+        o, cum = _align(old.select(keys + [c for c in old.columns if c not in keys]), cum)
+        joined = cum.join(o, on=keys, how="left", maintain_order="left")
+    else:
+        joined = cum.with_columns([pl.lit(None).alias(c[:-2]) for c in cum.columns if c.endswith("_b")])
+    return joined.select([*keys, "__row", *[e for name, agg in aggs.items() for e in _merge(name, agg)]])
 
 
 def _merge(name: str, agg: Agg) -> list[pl.Expr]:
@@ -300,7 +340,7 @@ def state_columns(aggs: dict[str, Agg]) -> list[str]:
 
 
 def window_step(df: pl.DataFrame, state: WindowState, *, key: str, time: str, spec: WindowSpec,
-                aggs: dict[str, Agg], emit: Literal["close", "update"], key_name: str) -> WindowStep:
+                aggs: dict[str, Agg], emit: Literal["close", "update", "changes"], key_name: str) -> WindowStep:
     """Aggregate one batch ``df`` (columns ``__p``, ``__row``, ``key``, ``time``) into ``state``."""
     if df.height == 0 and not state.stream_time:
         empty = pl.DataFrame()
@@ -324,6 +364,7 @@ def window_step(df: pl.DataFrame, state: WindowState, *, key: str, time: str, sp
         assigned = pl.concat(parts).filter(pl.col(WS) + spec.size + spec.grace > pl.col("__st"))
     partial = assigned.group_by([P, KEYCOL, WS], maintain_order=True).agg(
         [e for name, agg in aggs.items() for e in _partials(name, agg, time)])
+    changes = _per_record(assigned, state.rows, aggs, [P, KEYCOL, WS]) if emit == "changes" else None
     new_st = {**prev}
     if df.height:
         for p, mx in df.group_by(P).agg(t.max()).iter_rows():
@@ -355,15 +396,19 @@ def window_step(df: pl.DataFrame, state: WindowState, *, key: str, time: str, sp
         closed = pl.DataFrame(schema={c: pl.Int64 for c in keys})
     if emit == "close":
         emitted = closed
+    elif changes is not None:
+        emitted = changes
     else:
         emitted = merged if merged is not None else pl.DataFrame()
     upserts = merged.filter(~closes) if merged is not None and merged.height and new_st else (
         merged if merged is not None else pl.DataFrame())
     if emitted.height:
-        output = emitted.sort([P, WS, KEYCOL]).select(
+        order = ["__row", WS] if changes is not None else [P, WS, KEYCOL]
+        output = emitted.sort(order).select(
             pl.col(KEYCOL).alias(key_name), pl.col(WS).alias("window_start"),
             (pl.col(WS) + spec.size).alias("window_end"),
-            *[_final(name, agg) for name, agg in aggs.items()], pl.col(P))
+            *[_final(name, agg) for name, agg in aggs.items()], pl.col(P),
+            *([pl.col("__row")] if changes is not None else []))
     else:
         output = pl.DataFrame()
     return WindowStep(output, WindowState(rows, new_st), late, upserts,

@@ -1,0 +1,475 @@
+"""ksqlDB statements compiled onto the stream engine: a catalog of sources and one pipeline per query.
+
+``CREATE STREAM|TABLE name (...) WITH (kafka_topic=..., value_format='JSON', timestamp=...)``
+declares a source in the :class:`Catalog`; ``CREATE STREAM|TABLE x AS SELECT ...`` becomes a
+:class:`~streamml.stream.Pipeline` (decode and upper-case the columns, WHERE as a filter, the
+window step with its aggregates, HAVING, the projection, the ksqlDB key), which
+:func:`preview` replays over what the topics hold now and :class:`~streamml.query.deploy`
+runs on the runtime: the same pipeline, so the same rows.
+
+ksqlDB defaults kept: the output topic is the query's name upper-cased (unless KAFKA_TOPIC);
+values are JSON objects of the non-key columns, upper-cased; the key is the GROUP BY column in
+ksqlDB's KAFKA format (VARCHAR: UTF-8; BIGINT: 8 bytes big-endian; INT: 4 bytes), followed for
+a windowed table by the window start as 8 bytes big-endian; rows that fail HAVING are
+tombstones; the grace period is 24 hours unless given. Event times before ``SIZE`` ms after
+the epoch are not supported (ksqlDB drops negative window starts).
+
+>>> cat = Catalog()
+>>> _ = cat.execute("CREATE STREAM pay (card VARCHAR KEY, amount DOUBLE, ts BIGINT) "
+...                 "WITH (kafka_topic='payments', value_format='JSON', timestamp='ts')")
+>>> q = cat.compile("CREATE TABLE per_card AS SELECT card, COUNT(*) AS n, SUM(amount) AS total FROM pay "
+...                 "WINDOW TUMBLING (SIZE 1 MINUTE, GRACE PERIOD 0 SECONDS) GROUP BY card EMIT FINAL")
+>>> q.sink, q.key_type
+('PER_CARD', 'VARCHAR')
+>>> print(q.pipeline.describe().splitlines()[3])
+  2 window   key=CARD time=TS tumbling(size=60000ms, grace=0ms) emit=close late=count
+>>> cat.compile("CREATE TABLE t AS SELECT card, LATEST_BY_OFFSET(amount) FROM pay GROUP BY card EMIT CHANGES")
+... # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+streamml.errors.QueryError: aggregate LATEST_BY_OFFSET is not supported yet, at position 31 near ... (hint: ...)
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import polars as pl
+
+from streamml.errors import QueryError
+from streamml.query.ksql import Column, CreateAs, CreateSource, Select, Token, parse_ksql, split_statements
+from streamml.query.ksql_table import Source, SqlTable
+from streamml.query.ksql_table import dtype as _dtype
+from streamml.stream import Pipeline, stream
+from streamml.stream.windows import Agg, WindowSpec
+
+__all__ = ["Catalog", "Query", "Source", "encode_key", "decode_key"]
+
+_AGGS = {"COUNT": "count", "SUM": "sum", "AVG": "mean", "MIN": "min", "MAX": "max",
+         "COUNT_DISTINCT": "count_distinct", "STDDEV_SAMP": "std"}
+_KEYWORDS = {"AND", "OR", "NOT", "CASE", "WHEN", "THEN", "ELSE", "END", "IS", "NULL", "TRUE", "FALSE", "IN",
+             "BETWEEN", "LIKE", "AS", "CAST", "VARCHAR", "STRING", "BIGINT", "INT", "INTEGER", "DOUBLE", "BOOLEAN"}
+_FOREVER = 1 << 61  # the one window of an unwindowed aggregation
+
+
+@dataclass(frozen=True)
+class Query:
+    """A compiled persistent query: the pipeline, its output topic and key type."""
+
+    name: str
+    kind: str
+    sink: str
+    source: Source
+    pipeline: Pipeline
+    key_type: str | None
+    windowed: bool
+    text: str = field(repr=False, default="")
+
+
+def encode_key(values: pl.Series, ktype: str, window_start: pl.Series | None = None) -> list[bytes | None]:
+    """Keys in ksqlDB's KAFKA format, windowed ones followed by the 8-byte window start.
+
+    >>> encode_key(pl.Series(["c1"]), "VARCHAR", pl.Series([60000]))
+    [b'c1\\x00\\x00\\x00\\x00\\x00\\x00\\xea`']
+    """
+    out: list[bytes | None] = []
+    starts = window_start.to_list() if window_start is not None else [None] * len(values)
+    for v, ws in zip(values.to_list(), starts):
+        if v is None:
+            out.append(None)
+            continue
+        if ktype in ("BIGINT",):
+            k = struct.pack(">q", int(v))
+        elif ktype in ("INT", "INTEGER"):
+            k = struct.pack(">i", int(v))
+        elif ktype == "DOUBLE":
+            k = struct.pack(">d", float(v))
+        else:
+            k = str(v).encode()
+        out.append(k if ws is None else k + struct.pack(">q", int(ws)))
+    return out
+
+
+def decode_key(raw: bytes | None, ktype: str, windowed: bool) -> tuple[Any, int | None]:
+    """(key, window start) of a key written by :func:`encode_key`.
+
+    >>> decode_key(encode_key(pl.Series([7]), "BIGINT", pl.Series([5]))[0], "BIGINT", True)
+    (7, 5)
+    """
+    if raw is None:
+        return None, None
+    body, ws = (raw[:-8], struct.unpack(">q", raw[-8:])[0]) if windowed else (raw, None)
+    if ktype == "BIGINT":
+        return struct.unpack(">q", body)[0], ws
+    if ktype in ("INT", "INTEGER"):
+        return struct.unpack(">i", body)[0], ws
+    if ktype == "DOUBLE":
+        return struct.unpack(">d", body)[0], ws
+    return body.decode(), ws
+
+
+
+
+def _expr_text(tokens: tuple[Token, ...], names: dict[str, str], tables: frozenset[str] = frozenset()) -> str:
+    """Tokens as Polars SQL: identifiers upper-cased and quoted; a qualifier is dropped, except
+    a joined table's alias (in ``tables``): its columns are named ``ALIAS.COLUMN``."""
+    parts: list[str] = []
+    toks = list(tokens)
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if t.kind in ("id", "qid") and nxt is not None and nxt.text == "." and i + 2 < len(toks):
+            if t.ident in tables:
+                col = f"{t.ident}.{toks[i + 2].ident}"
+                parts.append('"' + col.replace('"', '""') + '"')
+                i += 3
+                continue
+            i += 2  # the stream's qualifier is dropped
+            continue
+        plain = t.kind == "qid" or t.upper not in _KEYWORDS
+        if t.kind in ("id", "qid") and (nxt is None or nxt.text != "(") and plain:
+            name = names.get(t.ident, t.ident)
+            parts.append('"' + name.replace('"', '""') + '"')
+        else:
+            parts.append(t.text)
+        i += 1
+    return " ".join(parts)
+
+
+def _sql_expr(text: str, where: str) -> pl.Expr:
+    try:
+        return pl.sql_expr(text)
+    except Exception as exc:
+        raise QueryError(f"cannot compile the {where} {text!r}: {str(exc).splitlines()[0]}",
+                         hint="use columns, literals, arithmetic, comparisons, CASE and scalar functions") from None
+
+
+def _columns(tokens: tuple[Token, ...]) -> set[str]:
+    out = set()
+    for j, t in enumerate(tokens):
+        nxt = tokens[j + 1] if j + 1 < len(tokens) else None
+        if t.kind in ("id", "qid") and (nxt is None or nxt.text not in ("(", ".")) and \
+                (t.kind == "qid" or t.upper not in _KEYWORDS):
+            out.add(t.ident)
+    return out
+
+
+class Catalog:
+    """The streams and tables a session declared, and the queries compiled over them."""
+
+    def __init__(self, resolve: Callable[[str], str] | None = None) -> None:
+        self.sources: dict[str, Source] = {}
+        self._resolve = resolve or (lambda topic: topic)
+
+    def execute(self, text: str) -> list[Source | Query]:
+        """Run every statement of ``text``: declare sources, compile queries (nothing runs)."""
+        out: list[Source | Query] = []
+        for piece in split_statements(text):
+            st = parse_ksql(piece)
+            out.append(self._declare(st) if isinstance(st, CreateSource) else self._compile(st))
+        return out
+
+    def compile(self, text: str) -> Query:
+        """The query of the one ``CREATE ... AS SELECT`` in ``text`` (declarations before it run)."""
+        done = self.execute(text)
+        queries = [q for q in done if isinstance(q, Query)]
+        if len(queries) != 1:
+            raise QueryError(f"expected one CREATE ... AS SELECT, got {len(queries)}",
+                             hint="deploy one persistent query at a time")
+        return queries[0]
+
+    # -- sources --------------------------------------------------------------------------
+    def _declare(self, st: CreateSource) -> Source:
+        props = {k.upper(): v for k, v in st.props.items()}
+        topic = props.get("KAFKA_TOPIC")
+        if not topic:
+            raise QueryError(f"CREATE {st.kind} {st.name} needs WITH (kafka_topic='...')",
+                             hint="name the topic that holds the records")
+        fmt = props.get("VALUE_FORMAT", "JSON").upper()
+        if fmt != "JSON":
+            raise QueryError(f"value_format {fmt} is not supported yet", hint="use value_format='JSON'")
+        for k in props:
+            if k not in ("KAFKA_TOPIC", "VALUE_FORMAT", "TIMESTAMP", "KEY_FORMAT", "PARTITIONS"):
+                raise QueryError(f"property {k} is not supported yet",
+                                 hint="supported: kafka_topic, value_format, timestamp, key_format")
+        if props.get("KEY_FORMAT", "KAFKA").upper() != "KAFKA":
+            raise QueryError("key_format other than KAFKA is not supported yet", hint="use key_format='KAFKA'")
+        for c in st.columns:
+            _dtype(c.type, f"column {c.name}")
+        if len([c for c in st.columns if c.key]) > 1:
+            raise QueryError("more than one key column needs key_format JSON, not supported yet",
+                             hint="declare one KEY column")
+        ts = props.get("TIMESTAMP")
+        ts = ts.upper() if ts else None
+        if ts is not None and ts not in {c.name for c in st.columns}:
+            raise QueryError(f"timestamp column {ts} is not a column of {st.name}")
+        src = Source(st.kind, st.name, self._resolve(topic), tuple(st.columns), ts)
+        self.sources[st.name] = src
+        return src
+
+    def source(self, name: str) -> Source:
+        if name not in self.sources:
+            known = ", ".join(sorted(self.sources)) or "none declared"
+            raise QueryError(f"{name} is not a declared stream or table (known: {known})",
+                             hint=f"declare it first: CREATE STREAM {name} (...) WITH (kafka_topic='...')")
+        return self.sources[name]
+
+    # -- queries --------------------------------------------------------------------------
+    def _compile(self, st: CreateAs) -> Query:
+        sel = st.select
+        src = self.source(sel.source)
+        if src.kind != "STREAM":
+            raise QueryError(f"{src.name} is a table: queries over tables are not supported yet",
+                             hint="select FROM a stream")
+        props = {k.upper(): v for k, v in st.props.items()}
+        sink = props.get("KAFKA_TOPIC") or st.name
+        p = stream(src.topic, name=f"ksql-{st.name.lower()}").exact(record_key=src.key is not None)
+        p = p.map_batch(_decoder(src), name=f"columns of {src.name}")
+        if sel.join is not None:
+            return self._join(st, src, p, sink)
+        names = {c.name: c.name for c in src.columns}
+        if sel.where is not None:
+            p = p.filter(_sql_expr(_expr_text(sel.where, names), "WHERE clause"))
+        if sel.group_by:
+            return self._aggregate(st, src, p, sink)
+        if sel.having is not None:
+            raise QueryError("HAVING needs GROUP BY")
+        proj = self._projection(sel, src, names)
+        exprs = [e for e, _ in proj]
+        keyname = src.key.name if src.key else None
+        value_cols = [n for _, n in proj if n != keyname]
+        p = p.map_batch(lambda df: df.select(["__row", *exprs]).select(["__row", *value_cols]),
+                        name="select " + ", ".join(n for _, n in proj))
+        return Query(st.name, st.kind, sink, src, p.to(sink), src.key.type if src.key else None, False, st.text)
+
+    def _projection(self, sel: Select, src: Source, names: dict[str, str]) -> list[tuple[pl.Expr, str]]:
+        out: list[tuple[pl.Expr, str]] = []
+        for i, item in enumerate(sel.items):
+            if len(item.tokens) == 1 and item.tokens[0].text == "*":
+                out += [(pl.col(c.name), c.name) for c in src.columns]
+                continue
+            t = item.tokens
+            if any(tok.kind == "id" and tok.upper in _AGGS and j + 1 < len(t) and t[j + 1].text == "("
+                   for j, tok in enumerate(t)):
+                raise QueryError("an aggregate needs GROUP BY", hint="add GROUP BY and CREATE TABLE ... AS SELECT")
+            simple = len(t) == 1 and t[0].kind in ("id", "qid")
+            name = item.alias or (t[0].ident if simple else t[-1].ident if len(t) == 3 and t[1].text == "."
+                                  else f"KSQL_COL_{i}")
+            out.append((_sql_expr(_expr_text(t, names), "expression").alias(name), name))
+        return out
+
+    def _aggregate(self, st: CreateAs, src: Source, p: Pipeline, sink: str) -> Query:
+        sel = st.select
+        if len(sel.group_by) != 1:
+            raise QueryError("GROUP BY more than one column needs key_format JSON, not supported yet",
+                             hint="GROUP BY one column (combine columns in a first statement)")
+        key = sel.group_by[0]
+        cols = {c.name: c for c in src.columns}
+        if key not in cols:
+            raise QueryError(f"GROUP BY column {key} is not a column of {src.name}")
+        aggs: dict[str, Agg] = {}
+        pre: list[pl.Expr] = []
+        # aggregate calls become hidden columns __a<i>; their arguments, if expressions, __x<i>
+        items: list[tuple[tuple[Token, ...], str]] = []
+        for i, item in enumerate(sel.items):
+            toks = self._lift(item.tokens, aggs, pre, cols)
+            t = item.tokens
+            simple = len(t) == 1 and t[0].kind in ("id", "qid")
+            items.append((toks, item.alias or (t[0].ident if simple else f"KSQL_COL_{i}")))
+        having = self._lift(sel.having, aggs, pre, cols) if sel.having is not None else None
+        allowed = {key, "WINDOWSTART", "WINDOWEND"} | set(aggs)
+        for toks, _name in items:
+            bad = _columns(toks) - allowed
+            if bad:
+                raise QueryError(f"non-aggregate SELECT expression(s) not part of GROUP BY: {', '.join(sorted(bad))}",
+                                 hint=f"add them to GROUP BY or aggregate them, e.g. MAX({sorted(bad)[0]})")
+        if not any(name == key or (len(t) == 1 and t[0].ident == key) for t, name in items):
+            raise QueryError(f"the key column {key} must be in the SELECT list (ksqlDB puts it in the key)",
+                             hint=f"SELECT {key}, ...")
+        if sel.window is None and sel.emit == "FINAL":
+            raise QueryError("EMIT FINAL needs a WINDOW clause")
+        if sel.emit == "CHANGES":
+            unsupported = sorted({a.fn for a in aggs.values()} - {"count", "sum", "mean", "min", "max"})
+            if unsupported:
+                back = {v: k for k, v in _AGGS.items()}
+                raise QueryError(f"{', '.join(back[u] for u in unsupported)} with EMIT CHANGES is not supported yet",
+                                 hint="use EMIT FINAL, or COUNT, SUM, AVG, MIN, MAX")
+        w = sel.window
+        spec = WindowSpec("tumbling" if w is None or w.kind == "TUMBLING" else "hopping",
+                          w.size if w else _FOREVER, w.advance if w else _FOREVER, w.grace if w else 0)
+        if pre:
+            p = p.with_columns(*pre)
+        p = p.window(key=key, size=spec, time=src.timestamp or None,
+                     emit="changes" if sel.emit == "CHANGES" else "close").agg(**aggs)
+        ktype = cols[key].type
+        windowed = w is not None
+        names = {"WINDOWSTART": "window_start", "WINDOWEND": "window_end"}
+        out = [(_sql_expr(_expr_text(toks, names), "expression").alias(name), name) for toks, name in items]
+        value_names = [n for (toks, n) in items if not (len(toks) == 1 and toks[0].ident == key)]
+        having_expr = _sql_expr(_expr_text(having, names), "HAVING clause") if having is not None else None
+
+        def finish(df: pl.DataFrame) -> pl.DataFrame:
+            if df.height == 0:
+                return df
+            keys = encode_key(df[key], ktype, df["window_start"] if windowed else None)
+            res = df.select([*(e for e, _ in out if _ in value_names), *([c for c in ("__row",) if c in df.columns])])
+            res = res.with_columns(pl.Series("__ksql_key", keys, dtype=pl.Binary))
+            if having_expr is not None:
+                res = res.with_columns(df.select(having_expr.fill_null(False).not_().alias("__tombstone")))
+            return res
+
+        p = p.map_batch(finish, name="select " + ", ".join(n for _, n in out)).to(sink, key="__ksql_key")
+        return Query(st.name, st.kind, sink, src, p, ktype, windowed, st.text)
+
+    def _join(self, st: CreateAs, src: Source, p: Pipeline, sink: str) -> Query:
+        """A stream-table join (INNER/LEFT) onto the engine's table join, then WHERE and SELECT."""
+        sel = st.select
+        j = sel.join
+        assert j is not None
+        table = self.source(j.source)
+        if table.kind != "TABLE":
+            raise QueryError(f"{table.name} is a stream: stream-stream joins are not supported yet",
+                             hint="join a stream with a TABLE")
+        if sel.group_by or sel.window is not None:
+            raise QueryError("aggregating a join in the same statement is not supported yet",
+                             hint="write the join as CREATE STREAM ... AS SELECT, then aggregate that stream")
+        pk = table.key
+        assert pk is not None
+        sides = {tuple(t.ident for t in side if t.kind in ("id", "qid")) for side in (j.left, j.right)}
+        tcol = (j.alias, pk.name)
+        if tcol not in sides and (table.name, pk.name) not in sides:
+            raise QueryError(f"a stream-table join is ON the table's PRIMARY KEY {j.alias}.{pk.name}",
+                             hint=f"ON {sel.alias}.<column> = {j.alias}.{pk.name}")
+        other = next((s for s in sides if s not in (tcol, (table.name, pk.name))), None)
+        scol = other[-1] if other else pk.name
+        if scol not in {c.name for c in src.columns}:
+            raise QueryError(f"{scol} is not a column of {src.name} (in the join condition)")
+        tables = frozenset({j.alias})
+        names = {c.name: c.name for c in src.columns}
+        p = p.join(SqlTable(table, j.alias), on=scol, how=j.how)
+        if sel.where is not None:
+            p = p.filter(_sql_expr(_expr_text(sel.where, names, tables), "WHERE clause"))
+        proj: list[tuple[pl.Expr, str]] = []
+        for i, item in enumerate(sel.items):
+            t = item.tokens
+            if len(t) == 1 and t[0].text == "*" or any(x.text == "*" and k + 1 == len(t) for k, x in enumerate(t)):
+                raise QueryError("SELECT * over a join is not supported yet", hint="list the columns you need")
+            simple = len(t) == 1 and t[0].kind in ("id", "qid")
+            qual = len(t) == 3 and t[1].text == "."
+            name = item.alias or (t[0].ident if simple else t[2].ident if qual else f"KSQL_COL_{i}")
+            proj.append((_sql_expr(_expr_text(t, names, tables), "expression").alias(name), name))
+        exprs = [e for e, _ in proj]
+        ktype = dict((c.name, c.type) for c in src.columns)[scol]
+        keyname = scol
+
+        def finish(df: pl.DataFrame) -> pl.DataFrame:
+            if df.height == 0:
+                return df
+            out = df.select(["__row", *exprs])
+            keys = encode_key(df[scol], ktype)
+            return out.select(["__row", *[n for _, n in proj if n != keyname]]).with_columns(
+                pl.Series("__ksql_key", keys, dtype=pl.Binary))
+
+        p = p.map_batch(finish, name="select " + ", ".join(n for _, n in proj)).to(sink, key="__ksql_key")
+        keysrc = Source(src.kind, src.name, src.topic, tuple(
+            Column(c.name, c.type, c.name == scol) for c in src.columns), src.timestamp)
+        return Query(st.name, st.kind, sink, keysrc, p, ktype, False, st.text)
+
+    def _lift(self, tokens: tuple[Token, ...], aggs: dict[str, Agg], pre: list[pl.Expr],
+              cols: dict[str, Column]) -> tuple[Token, ...]:
+        """``tokens`` with each aggregate call replaced by its hidden column's name."""
+        out: list[Token] = []
+        i = 0
+        toks = list(tokens)
+        while i < len(toks):
+            t = toks[i]
+            if t.kind == "id" and i + 1 < len(toks) and toks[i + 1].text == "(" and t.upper not in _KEYWORDS:
+                depth, j = 0, i + 1
+                while j < len(toks):
+                    depth += toks[j].text == "("
+                    depth -= toks[j].text == ")"
+                    if depth == 0:
+                        break
+                    j += 1
+                args = tuple(toks[i + 2:j])
+                if t.upper in _AGGS:
+                    name = f"__a{len(aggs)}"
+                    if len(args) == 1 and args[0].text == "*":
+                        if t.upper != "COUNT":
+                            raise QueryError(f"{t.upper}(*) is not valid", hint=f"{t.upper}(column)")
+                        aggs[name] = Agg("count")
+                    else:
+                        if len(args) == 1 and args[0].kind in ("id", "qid"):
+                            column = args[0].ident
+                            if column not in cols:
+                                raise QueryError(f"{column} is not a column of the source (in {t.upper}(...))")
+                        else:
+                            column = f"__x{len(pre)}"
+                            pre.append(_sql_expr(_expr_text(args, {}), "aggregate argument").alias(column))
+                        aggs[name] = Agg(_AGGS[t.upper], column)
+                    out.append(Token("qid", f'"{name}"', t.pos))
+                    i = j + 1
+                    continue
+                if t.upper in ("LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET", "COLLECT_LIST", "COLLECT_SET", "TOPK",
+                               "TOPKDISTINCT", "HISTOGRAM", "STDDEV_SAMPLE", "CORRELATION", "AVG_DISTINCT"):
+                    raise QueryError(f"aggregate {t.upper} is not supported yet, at position {t.pos} near "
+                                     f"{t.text!r}", hint="supported: " + ", ".join(sorted(_AGGS)))
+            out.append(t)
+            i += 1
+        return tuple(out)
+
+
+def _decoder(src: Source) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """Batch columns as the source declares them: upper-cased names (JSON fields match without
+    regard to case), declared types, missing ones null, the KEY column from the record key."""
+    value_cols = [c for c in src.columns if not c.key]
+    key = src.key
+
+    def decode(df: pl.DataFrame) -> pl.DataFrame:
+        same: dict[str, list[str]] = {}  # JSON fields differing only in case are one column
+        for c in df.columns:
+            if not c.startswith("__"):
+                same.setdefault(c.upper(), []).append(c)
+        wanted = {v.name for v in value_cols}
+        keep = [(pl.coalesce(cs) if len(cs) > 1 else pl.col(cs[0])).alias(u) for u, cs in same.items()
+                if u in wanted]
+        hidden = [c for c in df.columns if c.startswith("__") and c != "__record_key"]
+        out = df.select([*hidden, *keep]) if keep or hidden else df
+        missing = [pl.lit(None).cast(_dtype(c.type, c.name)).alias(c.name) for c in value_cols
+                   if c.name not in out.columns]
+        out = out.with_columns(missing) if missing else out
+        out = out.with_columns([pl.col(c.name).cast(_dtype(c.type, c.name), strict=False) for c in value_cols])
+        if key is not None:
+            raw = df["__record_key"] if "__record_key" in df.columns else pl.Series([None] * df.height)
+            vals = [decode_key(b, key.type, False)[0] if b is not None else None for b in raw.to_list()]
+            out = out.with_columns(pl.Series(key.name, vals, dtype=_dtype(key.type, key.name), strict=False))
+        return out
+
+    return decode
+
+
+def decode_record(q: Query, key: bytes | None, value: bytes | None) -> dict[str, Any]:
+    """One output record of ``q`` as a row: key column (and WINDOWSTART/WINDOWEND when windowed),
+    then the value's columns (``None`` for a tombstone) and ``_tombstone``."""
+    import orjson
+
+    row: dict[str, Any] = {}
+    keyname = q.pipeline.window_op.key if q.pipeline.window_op is not None else (
+        q.source.key.name if q.source.key else None)
+    if keyname is not None and q.key_type is not None:
+        k, ws = decode_key(key, q.key_type, q.windowed)
+        row[keyname] = k
+        if q.windowed:
+            op = q.pipeline.window_op
+            row["WINDOWSTART"], row["WINDOWEND"] = ws, None if ws is None or op is None else ws + op.spec.size
+    row.update(orjson.loads(value) if value is not None else {})
+    row["_tombstone"] = value is None
+    return row
+
+
+def rows(q: Query, records: list[tuple[bytes | None, bytes | None]]) -> pl.DataFrame:
+    """Output records of ``q`` decoded by :func:`decode_record`, as one frame."""
+    return pl.DataFrame([decode_record(q, k, v) for k, v in records], infer_schema_length=None)
