@@ -1,5 +1,5 @@
 """The scoring endpoint over real HTTP on the real registry: problems for every error path, and
-liveness vs readiness while the model is still loading (in process and as ``streamml serve --http``)."""
+liveness vs readiness while the model is still loading (in process and as ``streamml serve --port``)."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def test_streamml_serve_http_answers_probes_while_waiting_for_a_model(settings: 
     port = free_port_base(1)
     env = {**os.environ, "STREAMML_HOME": str(tmp_path / "home")}
     proc = subprocess.Popen([sys.executable, "-m", "streamml", "--bootstrap-servers", settings.bootstrap_servers,
-                             "--namespace", settings.namespace, "serve", "--model", "fraud", "--http", str(port),
+                             "--namespace", settings.namespace, "serve", "--model", "fraud", "--port", str(port),
                              "--wait", "120"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     base = f"http://127.0.0.1:{port}"
     try:

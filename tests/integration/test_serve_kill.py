@@ -91,7 +91,7 @@ def test_two_processes_share_the_group_and_http_answers(settings: Settings, tmp_
     ensure_topic(settings, topic, 4)
     publish_model(settings)
     port = free_port_base(1)
-    a = spawn(settings, tmp_path, "a", "--http", str(port))
+    a = spawn(settings, tmp_path, "a", "--port", str(port))
     b = spawn(settings, tmp_path, "b")
     try:
         produce_events(settings, topic, fraud_events(8000, seed=6, prefix="s"))

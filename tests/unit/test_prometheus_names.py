@@ -183,10 +183,10 @@ def test_gauge_names_are_checked_when_set() -> None:
 
 
 def test_listeners_bind_loopback_by_default() -> None:
-    """No listener defaults to every interface; ``monitor --metrics-host`` opts in."""
+    """No listener defaults to every interface; ``monitor --host`` opts in."""
     assert inspect.signature(serve_metrics).parameters["host"].default == "127.0.0.1"
     params = inspect.signature(cmd_monitor.monitor).parameters
-    assert params["metrics_host"].default.default == "127.0.0.1"
+    assert params["host"].default.default == "127.0.0.1"
     assert inspect.signature(cmd_monitor.dashboard).parameters["host"].default.default == "127.0.0.1"
     wildcard = [f"{p.relative_to(SRC)}:{n.lineno}" for p in SRC.rglob("*.py")
                 for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.Constant)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 import typer
 
 from streamml.cli.common import connected, console
-from streamml.errors import ConfigError
+from streamml.cli.options import port_option
 
 SCENARIOS = ("fraud", "maintenance")
+
+
+class Scenario(str, Enum):
+    fraud = "fraud"
+    maintenance = "maintenance"
 
 
 def register(app: typer.Typer) -> None:
@@ -16,10 +23,9 @@ def register(app: typer.Typer) -> None:
 
 def demo(
     ctx: typer.Context,
-    scenario: str = typer.Argument("fraud", metavar="SCENARIO",
-                                   help="fraud (the default) or maintenance."),
+    scenario: Scenario = typer.Argument(Scenario.fraud, case_sensitive=False, help="Which scenario to run."),
     minutes: float = typer.Option(3.0, min=0.5, help="How long the scenario runs."),
-    port: int = typer.Option(8050, min=0, max=65535, help="Dashboard port on 127.0.0.1."),
+    port: int = port_option(8050, "Dashboard port on 127.0.0.1 (0: any free port)."),
     no_dashboard: bool = typer.Option(False, "--no-dashboard", help="Do not serve the dashboard."),
     quick: bool = typer.Option(False, "--quick", help="fraud: only the smallest path (events in, read back, "
                                                       "summary); maintenance: the one-minute version."),
@@ -32,9 +38,7 @@ def demo(
     a 1-D CNN (PyTorch, exported to ONNX) trained on delayed failure labels → models topic → live
     scoring; a final report gives, per machine, the lead time of the first alert before each
     failure, missed failures and false alarms per machine-day."""
-    name = scenario.strip().lower()
-    if name not in SCENARIOS:
-        raise ConfigError(f"unknown demo scenario {scenario!r}", hint="use one of: " + ", ".join(SCENARIOS))
+    name = scenario.value
     settings = connected(ctx)
     if name == "maintenance":
         from streamml.demos.maintenance import Scenario

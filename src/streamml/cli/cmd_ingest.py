@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -10,10 +11,22 @@ import typer
 from rich.table import Table
 
 from streamml.cli.common import connected, console, err_console, settings
+from streamml.cli.options import Format, duration_option, format_option, host_option, max_records_option, port_option
 from streamml.errors import ConfigError
 from streamml.ingest.writer import IngestCounts
 
 ingest_app = typer.Typer(help="Ingest files, HTTP requests or MQTT messages into a stream.", no_args_is_help=True)
+
+
+class FileFormat(str, Enum):
+    csv = "csv"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+class WireFormat(str, Enum):
+    json = "json"
+    avro = "avro"
 
 
 def register(app: typer.Typer) -> None:
@@ -64,26 +77,30 @@ def file_cmd(
     source: str = typer.Argument(..., help="A file, a folder, or a glob such as 'data/*.csv' (quote it)."),
     stream: str = typer.Option(..., "--stream", "-s", help="Stream name: records go to <ns>.raw.<stream>."),
     schema: Optional[Path] = typer.Option(None, "--schema", help="Validate against a schema (.avsc or JSON Schema)."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="csv, jsonl or parquet (default: by file suffix)."),
+    file_format: Optional[FileFormat] = typer.Option(None, "--file-format", case_sensitive=False,
+                                                     help="Format of the files (default: by file suffix)."),
     key: Optional[str] = typer.Option(None, "--key", help="Column giving the Kafka key."),
     time_col: Optional[str] = typer.Option(None, "--time", help="Column giving the event time (ms or ISO-8601)."),
     rate: Optional[float] = typer.Option(None, "--rate", help="At most this many records per second."),
-    wire: str = typer.Option("json", "--wire-format", help="json or avro (avro needs --schema)."),
+    wire: WireFormat = typer.Option(WireFormat.json, "--wire-format", case_sensitive=False,
+                                    help="Encoding of the records in Kafka (avro needs --schema)."),
     restart: bool = typer.Option(False, "--restart", help="Ignore the checkpoint of earlier runs of this source."),
     headers: bool = typer.Option(True, "--headers/--no-headers",
                                  help="Lineage headers on every record (off: event id as key, faster)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    out: Format = format_option(),
 ) -> None:
     """Ingest CSV, JSONL or Parquet files, exactly once: a re-run continues where the last one stopped."""
     from streamml.ingest.files import check_source, ingest_files
 
+    as_json = out is Format.json
+    fmt = file_format.value if file_format else None
     check_source(source, fmt, rate)        # a missing file or bad option fails before any broker is started
     sch = _schema(schema)
-    _check(ctx, stream, wire, sch)
+    _check(ctx, stream, wire.value, sch)
     s = connected(ctx)
     report = ingest_files(s, source, stream, schema=sch, format=fmt, key=key, time_column=time_col,
-                          rate=rate, wire_format=wire, restart=restart, lineage_headers=headers,
+                          rate=rate, wire_format=wire.value, restart=restart, lineage_headers=headers,
                           progress=progress and not as_json and console.is_terminal)
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
@@ -108,15 +125,16 @@ def _parse_schemas(values: list[str]) -> dict[str, Any]:
 @ingest_app.command("http")
 def http_cmd(
     ctx: typer.Context,
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port to listen on."),
+    host: str = host_option(),
+    port: int = port_option(8080),
     token: Optional[str] = typer.Option(None, "--token", envvar="STREAMML_HTTP_TOKEN",
                                         help="Bearer token clients must send (or STREAMML_HTTP_TOKEN)."),
     no_auth: bool = typer.Option(False, "--no-auth", help="Serve without authentication."),
     streams: list[str] = typer.Option([], "--stream", help="Only serve these streams (repeatable)."),
     schemas: list[str] = typer.Option([], "--schema", help="STREAM=FILE: validate a stream (repeatable)."),
     max_body: int = typer.Option(8 << 20, "--max-body-bytes", help="Largest request body accepted (413 above)."),
-    wire: str = typer.Option("json", "--wire-format", help="json or avro."),
+    wire: WireFormat = typer.Option(WireFormat.json, "--wire-format", case_sensitive=False,
+                                    help="Encoding of the records in Kafka (avro needs --schema)."),
     ack_timeout: float = typer.Option(15.0, "--ack-timeout", min=0.001, help="Seconds to wait for Kafka before a 503."),
 ) -> None:
     """Serve POST /v1/streams/{stream}/events (JSON array or NDJSON); OpenAPI at /openapi.json."""
@@ -127,14 +145,12 @@ def http_cmd(
     if max_body < 1:
         raise ConfigError("--max-body-bytes must be positive")
     opts = HttpOptions(token=None if no_auth else token, max_body_bytes=max_body,
-                       streams=tuple(streams) or None, schemas=_parse_schemas(schemas), wire_format=wire,
+                       streams=tuple(streams) or None, schemas=_parse_schemas(schemas), wire_format=wire.value,
                        ack_timeout=ack_timeout)
     for name in streams:
         _check(ctx, name, "json", None)
     for name, sch in opts.schemas.items():
-        _check(ctx, name, wire, sch)
-    if wire not in ("json", "avro"):
-        _check(ctx, None, wire, None)  # the unknown wire format's error
+        _check(ctx, name, wire.value, sch)
     s = connected(ctx)
     err_console.print(f"serving http://{host}:{port}/v1/streams/{{stream}}/events  (OpenAPI: /openapi.json)",
                       markup=False, highlight=False, end="")
@@ -147,16 +163,17 @@ def mqtt_cmd(
     ctx: typer.Context,
     stream: str = typer.Option(..., "--stream", "-s", help="Stream name: records go to <ns>.raw.<stream>."),
     topics: list[str] = typer.Option(["#"], "--topic", "-t", help="MQTT topic filter, wildcards allowed (repeatable)."),
-    mqtt_host: str = typer.Option("127.0.0.1", "--mqtt-host"),
-    mqtt_port: int = typer.Option(1883, "--mqtt-port", min=1, max=65535),
-    username: Optional[str] = typer.Option(None, "--username"),
-    password: Optional[str] = typer.Option(None, "--password", envvar="STREAMML_MQTT_PASSWORD"),
+    mqtt_host: str = typer.Option("127.0.0.1", "--mqtt-host", help="The MQTT broker to connect to."),
+    mqtt_port: int = typer.Option(1883, "--mqtt-port", min=1, max=65535, help="The MQTT broker's port."),
+    username: Optional[str] = typer.Option(None, "--username", help="MQTT user name."),
+    password: Optional[str] = typer.Option(None, "--password", envvar="STREAMML_MQTT_PASSWORD",
+                                           help="MQTT password (or STREAMML_MQTT_PASSWORD)."),
     tls: bool = typer.Option(False, "--tls", help="Connect with TLS."),
     client_id: Optional[str] = typer.Option(None, "--client-id", help="MQTT client id (persistent session)."),
     schema: Optional[Path] = typer.Option(None, "--schema", help="Validate JSON payloads against a schema."),
     raw: bool = typer.Option(False, "--raw", help="Pass payloads through without JSON validation."),
-    duration: Optional[float] = typer.Option(None, "--duration", min=0, help="Stop after this many seconds."),
-    count: Optional[int] = typer.Option(None, "--count", min=1, help="Stop after this many messages."),
+    duration: Optional[float] = duration_option(),
+    count: Optional[int] = max_records_option("Stop after this many messages."),
 ) -> None:
     """Bridge MQTT topics into Kafka at QoS 1; the MQTT topic becomes the key. PUBACK after Kafka's ack."""
     from streamml.ingest.mqtt import MqttOptions, bridge_mqtt
@@ -168,7 +185,7 @@ def mqtt_cmd(
 
     def ready(bridge: Any) -> None:
         err_console.print(f"bridging mqtt://{mqtt_host}:{mqtt_port} {', '.join(topics)} -> {bridge.writer.topic}"
-                          " (Ctrl-C to stop)")
+                          " (Ctrl-C to stop)", markup=False, highlight=False)
 
     counts = bridge_mqtt(s, stream, opts, duration=duration, max_messages=count, on_ready=ready)
     summary(f"mqtt -> {stream}", counts)

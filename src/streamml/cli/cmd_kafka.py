@@ -49,17 +49,19 @@ def up(
     with console.status(f"starting {cluster.nodes}-node Kafka {cluster.kafka_version} (KRaft)..."):
         started = cluster.up()
     state = "started" if started else "already running"
-    console.print(f"[green]Kafka {state}[/green]: {cluster.nodes} node(s), data in {cluster.data_dir}")
+    console.print(f"Kafka {state}: {cluster.nodes} node(s), data in {cluster.data_dir}", style="green",
+                  markup=False, highlight=False)
     if cluster.secure:
         console.print(f"secured (SASL_SSL, SCRAM-SHA-512, ACLs): admin credentials in "
-                      f"{cluster.data_dir / 'client.toml'}; use it with STREAMML_CONFIG or --config")
+                      f"{cluster.data_dir / 'client.toml'}; use it with STREAMML_CONFIG or --config",
+                      markup=False, highlight=False)
     typer.echo(cluster.bootstrap_servers)
 
 
 @kafka_app.command()
 def down(
     ctx: typer.Context,
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the cluster's data lives."),
     purge: bool = typer.Option(False, "--purge", help="Also delete the cluster's data and logs."),
     timeout: float = typer.Option(30.0, "--timeout", min=0, help="Seconds to wait after SIGTERM before SIGKILL."),
 ) -> None:
@@ -73,7 +75,8 @@ def down(
 
 
 @kafka_app.command()
-def status(ctx: typer.Context, data_dir: Optional[Path] = typer.Option(None, "--data-dir")) -> None:
+def status(ctx: typer.Context, data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Where the cluster's data lives.")) -> None:
     """Nodes, active controller, topics and under-replicated partitions."""
     s = settings(ctx)
     cluster = LocalCluster.load(Path(data_dir or s.cluster_dir))
@@ -113,8 +116,8 @@ def status(ctx: typer.Context, data_dir: Optional[Path] = typer.Option(None, "--
 def logs(
     ctx: typer.Context,
     node: int = typer.Option(1, "--node", help="Which node's log."),
-    lines: int = typer.Option(50, "--lines", "-l", min=1),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    lines: int = typer.Option(50, "--lines", "-n", min=1, help="How many lines."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the cluster's data lives."),
 ) -> None:
     """The last lines of a node's server log."""
     where = Path(data_dir or settings(ctx).cluster_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import Enum
 from typing import Any, Optional
 
 import orjson
@@ -10,11 +11,20 @@ import typer
 from rich.table import Table
 
 from streamml.cli.common import connected, console
+from streamml.cli.options import Format, duration_option, format_option
 
 __all__ = ["register"]
 
 models_app = typer.Typer(help="Models as data: the versions, stages and lineage on <ns>.models.",
                          no_args_is_help=True)
+
+class Stage(str, Enum):
+    candidate = "candidate"
+    shadow = "shadow"
+    canary = "canary"
+    production = "production"
+    archived = "archived"
+
 
 _STAGE_STYLE = {"production": "bold green", "canary": "yellow", "shadow": "cyan", "candidate": "white",
                 "archived": "dim"}
@@ -70,14 +80,14 @@ def list_cmd(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help
 
 @models_app.command("show")
 def show_cmd(ctx: typer.Context, ref: str = typer.Argument(..., help="name (production), name@version"),
-             as_json: bool = typer.Option(False, "--json", help="Print the whole descriptor as JSON.")) -> None:
+             fmt: Format = format_option()) -> None:
     """One version: descriptor, schemas, decision, lineage; and the model's stage pointer."""
     from streamml.registry.descriptor import parse_ref
 
     parse_ref(ref)  # a malformed reference fails before anything connects
     reg = _registry(ctx)
     d = reg.resolve(ref)
-    if as_json:
+    if fmt is Format.json:  # the whole descriptor
         typer.echo(orjson.dumps(d.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
         return
     t = Table(title=f"{d.ref}", title_justify="left", show_header=False)
@@ -113,19 +123,20 @@ def show_cmd(ctx: typer.Context, ref: str = typer.Argument(..., help="name (prod
 
 
 @models_app.command("promote")
-def promote_cmd(ctx: typer.Context, name: str, version: int = typer.Argument(..., min=1),
-                stage: str = typer.Option("production", "--stage", "-s",
-                                          help="candidate, shadow, canary, production or archived")) -> None:
+def promote_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Model name."),
+                version: int = typer.Argument(..., min=1, help="The version to move."),
+                stage: Stage = typer.Option(Stage.production, "--stage", case_sensitive=False,
+                                            help="The stage it moves to.")) -> None:
     """Move a version to a stage (the version that held it steps down)."""
     from streamml.registry.descriptor import check_name, check_stage
 
-    check_name(name), check_stage(stage)
-    d = _registry(ctx).promote(name, version, stage)
+    check_name(name), check_stage(stage.value)
+    d = _registry(ctx).promote(name, version, stage.value)
     console.print(f"[green]{d.ref}[/green] is now [bold]{d.stage}[/bold]")
 
 
 @models_app.command("rollback")
-def rollback_cmd(ctx: typer.Context, name: str) -> None:
+def rollback_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Model name.")) -> None:
     """Return production to the version that held it before the current one."""
     from streamml.registry.descriptor import check_name
 
@@ -163,13 +174,16 @@ def _short(v: Any, width: int = 60) -> str:
 
 
 @models_app.command("watch")
-def watch_cmd(ctx: typer.Context, name: Optional[str] = typer.Argument(None),
-              timeout: Optional[float] = typer.Option(None, "--timeout", min=0,
-                                                      help="Stop after this many seconds.")) -> None:
+def watch_cmd(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="Only this model."),
+              duration: Optional[float] = duration_option()) -> None:
     """Print changes to the registry as they are committed (Ctrl-C stops)."""
+    from streamml.registry.descriptor import check_name
+
+    if name is not None:
+        check_name(name)
     reg = _registry(ctx)
     try:
-        for ev in reg.watch(name, timeout=timeout):
+        for ev in reg.watch(name, timeout=duration):
             what = (f"{ev.descriptor.ref} stage={ev.descriptor.stage}" if ev.descriptor else
                     f"{ev.name} stages={(ev.stages or {}).get('stages')}" if ev.stages else f"{ev.name} deleted")
             console.print(f"[dim]{_when(int(dt.datetime.now().timestamp() * 1000))}[/dim] {ev.kind}: {what}")

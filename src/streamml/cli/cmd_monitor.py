@@ -2,6 +2,7 @@
 
     streamml monitor --model fraud --features payments --labels payments   # drift, quality, retrain alerts
     streamml dashboard --port 8050                                         # live charts in the browser
+    streamml monitor --model fraud --port 9464                             # plus Prometheus /metrics
     streamml status                                                        # the same at a glance
 """
 
@@ -16,6 +17,7 @@ import orjson
 import typer
 
 from streamml.cli.common import connected, console, err_console
+from streamml.cli.options import Format, duration_option, format_option, host_option, parse_position, port_option
 from streamml.errors import ConfigError
 
 __all__ = ["register"]
@@ -57,13 +59,11 @@ def monitor(
     min_precision: Optional[float] = typer.Option(None, help="Alert when live precision falls below this."),
     min_auc: Optional[float] = typer.Option(None, help="Alert when live ROC AUC falls below this."),
     cooldown: float = typer.Option(300.0, min=0, help="Seconds between two retrain requests."),
-    duration: Optional[float] = typer.Option(None, min=0,
-                                             help="Stop after this many seconds (default: run until Ctrl-C)."),
-    metrics_port: Optional[int] = typer.Option(None, min=0, max=65535,
-                                               help="Also serve Prometheus /metrics on this port."),
-    metrics_host: str = typer.Option("127.0.0.1", help="Address the /metrics listener binds "
-                                     "(0.0.0.0: every interface)."),
-    start: str = typer.Option("earliest", help="Where a new monitor group starts: earliest or latest."),
+    duration: Optional[float] = duration_option(),
+    port: Optional[int] = port_option(None, "Also serve Prometheus /metrics on this port (0: any free port)."),
+    host: str = host_option("Address of the /metrics listener."),
+    from_: str = typer.Option("beginning", "--from", metavar="POSITION",
+                              help="Where a new monitor group starts: beginning or end."),
     label_field: str = typer.Option("label", help="The label field of the labels topic's records."),
 ) -> None:
     """Watch a model: feature and prediction drift, live quality, lag; ask for retraining on <ns>.control."""
@@ -72,18 +72,21 @@ def monitor(
     from streamml.registry.descriptor import check_name
 
     check_name(model)  # the options are checked before anything connects
-    if start not in ("earliest", "latest"):
-        raise ConfigError(f"--start {start!r} is not one of earliest, latest", hint="e.g. --start latest")
+    position = parse_position(from_)
+    if position.kind not in ("beginning", "end"):
+        raise ConfigError(f"--from {from_!r}: a monitor group starts at the beginning or the end",
+                          hint="use --from beginning or --from end")
+    start = "earliest" if position.kind == "beginning" else "latest"
     settings = connected(ctx)
     cfg = MonitorConfig(drift_window=window, psi_threshold=psi, ks_threshold=ks, quality_window=quality_window,
                         min_recall=min_recall, min_precision=min_precision, min_auc=min_auc, cooldown=cooldown,
                         start=start, label_field=label_field)
     mon = Monitor(settings, model, features_topic=_topic(settings, features, "features"),
                   labels_topic=_topic(settings, labels, "labels"), config=cfg)
-    if metrics_port is not None:
-        _, port = serve_metrics(get_metrics(), host=metrics_host, port=metrics_port)
-        shown = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
-        console.print(f"prometheus metrics on http://{shown}:{port}/metrics", markup=False)
+    if port is not None:
+        _, bound = serve_metrics(get_metrics(), host=host, port=port)
+        shown = f"[{host}]" if ":" in host else host
+        console.print(f"prometheus metrics on http://{shown}:{bound}/metrics", markup=False, highlight=False)
     stop = _stop_on_signals()
     console.print(f"monitoring [bold]{model}[/bold] in namespace {settings.namespace}; alerts go to "
                   f"{settings.topic('control')}  (Ctrl-C stops)")
@@ -114,9 +117,9 @@ def monitor(
 
 def dashboard(
     ctx: typer.Context,
-    port: int = typer.Option(8050, min=0, max=65535, help="Port to listen on (0: any free port)."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    duration: Optional[float] = typer.Option(None, min=0, help="Stop after this many seconds (default: until Ctrl-C)."),
+    port: int = port_option(8050),
+    host: str = host_option(),
+    duration: Optional[float] = duration_option(),
 ) -> None:
     """Serve the web dashboard: live charts, models and lineage, alerts, dead letters."""
     from streamml.monitor.dashboard import serve
@@ -124,8 +127,8 @@ def dashboard(
     settings = connected(ctx)
     stop = _stop_on_signals()
     with serve(settings, host=host, port=port) as d:
-        console.print(f"dashboard for namespace [bold]{settings.namespace}[/bold]: [link={d.url}]{d.url}[/link]"
-                      "  (Ctrl-C stops)")
+        console.print(f"dashboard for namespace {settings.namespace}: {d.url}  (Ctrl-C stops)",
+                      markup=False, highlight=False)
         deadline = None if duration is None else time.monotonic() + duration
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             stop.wait(0.5)
@@ -133,7 +136,7 @@ def dashboard(
 
 def status(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    fmt: Format = format_option(),
     watch: Optional[float] = typer.Option(None, min=0.1, help="Redraw every N seconds until Ctrl-C."),
     window: float = typer.Option(900.0, min=1, help="How far back (seconds) to read metric snapshots."),
 ) -> None:
@@ -143,7 +146,7 @@ def status(
     settings = connected(ctx)
     while True:
         data = gather(settings, window_s=window)
-        if as_json:
+        if fmt is Format.json:
             typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
         else:
             if watch:

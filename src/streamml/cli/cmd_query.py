@@ -13,15 +13,23 @@ import typer
 from rich.table import Table
 
 from streamml.cli.common import connected, console, err_console
+from streamml.cli.options import (
+    Format,
+    TableFormat,
+    duration_option,
+    format_option,
+    from_option,
+    idle_option,
+    max_records_option,
+    parse_position,
+    table_format_option,
+)
 from streamml.errors import ConfigError
 
 if TYPE_CHECKING:
     import polars as pl
 
 __all__ = ["register", "render"]
-
-_FORMATS = ("table", "json", "csv")
-
 
 def register(app: typer.Typer) -> None:
     app.command(name="topics")(topics_cmd)
@@ -54,21 +62,14 @@ def render(df: pl.DataFrame, title: str | None = None, max_rows: int = 50) -> Ta
     for row in df.head(max_rows).iter_rows():
         table.add_row(*(_cell(v) for v in row))
     if df.height > max_rows:
-        table.caption = f"{max_rows} of {df.height} rows shown (--max-rows)"
+        table.caption = f"{max_rows} of {df.height} rows shown (--max-records)"
     return table
 
 
-def _check_format(fmt: str, formats: tuple[str, ...] = _FORMATS) -> str:
-    if fmt not in formats:
-        raise ConfigError(f"--format {fmt!r} is not one of {', '.join(formats)}", hint=f"e.g. --format {formats[0]}")
-    return fmt
-
-
-def _emit(df: pl.DataFrame, fmt: str, title: str | None, max_rows: int) -> None:
-    _check_format(fmt)
-    if fmt == "table":
+def _emit(df: pl.DataFrame, fmt: TableFormat, title: str | None, max_rows: int) -> None:
+    if fmt is TableFormat.table:
         console.print(render(df, title, max_rows))
-    elif fmt == "json":
+    elif fmt is TableFormat.json:
         for row in df.head(max_rows).iter_rows(named=True):
             sys.stdout.write(orjson.dumps(row, default=str).decode() + "\n")
     else:
@@ -78,49 +79,37 @@ def _emit(df: pl.DataFrame, fmt: str, title: str | None, max_rows: int) -> None:
     sys.stdout.flush()
 
 
-def _bound(text: Optional[str], flag: str = "--start") -> Any:
-    """An offset (negative: from the end) or an ISO-8601 time, checked before anything connects."""
-    if text is None:
-        return None
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r} is neither an offset nor an ISO-8601 time",
-                          hint=f"e.g. {flag} 100, {flag} -10 or {flag} 2024-05-01T12:00:00") from None
-    return text
-
-
 def topics_cmd(ctx: typer.Context,
                all_: bool = typer.Option(False, "--all", "-a", help="Topics of every namespace, not just this one."),
-               fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv.")) -> None:
+               fmt: TableFormat = table_format_option()) -> None:
     """List the topics: kind, partitions, offsets."""
     from streamml.query import topics
 
-    _check_format(fmt)
     s = connected(ctx)
     df = topics(settings=s, all_namespaces=all_)
     if df.is_empty():
-        err_console.print(f"no topics in namespace {s.namespace!r}" + ("" if all_ else " (try --all)"))
+        err_console.print(f"no topics in namespace {s.namespace!r}" + ("" if all_ else " (try --all)"),
+                          markup=False, highlight=False)
         return
     _emit(df, fmt, f"topics ({'all namespaces' if all_ else 'namespace ' + s.namespace})", 10_000)
 
 
 def head_cmd(ctx: typer.Context, topic: str = typer.Argument(..., help="Topic: full name, kind.name or name."),
-             n: int = typer.Option(10, "-n", "--lines", min=0, help="How many records."),
+             n: int = typer.Option(10, "--max-records", "-n", min=0, help="How many records."),
              last: bool = typer.Option(False, "--last", help="The last records instead of the first."),
-             start: Optional[str] = typer.Option(None, "--start", help="Offset (negative: from the end) or ISO time."),
-             fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
+             from_: Optional[str] = from_option(None, "Where the records start (default: the beginning)"),
+             fmt: TableFormat = table_format_option(),
              no_meta: bool = typer.Option(False, "--no-meta", help="Hide _topic, _partition, ... columns.")) -> None:
     """Show the first (or last) N records of a topic, in time order."""
     from streamml.query import topic as get_topic
     from streamml.query.reader import META_COLUMNS
 
-    _check_format(fmt)
-    bound = _bound(start)
+    position = parse_position(from_) if from_ is not None else None
+    if position is not None and position.kind == "end":
+        raise ConfigError("head --from end: there are no records after the end",
+                          hint="show the last records with --last, or follow new ones with 'streamml tail'")
     t = get_topic(topic, settings=connected(ctx))
-    view = t.range(start=bound) if start is not None else t
+    view = t.range(start=position.bound()) if position is not None and position.kind != "beginning" else t
     df = view.last(n) if last else view.head(n)
     if no_meta:
         df = df.drop([c for c in META_COLUMNS if c in df.columns and c != "_offset"])
@@ -128,25 +117,24 @@ def head_cmd(ctx: typer.Context, topic: str = typer.Argument(..., help="Topic: f
 
 
 def tail_cmd(ctx: typer.Context, topic: str = typer.Argument(..., help="Topic: full name, kind.name or name."),
-             where: Optional[str] = typer.Option(None, "--where", "-w", help="SQL filter, e.g. \"score > 0.9\"."),
-             from_: str = typer.Option("end", "--from", help="end, beginning, an offset or an ISO time."),
-             max_records: Optional[int] = typer.Option(None, "--max", min=0, help="Stop after this many records."),
-             timeout: Optional[float] = typer.Option(None, "--timeout", min=0, help="Stop after this many seconds."),
-             idle: Optional[float] = typer.Option(None, "--idle", min=0, help="Stop after this many quiet seconds."),
-             fmt: str = typer.Option("json", "--format", "-f", help="json (one line per record) or table.")) -> None:
-    """Follow a topic live (Ctrl-C stops)."""
+             where: Optional[str] = typer.Option(None, "--where", help="SQL filter, e.g. \"score > 0.9\"."),
+             from_: str = from_option("end"),
+             max_records: Optional[int] = max_records_option(),
+             duration: Optional[float] = duration_option(),
+             idle: Optional[float] = idle_option(),
+             fmt: Format = format_option(Format.json)) -> None:
+    """Follow a topic live (Ctrl-C stops); JSON is one line per record."""
     from streamml.query import tail
 
-    _check_format(fmt, ("json", "table"))
-    position = _bound(from_, "--from") if from_ not in ("end", "beginning") else from_
+    position = parse_position(from_)
     s = connected(ctx)
-    live = tail(topic, where=where, from_=position,
-                max_records=max_records, timeout=timeout, idle_timeout=idle, settings=s)
-    err_console.print(f"[dim]following {live.topic} from {from_}{' where ' + where if where else ''} "
-                      "(Ctrl-C stops)[/dim]")
+    live = tail(topic, where=where, from_=position.bound(),
+                max_records=max_records, timeout=duration, idle_timeout=idle, settings=s)
+    err_console.print(f"following {live.topic} from {position}{' where ' + where if where else ''} (Ctrl-C stops)",
+                      style="dim", markup=False, highlight=False)
     try:
         for batch in live.batches():
-            if fmt == "table":
+            if fmt is Format.table:
                 console.print(render(batch, max_rows=10_000))
             else:
                 for row in batch.iter_rows(named=True):
@@ -156,30 +144,29 @@ def tail_cmd(ctx: typer.Context, topic: str = typer.Argument(..., help="Topic: f
         pass
     finally:
         live.close()
-    err_console.print(f"[dim]{live.delivered} record(s)[/dim]")
+    err_console.print(f"{live.delivered} record(s)", style="dim", markup=False, highlight=False)
 
 
 def sql_cmd(ctx: typer.Context, statement: str = typer.Argument(..., help="A SELECT over topics (DuckDB SQL)."),
-            fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
-            max_rows: int = typer.Option(50, "--max-rows", min=0, help="Rows to print."),
+            fmt: TableFormat = table_format_option(),
+            max_rows: int = typer.Option(50, "--max-records", "-n", min=0, help="Rows to print."),
             deploy: Optional[str] = typer.Option(None, "--deploy", help="Run the statement as pipeline NAME."),
             to: Optional[str] = typer.Option(None, "--to", help="Output topic of --deploy (default: NAME)."),
-            idle_exit: Optional[float] = typer.Option(None, "--idle-exit",
-                                                      help="With --deploy: stop after this many quiet seconds."),
+            idle_exit: Optional[float] = idle_option("With --deploy: stop after this many seconds without a record."),
             ) -> None:
     """Run SQL over topics; with --deploy, run a continuous statement (EMIT CHANGES) as a pipeline."""
     from streamml import query
 
-    _check_format(fmt)
     s = connected(ctx)
     if deploy is None:
         _emit(query.sql(statement, settings=s), fmt, None, max_rows)
         return
     d = query.deploy(statement, to=to or deploy, name=deploy, settings=s, start=False)
-    err_console.print(f"[bold]deploying[/bold] {d.pipeline.name}: {d.source} -> {d.sink} (Ctrl-C stops)")
+    err_console.print(f"deploying {d.pipeline.name}: {d.source} -> {d.sink} (Ctrl-C stops)", markup=False,
+                      highlight=False)
     err_console.print(d.pipeline.describe(), highlight=False, markup=False)
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: d.worker.stop())
     stats = d.run(idle_exit=idle_exit)
-    err_console.print("stopped: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
+    err_console.print("stopped: " + ", ".join(f"{k}={v}" for k, v in stats.items()), markup=False, highlight=False)

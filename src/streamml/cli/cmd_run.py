@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from streamml.cli.common import connected, console, err_console
+from streamml.cli.options import Guarantee, guarantee_option, idle_option
 from streamml.config import Settings
 from streamml.errors import AuthorizationError, ConfigError, PipelineError
 from streamml.runtime.supervisor import EXIT_CONFIG, EXIT_STUCK, Supervisor
@@ -153,15 +154,16 @@ def run_cmd(
         help="This member's name in the group, stable across restarts and distinct per host "
              "(default: the host name). With --workers N the workers are <instance>-0 .. <instance>-N-1."),
     pipeline: Optional[list[str]] = typer.Option(None, "--pipeline", "-p", help="Run only these pipelines."),
-    guarantee: str = typer.Option("exactly-once", "--guarantee", help="exactly-once or at-least-once."),
+    guarantee: Guarantee = guarantee_option(),
     max_batch: int = typer.Option(10_000, "--max-batch", min=1, help="Records per micro-batch at most."),
-    idle_exit: Optional[float] = typer.Option(None, "--idle-exit", help="Stop after this many idle seconds."),
+    idle_exit: Optional[float] = idle_option(),
     stuck_after: float = typer.Option(50.0, "--stuck-after",
                                       help="Restart a worker that makes no progress for this long "
                                            "(seconds; 0: never)."),
     max_restarts: Optional[int] = typer.Option(None, "--max-restarts",
                                                help="Stop the app when one worker was restarted more often."),
-    worker_index: Optional[int] = typer.Option(None, "--worker-index", hidden=True),
+    worker_index: Optional[int] = typer.Option(None, "--worker-index", hidden=True,
+                                               help="Internal: the index of a supervised worker."),
     describe: bool = typer.Option(False, "--describe", help="Print the topologies and exit."),
 ) -> None:
     """Run the stream pipelines defined in APP_FILE (exactly-once by default).
@@ -169,12 +171,8 @@ def run_cmd(
     Run the same command on several hosts (or several times with distinct --instance) to
     share the partitions in one consumer group; a restarted instance fences its predecessor.
     """
-    from streamml.runtime import LoopOptions, instance_id, normalise_guarantee
+    from streamml.runtime import LoopOptions, instance_id
 
-    try:
-        guarantee = normalise_guarantee(guarantee)
-    except ConfigError as exc:
-        raise ConfigError(f"--guarantee {guarantee!r}: {exc.message}", hint=exc.hint) from None
     pipelines = load_pipelines(app_file, pipeline)
     if describe:
         for p in pipelines:
@@ -187,17 +185,17 @@ def run_cmd(
         member = instance if instance and worker_index is None else instance_id(index)
         if instance and worker_index is not None:
             member = f"{instance}-{worker_index}"
-        opts = LoopOptions(guarantee=guarantee, instance=member, max_batch=max_batch, stuck_after_s=stuck_after)
+        opts = LoopOptions(guarantee=guarantee.value, instance=member, max_batch=max_batch, stuck_after_s=stuck_after)
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         _run_worker(settings, pipelines, opts, idle_exit)
         return
     base = instance or instance_id(0).rsplit("-", 1)[0]
     LoopOptions(instance=f"{base}-0")  # checks the name before any worker starts
-    args = ["--guarantee", guarantee, "--max-batch", str(max_batch), "--stuck-after", str(stuck_after)]
+    args = ["--guarantee", guarantee.value, "--max-batch", str(max_batch), "--stuck-after", str(stuck_after)]
     for name in pipeline or []:
         args += ["--pipeline", name]
     if idle_exit is not None:
-        args += ["--idle-exit", str(idle_exit)]
+        args += ["--idle", str(idle_exit)]
     env = _env_for(settings)
 
     def command(i: int) -> list[str]:

@@ -3,8 +3,8 @@
     streamml serve --model fraud --input payments                 # <ns>.features.payments
     streamml serve --model fraud --input payments --strategy canary --canary-share 0.1
     streamml serve --model fraud --also fraud-forest --strategy speculative --deadline-ms 20 --input payments
-    streamml serve --model fraud --input payments --http 8080     # plus POST /v1/models/fraud/predict
-    streamml serve --model fraud --http 8080                      # request/response only
+    streamml serve --model fraud --input payments --port 8080     # plus POST /v1/models/fraud/predict
+    streamml serve --model fraud --port 8080                      # request/response only
 
 Several ``streamml serve`` processes with the same ``--model`` (and group) share the input
 partitions; give each a distinct, stable ``--instance`` so a restarted one fences its
@@ -22,6 +22,7 @@ import typer
 
 from streamml.cli.common import connected, console, err_console
 from streamml.cli.common import settings as cli_settings
+from streamml.cli.options import Guarantee, guarantee_option, host_option, idle_option, max_records_option, port_option
 from streamml.errors import ConfigError
 
 __all__ = ["register", "build_strategy"]
@@ -74,7 +75,7 @@ def serve(
     input: Optional[str] = typer.Option(None, "--input", "-i",
                                         help="Features topic: a name (<ns>.features.NAME) or a full topic."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Predictions topic [<ns>.predictions.MODEL]."),
-    mode: str = typer.Option("exactly-once", help="exactly-once or at-least-once."),
+    guarantee: Guarantee = guarantee_option(),
     strategy: str = typer.Option("single", help="single, shadow, canary, speculative, consensus, quality."),
     also: list[str] = typer.Option([], "--also", help="Other models for shadow/canary/speculative/consensus/quality."),
     candidate_stage: Optional[str] = typer.Option(None, help="Stage of the candidate (shadow/canary) [the strategy]."),
@@ -88,37 +89,32 @@ def serve(
     instance: Optional[str] = typer.Option(None, envvar="STREAMML_INSTANCE",
                                            help="Stable id of this process in the group [host-pid]."),
     keep: list[str] = typer.Option([], "--keep", help="Input columns to copy into each prediction."),
-    http: Optional[int] = typer.Option(None, "--http", min=0, max=65535,
-                                       help="Also answer POST /v1/models/MODEL/predict on this port."),
-    bind: str = typer.Option("127.0.0.1", help="Address for --http."),
+    port: Optional[int] = port_option(None, "Also answer POST /v1/models/MODEL/predict on this port."),
+    host: str = host_option("Address of the --port listener."),
     wait: float = typer.Option(60.0, help="Seconds to wait for Kafka and for a servable model at start."),
     follow_rollback: bool = typer.Option(False, help="Swap back to an older version when the stage is rolled back."),
-    max_records: Optional[int] = typer.Option(None, help="Stop after this many records."),
-    idle_exit: Optional[float] = typer.Option(None, help="Stop after this many idle seconds."),
+    max_records: Optional[int] = max_records_option(),
+    idle_exit: Optional[float] = idle_option(),
 ) -> None:
     """Score a features topic; follow the models topic and swap new versions in without restarting."""
     from streamml.kafka.names import resolve_topic
-    from streamml.runtime import normalise_guarantee
     from streamml.serve import LiveQuality, ModelHost, Scorer, ServeOptions
     from streamml.serve.registry_source import RegistrySource
     from streamml.serve.strategies import roles_for, strategy_class
 
-    # every option is checked before anything connects: an unknown strategy or mode, a wrong
+    # every option is checked before anything connects: an unknown strategy, a wrong
     # number of models, bad weights, a bad topic name or instance id
     strategy_class(strategy).check_models(len(roles_for(strategy, model, list(also), candidate_stage=candidate_stage)))
     w = _weights(weights)
-    try:
-        mode = normalise_guarantee(mode)
-    except ConfigError as exc:
-        raise ConfigError(f"--mode {mode!r}: {exc.message}", hint=exc.hint) from None
+    mode = guarantee.value
     namespace = cli_settings(ctx).namespace
     opts = None
     if input is not None:
         opts = ServeOptions(resolve_topic(input, namespace, kind="features"), output_topic=output, mode=mode,
                             group=group, instance=instance, batch_size=batch_size, keep=tuple(keep),
                             wait_for_model_s=wait, follow_rollback=follow_rollback)
-    elif http is None:
-        raise ConfigError("nothing to serve", hint="give --input TOPIC, --http PORT, or both")
+    elif port is None:
+        raise ConfigError("nothing to serve", hint="give --input TOPIC, --port PORT, or both")
     if strategy == "quality" and not labels:
         raise ConfigError("the quality strategy needs --labels TOPIC")
     if strategy != "quality":  # the quality strategy is built once its labels are followed
@@ -141,33 +137,35 @@ def serve(
     signal.signal(signal.SIGINT, on_signal)
 
     if opts is None:
-        assert http is not None
-        host = ModelHost(source, strat.roles, follow_rollback=follow_rollback)
+        assert port is not None
+        models = ModelHost(source, strat.roles, follow_rollback=follow_rollback)
         # HTTP first: /livez answers and /readyz says 503 while the model loads
         from streamml.serve.http import serve_http  # the http extra, only when asked for
 
-        server, _ = serve_http(host, http, bind)
+        server, _ = serve_http(models, port, host)
         try:
-            host.start(wait_for=strat.primary, timeout=wait)
+            models.start(wait_for=strat.primary, timeout=wait)
         except BaseException:
             server.should_exit = True
             raise
-        current = host.get(model)
-        console.print(f"serving {model} v{current.version if current else '?'} on http://{bind}:{http}/v1/models/{model}/predict")
+        current = models.get(model)
+        console.print(f"serving {model} v{current.version if current else '?'} on "
+                      f"http://{host}:{port}/v1/models/{model}/predict", markup=False, highlight=False)
         stop.wait()
         server.should_exit = True
-        host.stop()
+        models.stop()
         return
 
     topic = opts.input_topic
     scorer = Scorer(settings, strat, source, opts)
     scorer.stop_event = stop
     server = None
-    if http is not None:  # HTTP first: /livez answers and /readyz says 503 while the model loads
+    if port is not None:  # HTTP first: /livez answers and /readyz says 503 while the model loads
         from streamml.serve.http import serve_http  # the http extra, only when asked for
 
-        server, _ = serve_http(scorer.host, http, bind)
-        err_console.print(f"[dim]HTTP: http://{bind}:{http}/v1/models/{model}/predict[/dim]")
+        server, _ = serve_http(scorer.host, port, host)
+        err_console.print(f"HTTP: http://{host}:{port}/v1/models/{model}/predict", style="dim", markup=False,
+                          highlight=False)
     try:
         _while_unavailable(scorer.start, "starting the scorer", wait)
     except BaseException:
@@ -175,7 +173,8 @@ def serve(
             server.should_exit = True
         raise
     err_console.print(f"scoring {topic} -> {scorer.output_topic} with {strategy} ({mode}); "
-                      f"serving {', '.join(f'{r} v{m.version}' for r, m in scorer.host.snapshot().items() if m)}")
+                      f"serving {', '.join(f'{r} v{m.version}' for r, m in scorer.host.snapshot().items() if m)}",
+                      markup=False, highlight=False)
     try:
         stats = scorer.run(max_records=max_records, idle_exit_s=idle_exit)
     finally:

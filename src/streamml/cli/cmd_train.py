@@ -19,17 +19,19 @@ def register(app: typer.Typer) -> None:
 def train_cmd(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Model name in the registry."),
-    features: Optional[str] = typer.Option(None, "--features", "-f",
+    features: Optional[str] = typer.Option(None, "--features",
                                            help="Features topic or stream name (default: the model name)."),
     labels: Optional[str] = typer.Option(None, "--labels", "-l", help="Labels topic or stream name."),
-    trainer: str = typer.Option("sklearn", "--trainer", "-t",
+    trainer: str = typer.Option("sklearn", "--trainer",
                                 help="sklearn, isolation_forest, autoencoder, torch_autoencoder, torch_classifier "
                                      "or keras_autoencoder."),
     columns: Optional[str] = typer.Option(None, "--columns", "-c", help="Feature columns, comma-separated."),
-    metric: str = typer.Option("roc_auc", "--metric", "-m"),
+    metric: str = typer.Option("roc_auc", "--metric",
+                               help="Evaluation metric: roc_auc, average_precision, accuracy, f1, neg_log_loss "
+                                    "or neg_mse."),
     margin: float = typer.Option(0.0, "--margin", help="Promote only when better than production by more."),
     holdout: float = typer.Option(0.2, "--holdout", help="Newest fraction held out for evaluation."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the split and the trainer."),
     no_promote: bool = typer.Option(False, "--no-promote", help="Publish as a candidate whatever the scores."),
     warm_start: bool = typer.Option(False, "--warm-start",
                                     help="Continue training the production version on the data that arrived after it "
@@ -44,12 +46,14 @@ def train_cmd(
     """Train NAME from its features (and labels) topics, evaluate against production on the
     same held-out window, publish to the registry, promote if better by --margin."""
     from streamml.registry.descriptor import check_name
-    from streamml.train import BUILTIN_TRAINERS, Retrainer, TrainingJob, request_retrain
+    from streamml.train import BUILTIN_TRAINERS, METRICS, Retrainer, TrainingJob, request_retrain
 
     check_name(name)  # every option is checked before anything connects
     if trainer not in BUILTIN_TRAINERS:
         raise ConfigError(f"--trainer {trainer!r} is not one of {', '.join(BUILTIN_TRAINERS)}",
                           hint="e.g. --trainer sklearn")
+    if metric not in METRICS:
+        raise ConfigError(f"--metric {metric!r} is not one of {', '.join(METRICS)}", hint="e.g. --metric roc_auc")
     if not 0 < holdout < 1:
         raise ConfigError(f"--holdout must be between 0 and 1 (a fraction), got {holdout}", hint="e.g. --holdout 0.2")
     if (every is not None or new_labels is not None) and not watch:

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from streamml.cli.common import connected, console
+from streamml.cli.options import Format, format_option
 from streamml.errors import VerificationError
 
 
@@ -20,7 +21,7 @@ def verify_cmd(
     ctx: typer.Context,
     input: List[str] = typer.Option(..., "--input", "-i", help="Input topic(s)."),
     output: List[str] = typer.Option(..., "--output", "-o", help="Output topic(s)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    fmt: Format = format_option(),
     timeout: float = typer.Option(120.0, min=0, help="Seconds to read each topic to its end."),
     settle: float = typer.Option(60.0, min=0, help="Seconds to wait for open transactions to end (a killed "
                                  "producer's is aborted by the broker after its transaction timeout) before reading."),
@@ -37,7 +38,7 @@ def verify_cmd(
     id_of = by_field if id_field else event_id_of
 
     report = verify(connected(ctx), input, output, id_of=id_of, timeout=timeout, settle_s=settle)
-    if as_json:
+    if fmt is Format.json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     else:
         table = Table(title="verification (read_committed)")
@@ -53,4 +54,4 @@ def verify_cmd(
         console.print("[green]OK[/green]" if report.ok else "[red]FAILED[/red]: " + report.summary())
     if not report.ok:
         raise VerificationError(f"verification failed: {report.summary()}",
-                                hint="the table above (or --json) counts each finding")
+                                hint="the table above (or --format json) counts each finding")

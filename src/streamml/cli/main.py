@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import faulthandler
 import importlib
+import logging
+import os
 import pkgutil
 import signal
 import sys
@@ -17,6 +19,8 @@ from typer._click import exceptions as click
 
 from streamml._version import __version__
 from streamml.cli.common import print_error
+from streamml.cli.deprecated import translate
+from streamml.cli.options import LogLevel, parse_properties
 from streamml.config import Settings
 from streamml.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ConfigError, StreamMLError
 
@@ -31,19 +35,40 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"streamml {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     bootstrap_servers: Optional[str] = typer.Option(
-        None, "--bootstrap-servers", "-b", help="Kafka bootstrap servers (default: the local cluster)."),
-    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Topic namespace."),
+        None, "--bootstrap-servers", "-b", metavar="HOST:PORT[,...]",
+        help="Kafka bootstrap servers (default: the local cluster, started on demand)."),
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-N", help="Topic namespace [streamml]."),
     config: Optional[Path] = typer.Option(None, "--config", help="A streamml.toml settings file."),
+    properties: Optional[list[str]] = typer.Option(
+        None, "-X", metavar="KEY=VALUE",
+        help="A librdkafka property for every Kafka client, as in kcat (repeatable; wins over the config file)."),
+    log_level: Optional[LogLevel] = typer.Option(None, "--log-level", case_sensitive=False,
+                                                 envvar="STREAMML_LOG_LEVEL", help="Log level of streamml's logs."),
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                 help="Print the version and exit."),
 ) -> None:
     """Settings precedence: these flags > STREAMML_* environment > config file > defaults."""
     if bootstrap_servers is not None and not bootstrap_servers.strip():
         raise ConfigError("--bootstrap-servers is empty",
                           hint="give HOST:PORT[,HOST:PORT...], or leave the flag out to use the local cluster")
-    ctx.obj = Settings.load(overrides={"bootstrap_servers": bootstrap_servers, "namespace": namespace},
+    kafka = parse_properties(properties)
+    if log_level is not None:
+        level = getattr(logging, log_level.value.upper())
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger().setLevel(level)
+        os.environ["STREAMML_LOG_LEVEL"] = log_level.value  # worker processes inherit it
+    ctx.obj = Settings.load(overrides={"bootstrap_servers": bootstrap_servers, "namespace": namespace,
+                                       "kafka": kafka or None},
                             config_file=config if config else True)
 
 
@@ -82,13 +107,15 @@ def main(argv: list[str] | None = None) -> None:
     """
     _stack_dumps_on_sigusr1()
     try:
-        rv = app(args=argv, standalone_mode=False)
+        args = translate(sys.argv[1:] if argv is None else argv, typer.main.get_command(app))
+        rv = app(args=args, standalone_mode=False)
     except click.NoArgsIsHelpError as exc:  # help for a bare group, as click shows it
         exc.show()
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else "streamml"
-        print_error(exc.format_message(), hint=f"see '{where} --help'")
+        # typer checks values with pydantic, whose messages start with "Value error, "
+        print_error(exc.format_message().replace("Value error, ", ""), hint=f"see '{where} --help'")
         sys.exit(EXIT_USAGE)
     except click.ClickException as exc:  # e.g. a file option that cannot be opened
         print_error(exc.format_message())

@@ -68,8 +68,9 @@ def _build(kind: Callable[[dict[str, Any]], _C], conf: dict[str, Any]) -> _C:
         err: Any = exc.args[0] if exc.args else None
         text = err.str() if hasattr(err, "str") else str(exc)
         raise ConfigError(f"invalid Kafka client setting: {text}",
-                          hint="check the [kafka] table of the config file and the STREAMML_KAFKA__* "
-                               "environment variables (librdkafka's CONFIGURATION.md lists the options)") from None
+                          hint="check the -X options, the [kafka] table of the config file and the "
+                               "STREAMML_KAFKA__* environment variables (librdkafka's CONFIGURATION.md lists "
+                               "the options)") from None
 
 
 def producer(settings: Settings, *, transactional_id: str | None = None, **overrides: Any) -> Producer:

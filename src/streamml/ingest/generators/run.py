@@ -53,7 +53,8 @@ def run_generator(settings: Settings, events: Iterator[Event], stream: str, *, c
     if rate is not None and rate <= 0:
         raise ConfigError("--rate must be positive")
     if count is None and duration is None:
-        raise ConfigError("give --count or --duration (or both)", hint="e.g. --count 10000")
+        raise ConfigError("give a count or a duration (or both)",
+                          hint="e.g. count=10000 (streamml generate: --max-records 10000)")
     topic, labels_topic = settings.topic("raw", stream), settings.topic("labels", stream)
     ensure_topics(settings, [TopicSpec(topic, partitions), TopicSpec(labels_topic, partitions)])
     producer = make_producer(settings)
