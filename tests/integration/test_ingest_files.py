@@ -148,7 +148,7 @@ def test_sigkill_mid_file_then_rerun_has_no_duplicates_and_no_gaps(settings: Set
     n = 30_000
     path = tmp_path / "big.jsonl"
     path.write_text("".join(json.dumps(_row(i)) + "\n" for i in range(n)))
-    cmd = SM + ["ingest", "file", str(path), "--stream", "crash", "--key", "cur", "--no-progress", "--json"]
+    cmd = SM + ["ingest", "file", str(path), "--stream", "crash", "--key", "cur", "--no-progress", "--format", "json"]
     proc = subprocess.Popen(cmd + ["--rate", "4000"], env=_env(settings), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     topic = settings.topic("raw", "crash")
@@ -193,11 +193,12 @@ def test_cli_user_mistakes_are_one_clean_line(settings: Settings, tmp_path: Path
         (["ingest", "file", str(tmp_path / "missing.csv"), "--stream", "s"], "does not exist"),
         (["ingest", "file", str(data), "--stream", "s", "--schema", str(bad_schema)], "is not valid JSON"),
         (["ingest", "file", str(data), "--stream", "bad name"], "invalid topic name part"),
-        (["ingest", "file", str(data), "--stream", "s", "--wire-format", "xml"], "unknown wire format"),
+        (["ingest", "file", str(data), "--stream", "s", "--wire-format", "xml"],
+         "Invalid value for '--wire-format': 'xml' is not one of"),
         (["ingest", "file", str(data), "--stream", "s", "--rate", "-5"], "--rate must be positive"),
         (["ingest", "http"], "no bearer token"),
-        (["generate", "transactions"], "give --count or --duration"),
-        (["generate", "sensors", "--count", "0"], "--count must be at least 1"),
+        (["generate", "transactions"], "give --max-records or --duration"),
+        (["generate", "sensors", "--max-records", "0"], "--max-records must be at least 1"),
     ]
     for args, message in cases:
         with pytest.raises(SystemExit) as info:

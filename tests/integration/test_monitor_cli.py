@@ -20,12 +20,12 @@ from streamml.kafka.admin import ensure_topic
 def sm(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "160", "STREAMML_HOME": str(settings.home)}
     return subprocess.run([sys.executable, "-m", "streamml", "-b", settings.bootstrap_servers or "",
-                           "-n", settings.namespace, *args], capture_output=True, text=True, timeout=timeout, env=env)
+                           "-N", settings.namespace, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_status_shows_models_lag_control_and_dead_letters(settings: Settings) -> None:
     lag = _seed(settings)
-    out = sm(settings, "status", "--json")
+    out = sm(settings, "status", "-f", "json")
     assert out.returncode == 0, out.stderr
     data = orjson.loads(out.stdout)
     assert [v["version"] for v in data["models"]["fraud"]] == [1]
@@ -60,7 +60,7 @@ def test_monitor_command_asks_for_one_retrain_on_drift(settings: Settings) -> No
 
 def test_dashboard_command_serves_the_page(settings: Settings) -> None:
     env = {**os.environ, "STREAMML_HOME": str(settings.home)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamml", "-b", settings.bootstrap_servers or "", "-n",
+    proc = subprocess.Popen([sys.executable, "-m", "streamml", "-b", settings.bootstrap_servers or "", "-N",
                              settings.namespace, "dashboard", "--port", "0", "--duration", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

@@ -65,15 +65,15 @@ def test_query_commands(settings: Settings, env: dict[str, str]) -> None:
         expected[row["card_id"]] = (s + row["amount"], n + 1)
     assert table == expected
 
-    r = sm("tail", "payments", "--from", "beginning", "--where", "amount >= 90", "--max", "4", env=env)
+    r = sm("tail", "payments", "--from", "beginning", "--where", "amount >= 90", "--max-records", "4", env=env)
     assert r.returncode == 0, r.stderr
     assert sorted(orjson.loads(line)["amount"] for line in r.stdout.splitlines()) == [90.0, 92.5, 95.0, 97.5]
 
     r = sm("sql", "--deploy", "big", "SELECT card_id, amount * 2 AS a2 FROM payments WHERE amount > 60 EMIT CHANGES",
-           "--idle-exit", "2", env=env)
+           "--idle", "2", env=env)
     assert r.returncode == 0, r.stderr
     assert "out=15" in r.stderr
-    r = sm("sql", "SELECT a2 FROM features.big ORDER BY a2", "-f", "json", "--max-rows", "100", env=env)
+    r = sm("sql", "SELECT a2 FROM features.big ORDER BY a2", "-f", "json", "--max-records", "100", env=env)
     assert [orjson.loads(x)["a2"] for x in r.stdout.splitlines()] == [x["amount"] * 2 for x in rows if x["amount"] > 60]
 
     r = sm("sql", "SELECT card_id, count(*) FROM payments GROUP BY card_id EMIT CHANGES", env=env)

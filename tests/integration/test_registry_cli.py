@@ -61,17 +61,17 @@ def cli(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
 
 def test_train_then_list_show_promote_rollback_diff(settings: Settings, env: dict[str, str], cli) -> None:  # type: ignore[no-untyped-def]
     load_topics(settings, 1200)
-    r = sm("train", "fraud", "-f", "pay", "-l", "pay", "-c", "amount,velocity,distance,hour", env=env)
+    r = sm("train", "fraud", "--features", "pay", "-l", "pay", "-c", "amount,velocity,distance,hour", env=env)
     assert r.returncode == 0, r.stderr
     assert "fraud@1" in r.stdout and "promoted to production" in r.stdout
-    r = cli("train", "fraud", "-f", "pay", "-l", "pay", "-t", "isolation_forest", "--margin", "0.5")
+    r = cli("train", "fraud", "--features", "pay", "-l", "pay", "--trainer", "isolation_forest", "--margin", "0.5")
     assert r.returncode == 0, r.stderr
     assert "fraud@2" in r.stdout and "kept as candidate" in r.stdout
     r = cli("models", "list")
     assert r.returncode == 0 and "production" in r.stdout and "candidate" in r.stdout and "kept out" in r.stdout
     r = cli("models", "show", "fraud@2")
     assert r.returncode == 0 and "not promoted" in r.stdout and "trained on" in r.stdout
-    shown = orjson.loads(cli("models", "show", "fraud", "--json").stdout)
+    shown = orjson.loads(cli("models", "show", "fraud", "-f", "json").stdout)
     assert shown["version"] == 1 and shown["stage"] == "production"
     assert cli("models", "promote", "fraud", "2").returncode == 0
     assert Registry(settings).latest("fraud").version == 2

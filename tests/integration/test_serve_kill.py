@@ -76,7 +76,7 @@ def test_sigkill_in_exactly_once_mode_loses_and_duplicates_nothing(settings: Set
     p.send_signal(signal.SIGKILL)
     p.wait(10)
     assert p.returncode == -signal.SIGKILL
-    q = spawn(settings, tmp_path, "k", "--idle-exit", "4")
+    q = spawn(settings, tmp_path, "k", "--idle", "4")
     try:
         got = check_exactly_once(settings, {f"e{i}" for i in range(20_000)})
         q.wait(60)
@@ -134,7 +134,7 @@ def test_a_fenced_scorer_reconnects_and_loses_and_duplicates_nothing(settings: S
     publish_model(settings)
     events = fraud_events(12_000, seed=9, prefix="f")
     produce_events(settings, topic, events[:6000])
-    p = spawn(settings, tmp_path, "f", "--idle-exit", "8")
+    p = spawn(settings, tmp_path, "f", "--idle", "8")
     try:
         deadline = time.monotonic() + 60
         predictions = settings.topic("predictions", "fraud")

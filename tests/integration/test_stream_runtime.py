@@ -208,7 +208,7 @@ def test_cli_runs_workers_until_idle(settings: Settings, tmp_path: Path) -> None
                    "doubled = stream('cli').with_columns(j=pl.col('i') * 2).to('cli_out')\n")
     env = dict(os.environ, STREAMML_BOOTSTRAP_SERVERS=settings.bootstrap_servers or "",
                STREAMML_NAMESPACE=settings.namespace, STREAMML_HOME=str(settings.home))
-    res = subprocess.run([sys.executable, "-m", "streamml", "run", str(app), "--workers", "2", "--idle-exit", "4"],
+    res = subprocess.run([sys.executable, "-m", "streamml", "run", str(app), "--workers", "2", "--idle", "4"],
                          env=env, capture_output=True, timeout=120)
     assert res.returncode == 0, res.stderr.decode()[-2000:]
     rows = [r.json() for r in read_topic(settings, settings.topic("features", "cli_out"))]

@@ -99,7 +99,7 @@ def test_cli_exit_code_follows_the_verdict(settings: Settings, new_topic: Callab
     _write(settings, src, [1, 2, 3])
     _write(settings, dst, [1, 2])
     cmd = [sys.executable, "-m", "streamml", "-b", settings.bootstrap_servers or "", "verify",
-           "-i", src, "-o", dst, "--json"]
+           "-i", src, "-o", dst, "--format", "json"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == EXIT_DATA_LOSS, res.stderr
     assert orjson.loads(res.stdout)["lost"] == 1

@@ -90,7 +90,11 @@ CASES: list[tuple[list[str], int, str]] = [
     (["--config", "{d}/port.toml", "topics"], EXIT_USAGE, "setting local_port in {d}/port.toml"),
     (["--config", "{d}/broken.toml", "topics"], EXIT_USAGE, "is not valid TOML"),
     (["--config", "{d}/missing.toml", "topics"], EXIT_USAGE, "cannot read config file"),
-    (["-n", "bad ns", "topics"], EXIT_USAGE, "invalid namespace 'bad ns' (from the command line)"),
+    (["-N", "bad ns", "topics"], EXIT_USAGE, "invalid namespace 'bad ns' (from the command line)"),
+    (["--log-level", "bogus", "topics"], EXIT_USAGE,
+     "Invalid value for '--log-level' (env var: 'STREAMML_LOG_LEVEL'): "
+     "'bogus' is not one of 'debug', 'info', 'warning', 'error'"),
+    (["-X", "linger.ms", "topics"], EXIT_USAGE, "-X 'linger.ms' is not KEY=VALUE"),
     # user text is printed literally, never as markup
     (["ingest", "file", "{d}/[/x]/nofile.csv", "--stream", "s"], EXIT_USAGE, "[/x]/nofile.csv"),
     (["ingest", "file", "{d}/[bold]/nofile.csv", "--stream", "s"], EXIT_USAGE, "[bold]/nofile.csv"),
@@ -102,10 +106,14 @@ CASES: list[tuple[list[str], int, str]] = [
     (["bogus"], EXIT_USAGE, "No such command 'bogus'"),
     (["serve", "--bogus"], EXIT_USAGE, "No such option: --bogus"),
     (["serve", "--input", "x"], EXIT_USAGE, "Missing option '--model'"),
-    (["generate", "transactions", "--count", "x"], EXIT_USAGE, "Invalid value for '--count'"),
+    (["generate", "transactions", "--max-records", "x"], EXIT_USAGE,
+     "Invalid value for '--max-records' / '-n': Input should be a valid integer"),
+    (["generate", "transactions", "-n", "-1"], EXIT_USAGE, "Invalid value for '--max-records' / '-n'"),
     # serve and models: checked before anything connects
     (["serve", "--model", "fraud", "--input", "x", "--strategy", "bogus"], EXIT_USAGE, "unknown strategy 'bogus'"),
-    (["serve", "--model", "fraud", "--input", "x", "--mode", "bogus"], EXIT_USAGE, "--mode 'bogus'"),
+    (["serve", "--model", "fraud", "--input", "x", "--guarantee", "bogus"], EXIT_USAGE,
+     "Invalid value for '--guarantee': 'bogus' is not one of 'exactly-once', 'at-least-once'"),
+    (["serve", "--model", "fraud", "--input", "x", "--port", "99999"], EXIT_USAGE, "Invalid value for '--port'"),
     (["serve", "--model", "fraud", "--strategy", "consensus", "--also", "b", "--weights", "a,b", "--input", "x"],
      EXIT_USAGE, "--weights 'a,b' must be comma-separated numbers"),
     (["serve", "--model", "fraud", "--input", "x", "--batch-size", "0"], EXIT_USAGE, "--batch-size"),
@@ -114,25 +122,41 @@ CASES: list[tuple[list[str], int, str]] = [
     (["serve", "--model", "fraud", "--input", "x", "--wait", "1"], EXIT_FAILURE, "cannot reach Kafka at"),
     (["models", "show", "fraud@x"], EXIT_USAGE, "model reference 'fraud@x' has an invalid version 'x'"),
     (["models", "show", "bad name"], EXIT_USAGE, "invalid model name 'bad name'"),
-    (["models", "promote", "fraud", "1", "--stage", "bogus"], EXIT_USAGE, "unknown stage 'bogus'"),
+    (["models", "promote", "fraud", "1", "--stage", "bogus"], EXIT_USAGE,
+     "Invalid value for '--stage': 'bogus' is not one of 'candidate', 'shadow', 'canary', 'production', 'archived'"),
+    (["models", "show", "fraud", "-f", "csv"], EXIT_USAGE,
+     "Invalid value for '--format' / '-f': 'csv' is not one of 'table', 'json'"),
     (["models", "promote", "fraud", "0"], EXIT_USAGE, "Invalid value for 'version'"),
     (["models", "diff", "fraud@1", "fraud@"], EXIT_USAGE, "invalid version ''"),
     # the other commands
-    (["topics", "-f", "xml"], EXIT_USAGE, "--format 'xml' is not one of table, json, csv"),
-    (["head", "t", "--start", "bogus"], EXIT_USAGE, "--start 'bogus' is neither an offset nor an ISO-8601 time"),
-    (["tail", "t", "--from", "bogus"], EXIT_USAGE, "--from 'bogus'"),
-    (["sql", "SELECT 1", "-f", "xml"], EXIT_USAGE, "--format 'xml'"),
+    (["topics", "-f", "xml"], EXIT_USAGE,
+     "Invalid value for '--format' / '-f': 'xml' is not one of 'table', 'json', 'csv'"),
+    (["head", "t", "--from", "bogus"], EXIT_USAGE, "--from 'bogus' is not a start position"),
+    (["head", "t", "--from", "end"], EXIT_USAGE, "head --from end: there are no records after the end"),
+    (["head", "t", "-n", "x"], EXIT_USAGE, "Invalid value for '--max-records' / '-n'"),
+    (["tail", "t", "--from", "bogus"], EXIT_USAGE, "--from 'bogus' is not a start position"),
+    (["tail", "t", "--from", "@soon"], EXIT_USAGE, "--from '@soon' is not a start position: 'soon' is not a time"),
+    (["tail", "t", "--idle", "-1"], EXIT_USAGE, "Invalid value for '--idle'"),
+    (["tail", "t", "--duration", "x"], EXIT_USAGE, "Invalid value for '--duration'"),
+    (["sql", "SELECT 1", "-f", "xml"], EXIT_USAGE, "Invalid value for '--format' / '-f': 'xml' is not one of"),
     (["train", "fraud", "--trainer", "bogus"], EXIT_USAGE, "--trainer 'bogus' is not one of"),
     (["train", "fraud", "--holdout", "2"], EXIT_USAGE, "--holdout must be between 0 and 1"),
     (["run", "{d}/nope.py"], EXIT_USAGE, "does not exist"),
-    (["run", "{d}/app.py", "--guarantee", "bogus"], EXIT_USAGE, "--guarantee 'bogus'"),
-    (["monitor", "--model", "fraud", "--start", "bogus"], EXIT_USAGE, "--start 'bogus' is not one of earliest"),
+    (["run", "{d}/app.py", "--guarantee", "bogus"], EXIT_USAGE,
+     "Invalid value for '--guarantee': 'bogus' is not one of 'exactly-once', 'at-least-once'"),
+    (["monitor", "--model", "fraud", "--from", "bogus"], EXIT_USAGE, "--from 'bogus' is not a start position"),
+    (["monitor", "--model", "fraud", "--from", "-5"], EXIT_USAGE,
+     "--from '-5': a monitor group starts at the beginning or the end"),
     (["dashboard", "--port", "99999"], EXIT_USAGE, "Invalid value for '--port'"),
-    (["generate", "transactions", "--count", "10", "--fraud-rate", "3"], EXIT_USAGE, "--fraud-rate"),
-    (["generate", "sensors", "--count", "10", "--machines", "0"], EXIT_USAGE, "--machines"),
-    (["ingest", "file", "{d}/data.csv", "--stream", "s", "--format", "xml"], EXIT_USAGE, "--format 'xml'"),
+    (["generate", "transactions", "--max-records", "10", "--fraud-rate", "3"], EXIT_USAGE, "--fraud-rate"),
+    (["generate", "sensors", "--max-records", "10", "--machines", "0"], EXIT_USAGE, "--machines"),
+    (["generate", "sensors"], EXIT_USAGE, "give --max-records or --duration (or both)"),
+    (["ingest", "file", "{d}/data.csv", "--stream", "s", "--file-format", "xml"], EXIT_USAGE,
+     "Invalid value for '--file-format': 'xml' is not one of 'csv', 'jsonl', 'parquet'"),
+    (["ingest", "file", "{d}/data.csv", "--stream", "s", "-f", "xml"], EXIT_USAGE,
+     "Invalid value for '--format' / '-f': 'xml' is not one of 'table', 'json'"),
     (["ingest", "file", "{d}/data.csv", "--stream", "s", "--wire-format", "xml"], EXIT_USAGE,
-     "unknown wire format 'xml'"),
+     "Invalid value for '--wire-format': 'xml' is not one of 'json', 'avro'"),
     (["ingest", "file", "{d}/data.csv", "--stream", "bad name"], EXIT_USAGE, "invalid topic name part"),
     (["ingest", "http", "--no-auth", "--port", "99999"], EXIT_USAGE, "Invalid value for '--port'"),
     (["ingest", "http"], EXIT_USAGE, "no bearer token"),
@@ -144,20 +168,60 @@ CASES: list[tuple[list[str], int, str]] = [
     (["kafka", "logs", "--data-dir", "{d}/no-cluster"], EXIT_FAILURE, "no local cluster in"),
 ]
 
+# Old spellings (kept for one release, streamml.cli.deprecated) are translated and then checked
+# as the new ones are: (arguments, the deprecation warnings, exit code, text of the error line)
+OLD_CASES: list[tuple[list[str], list[str], int, str]] = [
+    (["-n", "bad ns", "topics"], ["'streamml -n' is deprecated, use '-N'"], EXIT_USAGE,
+     "invalid namespace 'bad ns' (from the command line)"),
+    (["generate", "transactions", "--count", "x"],
+     ["'streamml generate transactions --count' is deprecated, use '--max-records'"], EXIT_USAGE,
+     "Invalid value for '--max-records' / '-n': Input should be a valid integer"),
+    (["serve", "--model", "fraud", "--input", "x", "--mode", "bogus"],
+     ["'streamml serve --mode' is deprecated, use '--guarantee'"], EXIT_USAGE,
+     "Invalid value for '--guarantee': 'bogus' is not one of 'exactly-once', 'at-least-once'"),
+    (["head", "t", "--start", "bogus"], ["'streamml head --start' is deprecated, use '--from'"], EXIT_USAGE,
+     "--from 'bogus' is not a start position"),
+    (["run", "{d}/app.py", "--guarantee", "exactly_once", "--idle-exit", "x"],
+     ["'streamml run --guarantee exactly_once' is deprecated, use '--guarantee exactly-once'",
+      "'streamml run --idle-exit' is deprecated, use '--idle'"], EXIT_USAGE, "Invalid value for '--idle'"),
+]
+
+
+def _argv(args: list[str], fill: dict[str, str], closed_port: int) -> list[str]:
+    argv = [a.format(**fill) for a in args]
+    if argv[0] not in ("-b", "kafka", "soak"):
+        argv = ["-b", B.format(port=closed_port), *argv]
+    return argv
+
 
 @pytest.mark.parametrize(("args", "code", "message"), CASES, ids=[" ".join(c[0])[:60] for c in CASES])
 def test_bad_input_is_one_error_line(args: list[str], code: int, message: str, files: Path,
                                      closed_port: int) -> None:
     fill = {"d": str(files), "port": str(closed_port)}
-    argv = [a.format(**fill) for a in args]
-    if argv[0] not in ("-b", "kafka", "soak"):
-        argv = ["-b", B.format(port=closed_port), *argv]
+    argv = _argv(args, fill, closed_port)
     started = time.monotonic()
     res = _run(argv, files)
     line = _one_error(res)
     assert res.returncode == code, (argv, res.returncode, res.stderr)
     assert message.format(**fill) in line, (argv, line)
+    assert "is deprecated" not in res.stderr, (argv, res.stderr)  # the cases use the new spellings
     assert time.monotonic() - started < 30, argv  # nothing waits on a broker
+
+
+@pytest.mark.parametrize(("args", "warnings", "code", "message"), OLD_CASES,
+                         ids=[" ".join(c[0])[:60] for c in OLD_CASES])
+def test_an_old_spelling_is_translated_with_a_warning_and_checked(
+        args: list[str], warnings: list[str], code: int, message: str, files: Path, closed_port: int) -> None:
+    fill = {"d": str(files), "port": str(closed_port)}
+    argv = _argv(args, fill, closed_port)
+    res = _run(argv, files)
+    line = _one_error(res)
+    assert res.returncode == code, (argv, res.returncode, res.stderr)
+    assert message.format(**fill) in line, (argv, line)
+    warned = [w for w in res.stderr.splitlines() if w.startswith("warning:")]
+    assert len(warned) == len(warnings), res.stderr
+    for want, got in zip(warnings, warned):
+        assert got == f"warning: {want} (the old spelling goes in the next release)", (argv, got)
 
 
 def test_unreachable_broker_names_the_address_and_a_hint_at_once(files: Path, closed_port: int) -> None:
