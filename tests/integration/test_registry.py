@@ -199,3 +199,26 @@ def test_watch_stage_and_follow_see_promotions(settings: Settings) -> None:
     kinds = [(e.kind, e.version) for e in events]
     assert ("descriptor", 2) in kinds and kinds.count(("stages", 3)) == 1
     assert all(orjson.loads(e.descriptor.to_json())["name"] == "w" for e in events if e.descriptor)
+
+
+def test_every_write_is_readable_when_it_returns(settings: Settings) -> None:
+    """A commit returns before the broker writes the markers that make a transaction readable;
+    publish and promote return only once the catalog's last stable offset has passed their
+    records, so any reader (another Registry, another process) sees them at once."""
+    from confluent_kafka import TopicPartition
+
+    from streamml.kafka.read import watermarks
+    from streamml.registry.registry import CATALOG
+
+    reg = Registry(settings)
+    tp = TopicPartition(reg.topic, CATALOG)
+    model = _fit(1)
+    for i in range(10):
+        d = reg.publish(model, name="ryw", features=FEATS, stage="production" if i % 2 else "candidate")
+        stable = watermarks(settings, [tp], committed=True)[(reg.topic, CATALOG)][1]
+        end = watermarks(settings, [tp], committed=False)[(reg.topic, CATALOG)][1]
+        assert stable == end, (i, stable, end)  # the markers are written: nothing of ours is pending
+        assert Registry(settings).latest("ryw", stage=None).version == d.version == i + 1
+        if i % 2 == 0:
+            reg.promote("ryw", d.version, "production")
+            assert Registry(settings).latest("ryw").version == d.version

@@ -27,9 +27,11 @@ changes without restarting with :meth:`Registry.watch_stage` or :meth:`Registry.
 from __future__ import annotations
 
 import builtins
+import logging
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -43,7 +45,7 @@ from streamml.kafka import clients
 from streamml.kafka.admin import ensure_topic
 from streamml.kafka.message import offset_of
 from streamml.kafka.produce import send
-from streamml.kafka.read import messages
+from streamml.kafka.read import messages, watermarks
 from streamml.kafka.transactions import TransactionalSession
 from streamml.registry.base import LoadedModel
 from streamml.registry.descriptor import (
@@ -60,6 +62,8 @@ from streamml.registry.models import load_model
 from streamml.registry.signing import KEY_ENV, Signer, signers_from_env
 from streamml.registry.store import CHUNK_BYTES, ArtifactStore, check_chunk, chunk_headers, chunk_key, split_chunks
 from streamml.train.reader import TopicRange, read_ranges, resolve_ranges
+
+_log = logging.getLogger("streamml.registry")
 
 __all__ = ["Registry", "RegistryEvent", "Follower", "CATALOG", "CHUNKS"]
 
@@ -148,6 +152,7 @@ class Registry:
         self.chunk_bytes = chunk_bytes
         self.require_signature = require_signature
         self.timeout = timeout
+        self._written: list[int] = []  # catalog offsets of the open transaction's records
         if create:
             ensure_topic(settings, self.topic, 2, compacted=True,
                          config={"min.cleanable.dirty.ratio": "0.5", "max.message.bytes": str(1024 * 1024)})
@@ -221,10 +226,45 @@ class Registry:
                              linger_ms=5, compression_type="none", transaction_timeout_ms=120_000)
         return p, TransactionalSession(p, timeout=self.timeout)
 
+    @contextmanager
+    def _writing(self, name: str) -> Iterator[Any]:
+        """One transaction on the models topic, ended only once readers can see it.
+
+        ``commit_transaction`` returns when the coordinator has logged the commit; the markers
+        that make the records readable to read_committed consumers are written just after, so
+        a read right after a publish could still miss it (seen under load). Waiting for the
+        catalog's last stable offset to pass this transaction's records gives every reader,
+        in any process, read-your-writes.
+        """
+        p, tx = self._session(name)
+        self._written = written = list[int]()
+        with tx.transaction():
+            yield p
+        if written:
+            self._await_stable(max(written) + 1)
+
+    def _await_stable(self, end: int) -> None:
+        tp = TopicPartition(self.topic, CATALOG)
+        admin = clients.admin(self.settings)
+        deadline, wait = time.monotonic() + self.timeout, 0.005
+        while watermarks(self.settings, [tp], admin=admin, timeout=self.timeout)[(self.topic, CATALOG)][1] < end:
+            if time.monotonic() > deadline:
+                _log.warning("%s: committed records below offset %d not readable after %.0f s",
+                             self.topic, end, self.timeout)
+                return
+            time.sleep(wait)
+            wait = min(wait * 2, 0.1)
+
     def _put(self, p: Any, key: str, value: dict[str, Any] | bytes) -> None:
         data = value if isinstance(value, bytes) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        written = self._written
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is None:
+                written.append(msg.offset())
+
         p.produce(self.topic, data, key.encode(), partition=CATALOG,
-                  headers=H.lineage(component="registry"))
+                  headers=H.lineage(component="registry"), on_delivery=delivered)
 
     def publish(self, model: Any = None, *, name: str, features: Sequence[str] | None = None,
                 artifact: Artifact | None = None, metrics: dict[str, Any] | None = None,
@@ -250,8 +290,7 @@ class Registry:
                                  hint=f"set {KEY_ENV}, or pass Registry(signing_key=...)")
         if store not in ("inline", "uri"):
             raise ConfigError(f"store must be 'inline' or 'uri', got {store!r}")
-        p, tx = self._session(name)
-        with tx.transaction():
+        with self._writing(name) as p:
             cat = self._catalog()
             ptr = cat.pointers.get(name) or _new_pointer(name)
             version = max((cat.versions(name) or [0])[-1], int(ptr.get("last_version") or 0)) + 1
@@ -335,16 +374,14 @@ class Registry:
         or returned to candidate (shadow, canary)."""
         check_name(name)
         check_stage(stage)
-        p, tx = self._session(name)
-        with tx.transaction():
+        with self._writing(name) as p:
             d = self._move(p, self._catalog(), name, int(version), stage, action="promote")
         return d
 
     def rollback(self, name: str) -> Descriptor:
         """Return production to the version that held it before the current one."""
         check_name(name)
-        p, tx = self._session(name)
-        with tx.transaction():
+        with self._writing(name) as p:
             cat = self._catalog()
             ptr = cat.pointers.get(name) or _new_pointer(name)
             current = ptr["stages"].get("production")
@@ -362,8 +399,7 @@ class Registry:
         the space). A version that holds production, canary or shadow cannot be deleted;
         artifacts in a URI store are left where they are."""
         check_name(name)
-        p, tx = self._session(name)
-        with tx.transaction():
+        with self._writing(name) as p:
             cat = self._catalog()
             d = cat.descriptors.get((name, int(version)))
             if d is None:
