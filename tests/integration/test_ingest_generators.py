@@ -90,3 +90,29 @@ def test_a_live_generator_keeps_event_time_on_the_wall_clock(settings: Settings)
     assert min(lag) >= -5, min(lag)               # no event is written before its event time
     assert last < 250 and last - first < 100, (first, last)
     assert report.event_clock == "wall" and report.clock_note == "event time: wall clock"
+
+
+def test_the_cli_says_which_clock_event_time_followed(settings: Settings) -> None:
+    import calendar
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMML_")}
+    env.update(STREAMML_BOOTSTRAP_SERVERS=settings.bootstrap_servers or "", STREAMML_NAMESPACE=settings.namespace,
+               STREAMML_HOME=str(settings.home), COLUMNS="200")
+
+    def sm(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "streamml", *args], capture_output=True, text=True, env=env,
+                              timeout=120)
+
+    live = sm("generate", "sensors", "-s", "clock-live", "-n", "60", "--rate", "300")
+    assert live.returncode == 0, live.stderr
+    assert "event time: wall clock" in live.stdout, live.stdout
+    before = int(time.time() * 1000)
+    hist = sm("generate", "transactions", "-s", "clock-history", "-n", "60", "--format", "json")
+    assert hist.returncode == 0, hist.stderr
+    rep = json.loads(hist.stdout.strip().splitlines()[-1])
+    assert rep["events"] == 60 and rep["event_clock"] == "synthetic"
+    first = calendar.timegm(time.strptime(rep["first_event_time"], "%Y-%m-%dT%H:%M:%SZ"))
+    assert before / 1000 - 60 <= first <= time.time() + 1    # a synthetic history from now
