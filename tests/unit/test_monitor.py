@@ -210,3 +210,40 @@ def test_a_value_never_seen_in_training_is_drift() -> None:
     det.update(pl.DataFrame({"round_amount": np.r_[np.zeros(970, dtype=int), np.ones(30, dtype=int)]}))
     f = det.evaluate().features["round_amount"]
     assert f.drifted and f.psi == pytest.approx(psi([0, 1, 0], [0, 0.97, 0.03]))
+
+
+def test_the_headline_latency_is_ingest_to_prediction_and_the_event_time_lag_its_own_figure() -> None:
+    from streamml.monitor.loop import prediction_latencies
+    from streamml.monitor.publish import headline_latency
+
+    class Msg:
+        def __init__(self, ts: int, event_ms: int, ingest_ms: int | None) -> None:
+            self.ts = ts
+            self.hdrs = [("sm.event_time", str(event_ms).encode())] + (
+                [] if ingest_ms is None else [("sm.ingest_time", str(ingest_ms).encode())])
+
+        def timestamp(self) -> tuple[int, int]:
+            return (1, self.ts)
+
+        def headers(self) -> list[tuple[str, bytes]]:
+            return self.hdrs
+
+    rng = np.random.default_rng(5)
+    n = 400
+    event = rng.integers(0, 10_000, n)
+    ingest = event + 7_500                       # events reach ingest 7.5 s after they happened
+    pred = ingest + rng.integers(100, 300, n)    # the pipeline takes 100-300 ms
+    msgs = [Msg(int(p), int(e), int(g) if i % 10 else None) for i, (p, e, g) in enumerate(zip(pred, event, ingest))]
+    ing, ev = prediction_latencies(msgs)
+    assert ing is not None and ev is not None and len(ev) == n and len(ing) == n - n // 10
+    m = Metrics()
+    m.observe_batch("pipeline.fraud", n, ev)
+    m.observe_latency("pipeline.fraud", ing, stage="ingest")
+    m.observe_batch("serve.fraud", n, rng.exponential(20, n))
+    c = m.snapshot()["components"]
+    assert c["pipeline.fraud"]["records"] == n and c["pipeline.fraud"]["batches"] == 1
+    h = headline_latency(c.values())
+    has_ingest = np.array([i % 10 != 0 for i in range(n)])
+    assert h["ingest"]["p95"] == pytest.approx(np.percentile((pred - ingest)[has_ingest], 95))
+    assert h["event_lag"]["p95"] == pytest.approx(np.percentile(pred - event, 95))
+    assert 100 <= h["ingest"]["p95"] < 300 < 7_600 <= h["event_lag"]["p95"]

@@ -41,6 +41,7 @@ def _print(report: Any, positive_name: str, fmt: Format) -> None:
     table.add_row(f"{report.events:,}", f"{report.labels:,}", f"{report.positives:,}", f"{report.seconds:.1f}")
     console.print(table)
     console.print(f"events: {report.topic}   labels: {report.labels_topic}", highlight=False)
+    console.print(report.clock_note, highlight=False)
 
 
 @generate_app.command("transactions")
@@ -49,7 +50,9 @@ def transactions_cmd(
     stream: str = typer.Option("transactions", "--stream", "-s", help="Stream name: events go to <ns>.raw.<stream>."),
     count: Optional[int] = max_records_option("Stop after this many events."),
     duration: Optional[float] = duration_option("Stop after this many seconds."),
-    rate: Optional[float] = typer.Option(None, "--rate", help="Events per second (default: as fast as possible)."),
+    rate: Optional[float] = typer.Option(
+        None, "--rate", help="Events per second, live: event time follows the wall clock "
+                             "(default: as fast as possible, a synthetic history from now)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (the same seed gives the same stream)."),
     fraud_rate: float = typer.Option(0.004, "--fraud-rate", help="Chance a fraud episode starts at an event."),
     new_pattern_at: Optional[int] = typer.Option(None, "--new-pattern-at",
@@ -80,7 +83,9 @@ def sensors_cmd(
     stream: str = typer.Option("sensors", "--stream", "-s", help="Stream name: readings go to <ns>.raw.<stream>."),
     count: Optional[int] = max_records_option("Stop after this many readings."),
     duration: Optional[float] = duration_option("Stop after this many seconds."),
-    rate: Optional[float] = typer.Option(None, "--rate", help="Readings per second over all machines."),
+    rate: Optional[float] = typer.Option(
+        None, "--rate", help="Readings per second over all machines, live: event time follows the wall "
+                             "clock (default: as fast as possible, a synthetic history from now)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (the same seed gives the same stream)."),
     machines: int = typer.Option(20, "--machines", help="Number of machines."),
     mean_life: int = typer.Option(2000, "--mean-life", help="Mean readings per machine between failures."),

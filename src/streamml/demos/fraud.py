@@ -203,7 +203,7 @@ def run(settings: Settings, minutes: float = 3.0, console: Console | None = None
     say(f"namespace [bold]{ns}[/bold]: {tl.rate:g} payments/s for {tl.duration:g}s; a new fraud pattern "
         f"from payment #{inject_event:,} (~{tl.inject_at:g}s)")
     threads.start("generator", lambda: generate_transactions(
-        settings, stream=STREAM, duration=tl.duration, rate=tl.rate, seed=tl.seed, start_ms=t0_ms,
+        settings, stream=STREAM, duration=tl.duration, rate=tl.rate, seed=tl.seed,  # live: event time = wall clock
         fraud_rate=tl.fraud_rate, new_pattern_at=inject_event, new_pattern_share=1.0,
         label_delay_ms=tl.label_delay_ms))
     worker = Worker(feature_pipeline(tl.window), settings, RunOptions(max_batch=5000))

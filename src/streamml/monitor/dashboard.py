@@ -3,8 +3,10 @@
 The page (``static/index.html``, ``static/dashboard.js``, ``static/dashboard.css`` and the
 vendored uPlot) polls JSON endpoints:
 
-``/api/series``    time series of throughput, latency percentiles, lag, drift and quality
-                   folded from the snapshots on ``<ns>.metrics``;
+``/api/series``    time series of throughput, latency percentiles (``p50``/``p95``/``p99``:
+                   ingest -> prediction, the headline; ``event_lag``: event time -> prediction,
+                   its own figure), lag, drift and quality folded from the snapshots on
+                   ``<ns>.metrics``;
 ``/api/overview``  components, models with versions and lineage (training offsets, decision),
                    consumer lag, alerts and swaps, per-instance latest snapshots;
 ``/api/dlq``       the most recent dead letters with their reasons;
@@ -36,7 +38,7 @@ from streamml.extras import missing, require
 from streamml.kafka.message import offset_of
 from streamml.monitor.exposition import families
 from streamml.monitor.metrics import Metrics
-from streamml.monitor.publish import MetricsHistory
+from streamml.monitor.publish import MetricsHistory, headline_latency
 from streamml.monitor.reference import summarize_descriptor
 
 __all__ = ["DashboardState", "create_app", "serve", "static_dir", "read_catalog", "recent_dlq", "recent_control"]
@@ -241,7 +243,8 @@ class DashboardState:
                 row["errors"] += int(c.get("errors", 0))
                 row["dlq"] += int(c.get("dlq", 0))
                 row["instances"] += 1
-                lat: dict[str, Any] = c.get("latency_ms") or next(iter((c.get("latency_by_stage") or {}).values()), {})
+                stages = c.get("latency_by_stage") or {}   # the pipeline's own latency first (ingest ->)
+                lat: dict[str, Any] = stages.get("ingest") or c.get("latency_ms") or next(iter(stages.values()), {})
                 for k in ("p50", "p95", "p99"):
                     if lat.get(k) is not None:
                         row[k] = max(row[k] or 0.0, lat[k])
@@ -251,6 +254,7 @@ class DashboardState:
         serving = [e for e in self.history.events if e.get("kind") == "serve.model"][-20:]
         return {"namespace": self.settings.namespace, "now": int(time.time() * 1000),
                 "components": sorted(comps.values(), key=lambda r: r["component"]),
+                "latency": headline_latency(c for snap in latest.values() for c in snap.get("components", {}).values()),
                 "models": self.catalog, "lag": lag, "lag_total": sum(int(r["lag"]) for r in lag),
                 "monitors": monitors, "control": self.control[:30], "swaps": serving[::-1],
                 "dlq_count": len(self.dlq), "errors": self.errors, "snapshots": len(self.history.snapshots)}

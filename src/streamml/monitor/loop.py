@@ -6,9 +6,11 @@ runtime (:mod:`streamml.runtime`):
 * ``<ns>.models`` — the model's descriptors: the production version and its training
   reference (``metrics.reference``, ``manifest.reference`` or ``reference``);
 * the features topic the model scores — feature drift against that reference;
-* ``<ns>.predictions.<model>`` — prediction drift (the ``score`` column), throughput and
-  end-to-end latency (record time minus the ``sm.event_time`` header), and the predictions
-  the quality tracker waits to join;
+* ``<ns>.predictions.<model>`` — prediction drift (the ``score`` column), throughput, the
+  pipeline's latency (component ``pipeline.<model>``, stage ``ingest``: record time minus the
+  ``sm.ingest_time`` header, ingest -> prediction, what the pipeline controls), the event-time
+  lag (stage ``e2e``: record time minus ``sm.event_time``, which also counts how late events
+  reach ingest), and the predictions the quality tracker waits to join;
 * ``<ns>.labels.<stream>`` — delayed ground truth, joined by ``event_id``.
 
 Every ``eval_interval`` seconds it scores drift and quality, feeds the verdicts to an
@@ -31,6 +33,7 @@ import numpy as np
 import orjson
 import polars as pl
 
+from streamml import headers as H
 from streamml.config import Settings
 from streamml.kafka.message import topic_of
 from streamml.monitor.alerts import Alerter, control_sender
@@ -70,6 +73,38 @@ class MonitorConfig:
     start: str = "earliest"
     drift_features: tuple[str, ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def prediction_latencies(msgs: list[Any]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per prediction record, ms: (record time - ``sm.ingest_time``, record time - ``sm.event_time``),
+    each ``None`` when no record carries that header.
+
+    >>> class M:
+    ...     def __init__(self, ts, hdrs): self.ts, self.hdrs = ts, hdrs
+    ...     def timestamp(self): return (1, self.ts)
+    ...     def headers(self): return self.hdrs
+    >>> ingest, event = prediction_latencies([M(9_200, [("sm.event_time", b"1000"), ("sm.ingest_time", b"9000")]),
+    ...                                       M(9_300, [("sm.event_time", b"1100")])])
+    >>> ingest.tolist(), event.tolist()
+    ([200.0], [8200.0, 8200.0])
+    """
+    ing: list[tuple[int, bytes]] = []
+    ev: list[tuple[int, bytes]] = []
+    for m in msgs:
+        ts = m.timestamp()[1]
+        for k, v in m.headers() or ():
+            if k == H.EVENT_TIME:
+                ev.append((ts, v))
+            elif k == H.INGEST_TIME:
+                ing.append((ts, v))
+
+    def diff(pairs: list[tuple[int, bytes]]) -> np.ndarray | None:
+        if not pairs:
+            return None
+        arr = np.array([(t, float(v)) for t, v in pairs], dtype=np.float64)
+        return arr[:, 0] - arr[:, 1]
+
+    return diff(ing), diff(ev)
 
 
 class Monitor:
@@ -246,14 +281,10 @@ class Monitor:
     def _on_predictions(self, msgs: list[Any]) -> None:
         df = self._decode(msgs)
         self.counts["predictions"] += df.height
-        n = len(msgs)
-        # end-to-end latency: when the prediction was written minus when the event happened
-        ev = [(m.timestamp()[1], v) for m in msgs for k, v in (m.headers() or ()) if k == "sm.event_time"]
-        lat = None
-        if ev:
-            arr = np.array([(t, float(v)) for t, v in ev], dtype=np.float64)
-            lat = arr[:, 0] - arr[:, 1]
-        self.metrics.observe_batch(f"pipeline.{self.model}", n, lat)
+        ingest, event = prediction_latencies(msgs)
+        self.metrics.observe_batch(f"pipeline.{self.model}", len(msgs), event)       # stage e2e
+        if ingest is not None:
+            self.metrics.observe_latency(f"pipeline.{self.model}", ingest, stage="ingest")
         if df.height == 0 or "score" not in df.columns:
             return
         if "latency_ms" in df.columns:

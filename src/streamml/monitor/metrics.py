@@ -11,7 +11,12 @@ The API other components call (all vectorised, all thread-safe):
 
 ``observe_batch(component, n, latencies_ms=None, *, stage="e2e")``
     ``n`` records processed; ``latencies_ms`` an array of per-record latencies (e.g. from
-    :func:`latencies_from_headers` or ``now - event_time``).
+    :func:`latencies_from_headers` or ``now - event_time``). Stages: ``e2e`` is event time ->
+    processed (so it includes how late events reached ingest); ``ingest`` is ingest time
+    (``sm.ingest_time``) -> processed, the latency the pipeline itself controls; ``serve`` is
+    a scorer's own batch time.
+``observe_latency(component, latencies_ms, *, stage)``
+    another stage's latencies for records :meth:`observe_batch` counted already.
 ``observe_errors(component, n=1, kind="error")`` / ``observe_dlq(component, n, reasons=None)``
     failed records and dead letters (with optional per-record reasons, counted by reason).
 ``set_model(component, model, version)``
@@ -111,6 +116,14 @@ class Metrics(Collector):
     def observe_batch(self, component: str, n: int, latencies_ms: Sequence[float] | np.ndarray | None = None,
                       *, stage: str = "e2e") -> None:
         """Count ``n`` records of one batch and, when given, their latencies (ms)."""
+        self._observe(component, n, latencies_ms, stage, batch=True)
+
+    def observe_latency(self, component: str, latencies_ms: Sequence[float] | np.ndarray, *, stage: str) -> None:
+        """Record one more stage's latencies (ms) of records already counted by :meth:`observe_batch`."""
+        self._observe(component, 0, latencies_ms, stage, batch=False)
+
+    def _observe(self, component: str, n: int, latencies_ms: Sequence[float] | np.ndarray | None, stage: str,
+                 *, batch: bool) -> None:
         lat = None
         if latencies_ms is not None:
             lat = np.asarray(latencies_ms, dtype=np.float64).ravel()
@@ -121,7 +134,7 @@ class Metrics(Collector):
         with self._lock:
             c = self._comp(component)
             c.records += int(n)
-            c.batches += 1
+            c.batches += int(batch)
             if lat is not None and lat.size:
                 h = c.hist.get(stage)
                 if h is None:

@@ -5,6 +5,11 @@ Every process that records metrics can run a :class:`SnapshotPublisher`: every
 e.g. the monitor's drift and quality reports) as one JSON record keyed by its instance id.
 :class:`MetricsHistory` tails the topic and folds the snapshots into bounded time series
 for the dashboard and ``streamml status``.
+
+Two latency figures come out of the snapshots (:func:`headline_latency`): the headline,
+**ingest -> prediction** (stage ``ingest``), the latency the pipeline controls; and the
+**event-time lag**, event time -> prediction (stage ``e2e``), which also counts how long the
+events took to reach ingest (a replayed history, a late source, a clock that drifts).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import socket
 import threading
 import uuid
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
@@ -22,7 +27,35 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from streamml.config import Settings
 from streamml.monitor.metrics import Metrics, get_metrics
 
-__all__ = ["SnapshotPublisher", "MetricsHistory", "ensure_metrics_topic"]
+__all__ = ["SnapshotPublisher", "MetricsHistory", "ensure_metrics_topic", "headline_latency"]
+
+_QS = ("p50", "p95", "p99")
+
+
+def headline_latency(components: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """The two latency figures over components' snapshot entries (the worst of each percentile).
+
+    ``ingest``: ingest -> prediction (stage ``ingest``), the dashboard's headline;
+    ``event_lag``: event time -> prediction (stage ``e2e``), shown on its own.
+
+    >>> pipe = {"latency_ms": {"p50": 7000.0, "p95": 7810.0, "p99": 8000.0},
+    ...         "latency_by_stage": {"ingest": {"p50": 90.0, "p95": 200.0, "p99": 250.0}}}
+    >>> h = headline_latency([pipe, {"latency_ms": {"p50": 5.0, "p95": 9.0, "p99": 12.0}}])
+    >>> h["ingest"]["p95"], h["event_lag"]["p95"]
+    (200.0, 7810.0)
+    >>> headline_latency([{"latency_ms": {"p50": 5.0, "p95": 9.0, "p99": 12.0}}])["ingest"]
+    {'p50': None, 'p95': None, 'p99': None}
+    """
+    out: dict[str, dict[str, float | None]] = {"ingest": dict.fromkeys(_QS), "event_lag": dict.fromkeys(_QS)}
+    for c in components:
+        stages = c.get("latency_by_stage") or {}
+        for figure, lat in (("ingest", stages.get("ingest")), ("event_lag", c.get("latency_ms") or stages.get("e2e"))):
+            for q in _QS:
+                v = (lat or {}).get(q)
+                if v is not None:
+                    cur = out[figure][q]
+                    out[figure][q] = v if cur is None else max(cur, v)
+    return out
 
 
 def ensure_metrics_topic(settings: Settings) -> str:
@@ -144,16 +177,12 @@ class MetricsHistory:
     def _point(self, t: int) -> dict[str, Any]:
         live = [s for s in self.latest.values() if t - int(s.get("ts", 0)) <= self.stale_ms]
         comps: dict[str, float] = {}
-        lats: list[dict[str, Any]] = []
         lag_rows: list[dict[str, Any]] = []
         drift: dict[str, float] = {}
         quality: dict[str, float | None] = {}
         for s in live:
             for name, c in s.get("components", {}).items():
                 comps[name] = round(comps.get(name, 0.0) + float(c.get("rate", 0.0)), 3)
-                lat = c.get("latency_ms") or {}
-                if lat:
-                    lats.append(lat)
             lag_rows += s.get("lag") or []
             mon = s.get("monitor") or {}
             for fname, f in ((mon.get("drift") or {}).get("features") or {}).items():
@@ -165,10 +194,9 @@ class MetricsHistory:
         lag: dict[tuple[str, str, int], int] = {}
         for r in lag_rows:
             lag[(r["group"], r["topic"], int(r["partition"]))] = int(r["lag"])
+        lat = headline_latency(c for s in live for c in s.get("components", {}).values())
         return {"ts": t, "rate": round(sum(v for k, v in comps.items() if not k.startswith("monitor.")), 3),
-                "components": comps,
-                "p50": max((x["p50"] for x in lats), default=None), "p95": max((x["p95"] for x in lats), default=None),
-                "p99": max((x["p99"] for x in lats), default=None),
+                "components": comps, **lat["ingest"], "event_lag": lat["event_lag"],
                 "lag": sum(lag.values()) if lag else None, "drift": drift, "quality": quality}
 
     def close(self) -> None:
@@ -184,7 +212,9 @@ class MetricsHistory:
             "ts": [p["ts"] / 1000.0 for p in pts],
             "rate": [p["rate"] for p in pts],
             "components": {c: [p["components"].get(c) for p in pts] for c in comps},
+            # ingest -> prediction (the headline) and the event-time lag, on its own
             "p50": [p["p50"] for p in pts], "p95": [p["p95"] for p in pts], "p99": [p["p99"] for p in pts],
+            "event_lag": {q: [p["event_lag"][q] for p in pts] for q in _QS},
             "lag": [p["lag"] for p in pts],
             "drift": {f: [p["drift"].get(f) for p in pts] for f in feats},
             "quality": {k: [p["quality"].get(k) for p in pts] for k in ("precision", "recall", "auc")},

@@ -83,6 +83,10 @@ def render(data: dict[str, Any], console: Console) -> None:
     if not data.get("components"):
         comps.add_row("[dim]nothing reported to the metrics topic in the last 15 minutes[/dim]", *[""] * 7)
     parts.append(comps)
+    lat = data.get("latency") or {}
+    ing, ev = lat.get("ingest") or {}, lat.get("event_lag") or {}
+    parts.append(Text(f"latency p95 {_n(ing.get('p95'))} ms (ingest → prediction, the pipeline's own)   "
+                      f"event-time lag p95 {_n(ev.get('p95'))} ms (event time → prediction)"))
 
     for mon in data.get("monitors", []):
         drift = mon.get("drift") or {}

@@ -15,7 +15,10 @@ A prediction record (value, JSON)::
     {"event_id": "e17", "model": "fraud", "model_version": 4, "score": 0.93, "label": 1,
      "latency_ms": 3.1, "event_time": 1700000000170, ...strategy fields}
 
-``latency_ms`` is the serving latency: from the batch's arrival to its scoring done.
+``latency_ms`` is the serving latency: from the batch's arrival to its scoring done. The
+headers carry the event id, event time and (when the features carry it) ingest time of the
+input, the model, its version and the component: the monitor measures ingest -> prediction and
+event time -> prediction from them.
 """
 
 from __future__ import annotations
@@ -462,17 +465,27 @@ class Scorer:
         if None in ids:
             ids = [i if i is not None else (H.as_dict(m.headers()).get(H.EVENT_ID, "").encode() or None)
                    for i, m in zip(ids, msgs)]
+        # when ingest accepted the event (carried from the features): the monitor's ingest -> prediction
+        ingest = [_ingest_time(m.headers()) for m in msgs]
         comp = self.component.encode()
         statics = [((H.MODEL, m.name.encode()), (H.MODEL_VERSION, str(m.version).encode()), (H.COMPONENT, comp))
                    for m in d.by]
-        if d.which is None and None not in ids and None not in times:
+        if d.which is None and None not in ids and None not in times and None not in ingest:
             s0, s1, s2 = statics[0]
-            headers = [[(H.EVENT_ID, i), (H.EVENT_TIME, t), s0, s1, s2] for i, t in zip(ids, times)]
+            headers = [[(H.EVENT_ID, i), (H.EVENT_TIME, t), (H.INGEST_TIME, g), s0, s1, s2]
+                       for i, t, g in zip(ids, times, ingest)]
         else:
             which = d.which.tolist() if d.which is not None else [0] * len(values)
-            headers = [[h for h in ((H.EVENT_ID, i), (H.EVENT_TIME, t)) if h[1] is not None] + list(statics[w])
-                       for i, t, w in zip(ids, times, which)]
+            headers = [[h for h in ((H.EVENT_ID, i), (H.EVENT_TIME, t), (H.INGEST_TIME, g)) if h[1] is not None]
+                       + list(statics[w]) for i, t, g, w in zip(ids, times, ingest, which)]
         send_all(p, topic, zip(keys, values, headers))
+
+
+def _ingest_time(headers: Any) -> bytes | None:
+    for k, v in headers or ():
+        if k == H.INGEST_TIME:
+            return v  # type: ignore[no-any-return]
+    return None
 
 
 def models_of(host: ModelHost) -> dict[str, LoadedModel | None]:

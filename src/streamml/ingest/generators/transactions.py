@@ -156,8 +156,9 @@ def transactions(seed: int = 0, *, count: int | None = None, start_ms: int = DEF
     seed
         Same seed, same arguments: the same events.
     events_per_second
-        Mean arrival rate in event time (the runner sets it to ``--rate`` so that event time
-        follows the wall clock).
+        Mean arrival rate of the base payments in event time; fraud episodes add their own
+        events on top (a live runner sends each event at its event time, so event time
+        follows the wall clock whatever the episodes add).
     fraud_rate
         Probability that a fraud episode starts at a given event (an episode has 1 to 12 events).
     patterns

@@ -59,7 +59,12 @@
     const comps = Object.keys(s.components).filter((c) => !c.startsWith("monitor."));
     draw("chart-rate", ["total", ...comps], x, [s.rate, ...comps.map((c) => s.components[c])],
       { widths: [3].concat(comps.map(() => 1.5)), dashes: [undefined].concat(comps.map(() => [4, 3])) });
+    // the headline: ingest -> prediction, the latency the pipeline controls
     draw("chart-latency", ["p50", "p95", "p99"], x, [s.p50, s.p95, s.p99], { colors: ["#3ecf8e", "#f5b642", "#ff6b6b"] });
+    // event time -> prediction: also counts how late the events reached ingest, so it is its own figure
+    const ev = s.event_lag || {};
+    draw("chart-event-lag", ["lag p50", "lag p95", "lag p99"], x, [ev.p50 || [], ev.p95 || [], ev.p99 || []],
+      { colors: ["#4dd6d6", "#b58cff", "#ff8fd0"], digits: 0 });
     draw("chart-lag", ["lag"], x, [s.lag], { colors: ["#b58cff"], digits: 0 });
     const feats = Object.keys(s.drift);
     const thr = x.map(() => 0.2);
@@ -67,7 +72,7 @@
       { colors: PALETTE.slice(0, feats.length).concat(["#ff6b6b"]), dashes: feats.map(() => undefined).concat([[6, 4]]),
         widths: feats.map(() => 2).concat([1]), digits: 2 });
     draw("chart-quality", ["recall", "precision", "ROC AUC"], x, [s.quality.recall, s.quality.precision, s.quality.auc],
-      { colors: ["#5aa9ff", "#3ecf8e", "#f5b642"], digits: 3, yrange: [0, 1.02], height: 200 });
+      { colors: ["#5aa9ff", "#3ecf8e", "#f5b642"], digits: 3, yrange: [0, 1.02] });
   }
 
   function last(arr) { for (let i = arr.length - 1; i >= 0; i--) if (arr[i] !== null && arr[i] !== undefined) return arr[i]; return null; }
@@ -76,6 +81,7 @@
     if (s) {
       $("kpi-rate").textContent = fmt(last(s.rate), 0);
       $("kpi-p95").textContent = fmt(last(s.p95), 1);
+      $("kpi-event-lag").textContent = fmt(last((s.event_lag || {}).p95 || []), 0);
       const feats = Object.keys(s.drift);
       const cur = feats.map((f) => [f, last(s.drift[f])]).filter((p) => p[1] !== null).sort((a, b) => b[1] - a[1]);
       const el = $("kpi-psi");
