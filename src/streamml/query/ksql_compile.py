@@ -66,6 +66,7 @@ class Query:
     key_type: str | None
     windowed: bool
     text: str = field(repr=False, default="")
+    columns: tuple[str, ...] = ()  # the value columns of its rows, in order
 
 
 def encode_key(values: pl.Series, ktype: str, window_start: pl.Series | None = None) -> list[bytes | None]:
@@ -162,6 +163,8 @@ class Catalog:
 
     def __init__(self, resolve: Callable[[str], str] | None = None) -> None:
         self.sources: dict[str, Source] = {}
+        self.queries: dict[str, Query] = {}  # the CREATE ... AS SELECT of the session, by name
+        self.properties: dict[str, str] = {}  # SET 'name' = 'value' of the session (upper-cased names)
         self._resolve = resolve or (lambda topic: topic)
 
     def execute(self, text: str) -> list[Source | Query]:
@@ -169,7 +172,12 @@ class Catalog:
         out: list[Source | Query] = []
         for piece in split_statements(text):
             st = parse_ksql(piece)
-            out.append(self._declare(st) if isinstance(st, CreateSource) else self._compile(st))
+            if isinstance(st, CreateSource):
+                out.append(self._declare(st))
+            else:
+                q = self._compile(st)
+                self.queries[q.name] = q
+                out.append(q)
         return out
 
     def compile(self, text: str) -> Query:
@@ -180,6 +188,10 @@ class Catalog:
             raise QueryError(f"expected one CREATE ... AS SELECT, got {len(queries)}",
                              hint="deploy one persistent query at a time")
         return queries[0]
+
+    def compile_unregistered(self, st: CreateAs) -> Query:
+        """``st`` compiled without entering the session's queries (a push query's pipeline)."""
+        return self._compile(st)
 
     # -- sources --------------------------------------------------------------------------
     def _declare(self, st: CreateSource) -> Source:
@@ -243,7 +255,8 @@ class Catalog:
         value_cols = [n for _, n in proj if n != keyname]
         p = p.map_batch(lambda df: df.select(["__row", *exprs]).select(["__row", *value_cols]),
                         name="select " + ", ".join(n for _, n in proj))
-        return Query(st.name, st.kind, sink, src, p.to(sink), src.key.type if src.key else None, False, st.text)
+        return Query(st.name, st.kind, sink, src, p.to(sink), src.key.type if src.key else None, False, st.text,
+                     tuple(value_cols))
 
     def _projection(self, sel: Select, src: Source, names: dict[str, str]) -> list[tuple[pl.Expr, str]]:
         out: list[tuple[pl.Expr, str]] = []
@@ -322,7 +335,7 @@ class Catalog:
             return res
 
         p = p.map_batch(finish, name="select " + ", ".join(n for _, n in out)).to(sink, key="__ksql_key")
-        return Query(st.name, st.kind, sink, src, p, ktype, windowed, st.text)
+        return Query(st.name, st.kind, sink, src, p, ktype, windowed, st.text, tuple(value_names))
 
     def _join(self, st: CreateAs, src: Source, p: Pipeline, sink: str) -> Query:
         """A stream-table join (INNER/LEFT) onto the engine's table join, then WHERE and SELECT."""
@@ -376,7 +389,8 @@ class Catalog:
         p = p.map_batch(finish, name="select " + ", ".join(n for _, n in proj)).to(sink, key="__ksql_key")
         keysrc = Source(src.kind, src.name, src.topic, tuple(
             Column(c.name, c.type, c.name == scol) for c in src.columns), src.timestamp)
-        return Query(st.name, st.kind, sink, keysrc, p, ktype, False, st.text)
+        return Query(st.name, st.kind, sink, keysrc, p, ktype, False, st.text,
+                     tuple(n for _, n in proj if n != keyname))
 
     def _lift(self, tokens: tuple[Token, ...], aggs: dict[str, Agg], pre: list[pl.Expr],
               cols: dict[str, Column]) -> tuple[Token, ...]:
