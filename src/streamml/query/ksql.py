@@ -43,7 +43,7 @@ _TOKEN = re.compile(r"""
   | (?P<id>[A-Za-z_][A-Za-z0-9_$]*)
   | (?P<op><=|>=|<>|!=|\|\||->|[-+*/%=<>(),.;:\[\]])
 """, re.VERBOSE)
-_KSQL_START = re.compile(r"^\s*(CREATE|INSERT|DROP|SHOW|LIST|DESCRIBE|TERMINATE|PRINT|EXPLAIN)\b", re.I)
+_KSQL_START = re.compile(r"^\s*(CREATE|INSERT|DROP|SHOW|LIST|DESCRIBE|TERMINATE|PRINT|EXPLAIN|SET|UNSET)\b", re.I)
 _KSQL_CLAUSE = re.compile(r"\bWINDOW\s+(TUMBLING|HOPPING|SESSION)\b|\bEMIT\s+FINAL\b", re.I)
 
 
