@@ -86,7 +86,8 @@ def set_property(text: str, cat: Catalog) -> pl.DataFrame:
     if name.lower() != "auto.offset.reset":
         raise QueryError(f"property {name!r} is not supported", hint="supported: SET 'auto.offset.reset' = ...")
     if value.lower() not in ("earliest", "latest"):
-        raise QueryError(f"auto.offset.reset is 'earliest' or 'latest', not {value!r}")
+        raise QueryError(f"auto.offset.reset is 'earliest' or 'latest', not {value!r}",
+                         hint="SET 'auto.offset.reset' = 'earliest' (from the beginning) or 'latest' (new records)")
     cat.properties[name.upper()] = value.lower()
     return pl.DataFrame({"property": [name], "value": [value.lower()]})
 
