@@ -23,11 +23,11 @@ the epoch are not supported (ksqlDB drops negative window starts).
 ('PER_CARD', 'VARCHAR')
 >>> print(q.pipeline.describe().splitlines()[3])
   2 window   key=CARD time=TS tumbling(size=60000ms, grace=0ms) emit=close late=count
->>> cat.compile("CREATE TABLE t AS SELECT card, LATEST_BY_OFFSET(amount) FROM pay GROUP BY card EMIT CHANGES")
+>>> cat.compile("CREATE TABLE t AS SELECT card, COLLECT_SET(amount) FROM pay GROUP BY card EMIT CHANGES")
 ... # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-streamml.errors.QueryError: aggregate LATEST_BY_OFFSET is not supported yet, at position 31 near ... (hint: ...)
+streamml.errors.QueryError: aggregate COLLECT_SET is not supported yet, at position 31 near ... (hint: ...)
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ from streamml.stream.windows import Agg, WindowSpec
 __all__ = ["Catalog", "Query", "Source", "encode_key", "decode_key"]
 
 _AGGS = {"COUNT": "count", "SUM": "sum", "AVG": "mean", "MIN": "min", "MAX": "max",
-         "COUNT_DISTINCT": "count_distinct", "STDDEV_SAMP": "std"}
+         "COUNT_DISTINCT": "count_distinct", "STDDEV_SAMP": "std", "LATEST_BY_OFFSET": "latest",
+         "EARLIEST_BY_OFFSET": "earliest", "TOPK": "topk", "COLLECT_LIST": "collect_list"}
 _KEYWORDS = {"AND", "OR", "NOT", "CASE", "WHEN", "THEN", "ELSE", "END", "IS", "NULL", "TRUE", "FALSE", "IN",
              "BETWEEN", "LIKE", "AS", "CAST", "VARCHAR", "STRING", "BIGINT", "INT", "INTEGER", "DOUBLE", "BOOLEAN"}
 _FOREVER = 1 << 61  # the one window of an unwindowed aggregation
@@ -304,12 +305,6 @@ class Catalog:
                              hint=f"SELECT {key}, ...")
         if sel.window is None and sel.emit == "FINAL":
             raise QueryError("EMIT FINAL needs a WINDOW clause")
-        if sel.emit == "CHANGES":
-            unsupported = sorted({a.fn for a in aggs.values()} - {"count", "sum", "mean", "min", "max"})
-            if unsupported:
-                back = {v: k for k, v in _AGGS.items()}
-                raise QueryError(f"{', '.join(back[u] for u in unsupported)} with EMIT CHANGES is not supported yet",
-                                 hint="use EMIT FINAL, or COUNT, SUM, AVG, MIN, MAX")
         w = sel.window
         spec = WindowSpec("tumbling" if w is None or w.kind == "TUMBLING" else "hopping",
                           w.size if w else _FOREVER, w.advance if w else _FOREVER, w.grace if w else 0)
@@ -411,29 +406,64 @@ class Catalog:
                 args = tuple(toks[i + 2:j])
                 if t.upper in _AGGS:
                     name = f"__a{len(aggs)}"
-                    if len(args) == 1 and args[0].text == "*":
+                    first, param = _agg_args(t, args)
+                    if len(first) == 1 and first[0].text == "*":
                         if t.upper != "COUNT":
                             raise QueryError(f"{t.upper}(*) is not valid", hint=f"{t.upper}(column)")
                         aggs[name] = Agg("count")
                     else:
-                        if len(args) == 1 and args[0].kind in ("id", "qid"):
-                            column = args[0].ident
+                        if len(first) == 1 and first[0].kind in ("id", "qid"):
+                            column = first[0].ident
                             if column not in cols:
                                 raise QueryError(f"{column} is not a column of the source (in {t.upper}(...))")
                         else:
                             column = f"__x{len(pre)}"
-                            pre.append(_sql_expr(_expr_text(args, {}), "aggregate argument").alias(column))
-                        aggs[name] = Agg(_AGGS[t.upper], column)
+                            pre.append(_sql_expr(_expr_text(first, {}), "aggregate argument").alias(column))
+                        aggs[name] = Agg(_AGGS[t.upper], column, param)
                     out.append(Token("qid", f'"{name}"', t.pos))
                     i = j + 1
                     continue
-                if t.upper in ("LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET", "COLLECT_LIST", "COLLECT_SET", "TOPK",
-                               "TOPKDISTINCT", "HISTOGRAM", "STDDEV_SAMPLE", "CORRELATION", "AVG_DISTINCT"):
+                if t.upper in ("COLLECT_SET", "TOPKDISTINCT", "HISTOGRAM", "STDDEV_SAMPLE", "CORRELATION",
+                               "AVG_DISTINCT", "STDDEV_POP", "VAR_SAMP", "VAR_POP"):
                     raise QueryError(f"aggregate {t.upper} is not supported yet, at position {t.pos} near "
                                      f"{t.text!r}", hint="supported: " + ", ".join(sorted(_AGGS)))
             out.append(t)
             i += 1
         return tuple(out)
+
+
+def _agg_args(fn: Token, args: tuple[Token, ...]) -> tuple[tuple[Token, ...], int | None]:
+    """The first argument of aggregate ``fn`` and its parameter (TOPK's k; 1/0: ignoreNulls)."""
+    parts: list[list[Token]] = [[]]
+    depth = 0
+    for a in args:
+        depth += a.text == "("
+        depth -= a.text == ")"
+        if a.text == "," and depth == 0:
+            parts.append([])
+        else:
+            parts[-1].append(a)
+    first, rest = tuple(parts[0]), parts[1:]
+    name = fn.upper
+    if not first:
+        raise QueryError(f"{name}() needs a column, at position {fn.pos}", hint=f"{name}(column)")
+    if name == "TOPK":
+        if len(rest) != 1 or len(rest[0]) != 1 or rest[0][0].kind != "num" or not rest[0][0].text.isdigit() \
+                or int(rest[0][0].text) <= 0:
+            raise QueryError(f"TOPK takes a column and a positive whole k, at position {fn.pos}",
+                             hint="e.g. TOPK(amount, 3)")
+        return first, int(rest[0][0].text)
+    if name in ("LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET"):
+        if not rest:
+            return first, 1  # ksqlDB ignores nulls by default
+        flag = rest[0][0].upper if len(rest) == 1 and len(rest[0]) == 1 else ""
+        if flag in ("TRUE", "FALSE"):
+            return first, int(flag == "TRUE")
+        raise QueryError(f"{name} with an N (the latest/earliest N values) is not supported yet, at position "
+                         f"{fn.pos}", hint=f"{name}(column) or {name}(column, ignoreNulls): TRUE or FALSE")
+    if rest:
+        raise QueryError(f"{name} takes one argument, at position {fn.pos}", hint=f"{name}(column)")
+    return first, None
 
 
 def _decoder(src: Source) -> Callable[[pl.DataFrame], pl.DataFrame]:
