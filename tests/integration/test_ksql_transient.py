@@ -112,3 +112,22 @@ def test_push_aggregation_from_the_beginning(settings: Settings) -> None:
     assert frames[-1].drop("_tombstone").to_dicts() == [
         {"CARD": "a", "N": 1, "S": 1.0}, {"CARD": "b", "N": 1, "S": 2.0}, {"CARD": "a", "N": 2, "S": 4.0}]
     q.sql("SET 'auto.offset.reset' = 'latest'")
+
+
+def test_collection_aggregates_deployed_and_pulled(settings: Settings) -> None:
+    """TOPK / COLLECT_LIST / LATEST_BY_OFFSET / EARLIEST_BY_OFFSET arrays and values survive the
+    output topic (JSON) and a pull query reads them back; the preview writes the same rows."""
+    topic, src = declare(settings)
+    produce(settings, topic, [("a", T0, 4.0), ("a", T0 + 1, 9.0), ("b", T0 + 2, 1.0), ("a", T0 + 3, 6.0)])
+    name = "COL_" + uuid.uuid4().hex[:6].upper()
+    stmt = (f"CREATE TABLE {name} AS SELECT card, TOPK(amount, 2) AS top2, COLLECT_LIST(amount) AS amounts, "
+            f"LATEST_BY_OFFSET(amount) AS last, EARLIEST_BY_OFFSET(amount) AS first, "
+            f"STDDEV_SAMP(amount) AS sd FROM {src} GROUP BY card EMIT CHANGES;")
+    preview = q.sql(stmt)
+    assert preview.height == 4
+    with q.deploy(stmt, max_batch=3) as d:
+        d.wait(4, timeout=60)
+    got = q.sql(f"SELECT card, top2, amounts, last, first FROM {name} WHERE card = 'a'").to_dicts()
+    assert got == [{"CARD": "a", "TOP2": [9.0, 6.0], "AMOUNTS": [4.0, 9.0, 6.0], "LAST": 6.0, "FIRST": 4.0}]
+    sd = q.sql(f"SELECT sd FROM {name} WHERE card IN ('a', 'b')")["SD"].to_list()
+    assert sd[0] == pytest.approx(2.5166114784235836) and sd[1] is None
