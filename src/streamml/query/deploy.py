@@ -74,6 +74,7 @@ class Deployment:
 
         self.settings = settings or default_settings()
         self.query: Query | None = None
+        self.query_id: str | None = None  # a ksqlDB query's id (SHOW QUERIES, TERMINATE)
         if isinstance(statement, str) and is_ksql(statement):
             if to is not None:
                 raise QueryError("a ksqlDB statement names its own output topic",
@@ -89,6 +90,8 @@ class Deployment:
         self.source = self.pipeline.source_topic(self.settings)
         self.sink = self.pipeline.sink_topic(self.settings) or ""
         self.worker = Worker(self.pipeline, self.settings, RunOptions().with_(**options))
+        if self.query is not None:
+            self.query_id = catalog(self.settings).start(self.query, self)
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
 

@@ -39,7 +39,7 @@ from typing import Any, Callable
 import polars as pl
 
 from streamml.errors import QueryError
-from streamml.query.ksql import Column, CreateAs, CreateSource, Select, Token, parse_ksql, split_statements
+from streamml.query.ksql import Column, CreateAs, CreateSource, InsertInto, Select, Token, parse_ksql, split_statements
 from streamml.query.ksql_table import Source, SqlTable
 from streamml.query.ksql_table import dtype as _dtype
 from streamml.stream import Pipeline, stream
@@ -166,6 +166,9 @@ class Catalog:
         self.sources: dict[str, Source] = {}
         self.queries: dict[str, Query] = {}  # the CREATE ... AS SELECT of the session, by name
         self.properties: dict[str, str] = {}  # SET 'name' = 'value' of the session (upper-cased names)
+        self.running: dict[str, Any] = {}  # query id -> its Deployment (query.deploy registers them)
+        self._inserts = 0
+        self._started = 0
         self._resolve = resolve or (lambda topic: topic)
 
     def execute(self, text: str) -> list[Source | Query]:
@@ -175,6 +178,8 @@ class Catalog:
             st = parse_ksql(piece)
             if isinstance(st, CreateSource):
                 out.append(self._declare(st))
+            elif isinstance(st, InsertInto):  # a query into an existing stream: no new source
+                out.append(self._insert(st))
             else:
                 q = self._compile(st)
                 self.queries[q.name] = q
@@ -189,6 +194,38 @@ class Catalog:
             raise QueryError(f"expected one CREATE ... AS SELECT, got {len(queries)}",
                              hint="deploy one persistent query at a time")
         return queries[0]
+
+    def _insert(self, st: InsertInto) -> Query:
+        """``INSERT INTO s SELECT ...``: a stream query whose sink is the topic of stream ``s``,
+        whose columns must be ``s``'s value columns (ksqlDB refuses a schema that differs)."""
+        if st.target in self.queries:
+            target_q = self.queries[st.target]
+            kind, topic, want = target_q.kind, target_q.sink, set(target_q.columns)
+        else:
+            src = self.source(st.target)
+            kind, topic, want = src.kind, src.topic, {c.name for c in src.columns if not c.key}
+        if kind != "STREAM":
+            raise QueryError(f"INSERT INTO {st.target}: {st.target} is a table; INSERT INTO writes into streams",
+                             hint="insert into a stream, or CREATE TABLE ... AS SELECT a new table")
+        if st.select.source == st.target:
+            raise QueryError(f"INSERT INTO {st.target} cannot read from {st.target}",
+                             hint="select FROM another stream")
+        self._inserts += 1
+        q = self._compile(CreateAs("STREAM", f"INSERTQUERY_{self._inserts}", {"KAFKA_TOPIC": topic}, st.select,
+                                   st.text))
+        if set(q.columns) != want:
+            raise QueryError(f"INSERT INTO {st.target}: the SELECT writes {', '.join(q.columns) or 'no columns'} "
+                             f"but {st.target} has {', '.join(sorted(want)) or 'no value columns'}",
+                             hint="select exactly the stream's value columns (rename with AS)")
+        return q
+
+    def start(self, query: Query, deployment: Any) -> str:
+        """Register ``deployment`` (running ``query``) under a ksqlDB-style query id; returns the id."""
+        self._started += 1
+        qid = query.name if query.name.startswith("INSERTQUERY_") else \
+            f"{'CTAS' if query.kind == 'TABLE' else 'CSAS'}_{query.name}_{self._started}"
+        self.running[qid] = deployment
+        return qid
 
     def compile_unregistered(self, st: CreateAs) -> Query:
         """``st`` compiled without entering the session's queries (a push query's pipeline)."""

@@ -23,6 +23,7 @@ statement's error as ``detail`` and what to write instead as ``hint``; 401 witho
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 import uuid
@@ -36,7 +37,7 @@ from streamml.config import Settings
 from streamml.errors import QueryError
 from streamml.extras import require
 from streamml.http_common import Liveness, ProblemError, bearer_auth, error_responses, install
-from streamml.query.ksql import CreateAs, CreateSource, parse_ksql, split_statements
+from streamml.query.ksql import CreateAs, CreateSource, InsertInto, parse_ksql, split_statements
 from streamml.query.ksql_run import catalog, run_ksql
 from streamml.query.ksql_select import PullQuery, parse_transient, source_of
 
@@ -49,6 +50,7 @@ except ImportError as _exc:  # pragma: no cover - http_common raised already
 
 __all__ = ["create_app", "serve_ksql_http", "KsqlRequest", "ksql_type"]
 
+_ADMIN = re.compile(r"^\s*(SET|UNSET|SHOW|LIST|DESCRIBE|DROP|TERMINATE)\b", re.I)
 _TYPES = {pl.String: "STRING", pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Float64: "DOUBLE",
           pl.Boolean: "BOOLEAN"}
 
@@ -98,7 +100,7 @@ def create_app(settings: Settings, *, token: str | None = None) -> FastAPI:
                   lifespan=lifespan)
     install(app, extra_schemas=[KsqlRequest])
     deps = [Depends(bearer_auth(token))] if token else []
-    app.state.deployments = {}
+    app.state.deployments = catalog(settings).running  # query id -> Deployment (SHOW QUERIES, TERMINATE)
     lock = threading.Lock()
     errors = error_responses({400: "The statement is not valid or cannot run (`hint`: what to write instead).",
                               **({401: "Missing or invalid bearer token."} if token else {})})
@@ -116,15 +118,18 @@ def create_app(settings: Settings, *, token: str | None = None) -> FastAPI:
             for piece in split_statements(body.ksql):
                 if source_of(piece) is not None:
                     raise QueryError("queries are run with POST /query", hint="send SELECT statements to /query")
-                st = parse_ksql(piece) if not piece.lstrip().upper().startswith("SET") else None
-                if isinstance(st, CreateAs):
+                st = None if _ADMIN.match(piece) else parse_ksql(piece)
+                if isinstance(st, (CreateAs, InsertInto)):
                     with lock:
                         d = deploy(piece, settings=settings)
-                        qid = f"C{st.kind[0]}AS_{st.name}_{len(app.state.deployments)}"
-                        app.state.deployments[qid] = d
+                    qid = d.query_id
                     message = f"Created query with ID {qid}"
                 else:
-                    run_ksql(piece, settings)
+                    res = run_ksql(piece, settings)
+                    if st is None and isinstance(res, pl.DataFrame) and not piece.lstrip().upper().startswith("SET"):
+                        out.append({"@type": piece.split()[0].lower(), "statementText": piece,
+                                    "rows": res.to_dicts()})
+                        continue
                     message = f"{st.kind.capitalize()} created" if isinstance(st, CreateSource) else "Property set"
                     qid = None
                 out.append({"@type": "currentStatus", "statementText": piece,

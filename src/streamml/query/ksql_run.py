@@ -102,6 +102,7 @@ def is_transient(text: str, settings: Settings) -> bool:
 def run_ksql(text: str, settings: Settings) -> Any:
     """Run ksqlDB statements: declarations register; the last ``CREATE ... AS`` is previewed;
     a pull query answers a DataFrame, a push query a live :class:`~streamml.query.tail.Tail`."""
+    from streamml.query.ksql_admin import parse_admin, run_admin
     from streamml.query.ksql_pull import pull
     from streamml.query.ksql_push import push
 
@@ -110,6 +111,10 @@ def run_ksql(text: str, settings: Settings) -> Any:
     for piece in pieces:
         if _SET.match(piece):
             result = set_property(piece, catalog(settings))
+            continue
+        admin = parse_admin(piece)
+        if admin is not None:
+            result = run_admin(admin, catalog(settings), settings)
             continue
         if source_of(piece) is not None:
             tq = parse_transient(piece)
