@@ -147,6 +147,23 @@ def tail_cmd(ctx: typer.Context, topic: str = typer.Argument(..., help="Topic: f
     err_console.print(f"{live.delivered} record(s)", style="dim", markup=False, highlight=False)
 
 
+def _follow(live: Any, fmt: TableFormat) -> None:
+    err_console.print(f"push query on {live.topic} (Ctrl-C stops)", style="dim", markup=False, highlight=False)
+    try:
+        for batch in live.batches():
+            if fmt is TableFormat.table:
+                console.print(render(batch, max_rows=10_000))
+            else:
+                for row in batch.iter_rows(named=True):
+                    sys.stdout.write(orjson.dumps(row, default=str).decode() + "\n")
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        live.close()
+    err_console.print(f"{live.delivered} row(s)", style="dim", markup=False, highlight=False)
+
+
 def sql_cmd(ctx: typer.Context, statement: str = typer.Argument(..., help="A SELECT over topics (DuckDB SQL)."),
             fmt: TableFormat = table_format_option(),
             max_rows: int = typer.Option(50, "--max-records", "-n", min=0, help="Rows to print."),
@@ -155,11 +172,20 @@ def sql_cmd(ctx: typer.Context, statement: str = typer.Argument(..., help="A SEL
             idle_exit: Optional[float] = idle_option("With --deploy: stop after this many seconds without a record."),
             ) -> None:
     """Run SQL over topics; with --deploy, run a continuous statement (EMIT CHANGES) as a pipeline."""
+    import polars as pl
+
     from streamml import query
 
     s = connected(ctx)
     if deploy is None:
-        _emit(query.sql(statement, settings=s), fmt, None, max_rows)
+        result = query.sql(statement, settings=s)
+        if isinstance(result, query.Tail):  # a ksqlDB push query: rows as they come (Ctrl-C stops)
+            _follow(result, fmt)
+        elif isinstance(result, pl.DataFrame):
+            _emit(result, fmt, None, max_rows)
+        else:  # a declaration (or a compiled query): say what it is
+            err_console.print(f"{getattr(result, 'kind', '')} {getattr(result, 'name', '')} declared".strip(),
+                              markup=False, highlight=False)
         return
     d = query.deploy(statement, to=to or deploy, name=deploy, settings=s, start=False)
     err_console.print(f"deploying {d.pipeline.name}: {d.source} -> {d.sink} (Ctrl-C stops)", markup=False,
