@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import polars as pl
 import pytest
 
 from streamml.errors import QueryError
@@ -151,3 +152,57 @@ def test_push_aggregation_emits_every_update_and_keeps_state_across_batches() ->
     assert first.select(cols).rows() == [("a", T0, 1, 1.0), ("a", T0, 2, 3.0)]
     assert second.select(cols).rows() == [("a", T0, 3, 7.0), ("b", T0 + M, 1, 1.0)]
     assert not any(second["_tombstone"].to_list())
+
+
+class _Msg:
+    """The two methods of a Kafka message the table decoders read."""
+
+    def __init__(self, key: bytes | None, value: bytes | None) -> None:
+        self._k, self._v = key, value
+
+    def key(self) -> bytes | None:
+        return self._k
+
+    def value(self) -> bytes | None:
+        return self._v
+
+
+def _tables() -> Catalog:
+    cat = Catalog()
+    cat.execute(DDL + "CREATE TABLE cards (id VARCHAR PRIMARY KEY, lim DOUBLE, owner VARCHAR) "
+                      "WITH (kafka_topic='cards');"
+                      "CREATE TABLE tot AS SELECT card, SUM(amount) AS total FROM pay GROUP BY card EMIT CHANGES;")
+    return cat
+
+
+def test_pull_on_a_declared_table_is_its_topics_latest_value_per_key() -> None:
+    from streamml.query.ksql_pull import source_rows
+
+    cat = _tables()
+    src = cat.sources["CARDS"]
+    recs = [(b"c1", b'{"lim": 10, "owner": "ann"}'), (b"c2", b'{"LIM": 5}'), (b"c1", b'{"lim": 20}'),
+            (b"c3", b'{"lim": 1}'), (b"c3", None)]
+    state = source_rows(src, recs)
+    assert state.to_dicts() == [{"ID": "c1", "LIM": 20.0, "OWNER": None}, {"ID": "c2", "LIM": 5.0, "OWNER": None}]
+    assert answer(parse_pull("SELECT lim FROM cards WHERE id IN ('c2', 'c3')"), src, state).to_dicts() == [
+        {"LIM": 5.0}]
+
+
+def test_push_over_tables_follows_their_changes() -> None:
+    from streamml.query.ksql_compile import encode_key
+    from streamml.query.ksql_push import _follow
+
+    cat = _tables()
+    decode = _follow(parse_push("SELECT id, lim FROM cards WHERE lim > 3 EMIT CHANGES"), cat.sources["CARDS"])
+    got = decode([_Msg(b"c1", b'{"lim": 10}'), _Msg(b"c2", b'{"lim": 1}'), _Msg(b"c1", None)])  # type: ignore[list-item]
+    assert got.to_dicts() == [{"ID": "c1", "LIM": 10.0, "_tombstone": False},
+                              {"ID": "c1", "LIM": None, "_tombstone": True}]
+    q = cat.queries["TOT"]
+    k = encode_key(pl.Series(["a"]), "VARCHAR")[0]
+    decode = _follow(parse_push("SELECT * FROM tot EMIT CHANGES"), q)
+    got = decode([_Msg(k, b'{"TOTAL": 1.0}'), _Msg(k, b'{"TOTAL": 4.0}'), _Msg(k, None)])  # type: ignore[list-item]
+    assert got.to_dicts() == [{"CARD": "a", "TOTAL": 1.0, "_tombstone": False},
+                              {"CARD": "a", "TOTAL": 4.0, "_tombstone": False},
+                              {"CARD": "a", "TOTAL": None, "_tombstone": True}]
+    with pytest.raises(QueryError, match="takes WHERE only"):
+        _follow(parse_push("SELECT card, COUNT(*) FROM tot GROUP BY card EMIT CHANGES"), q)

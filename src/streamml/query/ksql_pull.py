@@ -198,7 +198,10 @@ def select_rows(items: tuple[Item, ...], where: list[tuple[Token, ...]], rows: p
     if where:
         cond = " AND ".join(f"({_expr_text(_times(term), {})})" for term in where)
         try:
-            out = rows.filter(_sql_expr(cond, "WHERE clause"))
+            keep = _sql_expr(cond, "WHERE clause")
+            if "_tombstone" in rows.columns:  # a deletion is a change whatever the WHERE says
+                keep = keep.fill_null(False) | pl.col("_tombstone")
+            out = rows.filter(keep)
         except pl.exceptions.PolarsError as exc:
             raise QueryError(f"cannot evaluate the WHERE clause on {name}: {str(exc).splitlines()[0]}",
                              hint="compare columns with literals of their types") from None

@@ -9,7 +9,8 @@ column (``WINDOWSTART``/``WINDOWEND`` when windowed) and the value columns; an a
 rows carry ``_tombstone`` (a row that failed HAVING).
 
 A push query over a table (a declared TABLE, or a CREATE TABLE/STREAM AS of this session)
-follows its topic: every change of the table, filtered by WHERE and projected.
+follows its topic: every change of the table, filtered by WHERE and projected; a deletion (a
+tombstone) is a row with ``_tombstone`` true and null values, whatever the WHERE clause says.
 
 As in ksqlDB, a push query starts at the end of the topic (records committed from now on);
 ``SET 'auto.offset.reset' = 'earliest';`` before it (in the same call or an earlier one of the
@@ -117,7 +118,7 @@ def _follow(st: PushQuery, table: Query | Source) -> Callable[[list[Message]], p
         if isinstance(table, Query):
             rows = _rows(table, [m.key() for m in msgs], [m.value() for m in msgs])
         else:  # each record is one change; a tombstone deletes its key
-            parts = [source_rows(table, [(m.key(), m.value())]).with_columns(
+            parts = [source_rows(table, [(m.key(), m.value() if m.value() is not None else b"{}")]).with_columns(
                 pl.lit(m.value() is None).alias("_tombstone")) for m in msgs if m.key() is not None]
             rows = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
         if rows.height == 0:
