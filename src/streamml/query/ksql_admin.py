@@ -32,6 +32,7 @@ from streamml.config import Settings
 from streamml.errors import QueryError
 from streamml.query.ksql import _Parser
 from streamml.query.ksql_compile import Catalog, Query
+from streamml.query.ksql_pull import key_column
 from streamml.query.ksql_table import Source, SqlTable
 from streamml.stream.pipeline import Join
 
@@ -151,8 +152,6 @@ def _show(st: Show, cat: Catalog) -> pl.DataFrame:
 def _describe(st: Describe, cat: Catalog) -> pl.DataFrame:
     rows: list[tuple[str, str | None, bool]]
     if st.name in cat.queries:
-        from streamml.query.ksql_pull import key_column
-
         q: Query = cat.queries[st.name]
         types = {c.name: c.type for c in q.source.columns}
         key = key_column(q) if q.key_type is not None else None

@@ -37,7 +37,10 @@ from streamml.config import Settings
 from streamml.errors import QueryError
 from streamml.extras import require
 from streamml.http_common import Liveness, ProblemError, bearer_auth, error_responses, install
+from streamml.query.deploy import deploy
 from streamml.query.ksql import CreateAs, CreateSource, InsertInto, parse_ksql, split_statements
+from streamml.query.ksql_pull import key_column
+from streamml.query.ksql_push import OFFSET_RESET, push
 from streamml.query.ksql_run import catalog, run_ksql
 from streamml.query.ksql_select import PullQuery, parse_transient, source_of
 
@@ -78,8 +81,6 @@ def _schema(df: pl.DataFrame, key: str | None) -> str:
 
 
 def _key_of(text: str, settings: Settings) -> str | None:
-    from streamml.query.ksql_pull import key_column
-
     name = source_of(text) or ""
     cat = catalog(settings)
     if name in cat.queries:
@@ -111,8 +112,6 @@ def create_app(settings: Settings, *, token: str | None = None) -> FastAPI:
 
     @app.post("/ksql", dependencies=deps, responses=errors, summary="Run statements (CREATE, SET)")
     def ksql(body: KsqlRequest) -> Any:
-        from streamml.query.deploy import deploy
-
         out: list[dict[str, Any]] = []
         try:
             for piece in split_statements(body.ksql):
@@ -141,8 +140,6 @@ def create_app(settings: Settings, *, token: str | None = None) -> FastAPI:
 
     @app.post("/query", dependencies=deps, responses=errors, summary="Run a pull or push query")
     def query(body: KsqlRequest) -> Any:
-        from streamml.query.ksql_push import OFFSET_RESET, push
-
         pieces = split_statements(body.ksql)
         try:
             if len(pieces) != 1 or source_of(pieces[0]) is None:

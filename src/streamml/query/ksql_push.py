@@ -32,7 +32,7 @@ session) starts at the beginning. ``LIMIT n`` ends it after ``n`` rows::
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import polars as pl
 from confluent_kafka import Message
@@ -41,15 +41,13 @@ from streamml.config import Settings
 from streamml.errors import QueryError
 from streamml.query.ksql import CreateAs
 from streamml.query.ksql_compile import Catalog, Query, decode_record
-from streamml.query.ksql_pull import conjuncts, select_rows
+from streamml.query.ksql_pull import conjuncts, select_rows, source_rows
 from streamml.query.ksql_select import PushQuery, parse_transient
 from streamml.query.ksql_table import Source
 from streamml.query.reader import Bound
 from streamml.query.tail import Tail
+from streamml.stream.engine import Engine, RawBatch
 from streamml.stream.pipeline import Join
-
-if TYPE_CHECKING:
-    from streamml.stream.engine import RawBatch
 
 __all__ = ["batch_rows", "push", "parse_push", "transient_query", "engine_decoder", "OFFSET_RESET"]
 
@@ -80,14 +78,12 @@ def _rows(q: Query, keys: list[bytes | None], values: list[bytes | None]) -> pl.
     return df if q.kind == "TABLE" else df.filter(~pl.col("_tombstone")).drop("_tombstone")
 
 
-def batch_rows(q: Query) -> Callable[["RawBatch"], pl.DataFrame]:
+def batch_rows(q: Query) -> Callable[[RawBatch], pl.DataFrame]:
     """Raw batches of ``q``'s input -> the rows ``q`` emits for them (the engine holds the state,
     in this process only: nothing is committed to Kafka)."""
-    from streamml.stream.engine import Engine
-
     engine = Engine(q.pipeline, keep_frames=True)
 
-    def rows(raw: "RawBatch") -> pl.DataFrame:
+    def rows(raw: RawBatch) -> pl.DataFrame:
         res = engine.process(raw)
         engine.commit(res)
         return _rows(q, res.keys, res.values)
@@ -97,16 +93,12 @@ def batch_rows(q: Query) -> Callable[["RawBatch"], pl.DataFrame]:
 
 def engine_decoder(q: Query) -> Callable[[list[Message]], pl.DataFrame]:
     """Batches of ``q``'s input records (messages) -> the rows ``q`` emits for them."""
-    from streamml.stream.engine import RawBatch
-
     rows, topic = batch_rows(q), q.source.topic
     return lambda msgs: rows(RawBatch.from_messages(msgs, topic))
 
 
 def _follow(st: PushQuery, table: Query | Source) -> Callable[[list[Message]], pl.DataFrame]:
     """A table's (or a persistent query's) topic records -> its changes as rows, filtered and projected."""
-    from streamml.query.ksql_pull import source_rows
-
     sel = st.select
     if sel.join is not None or sel.group_by or sel.window is not None:
         raise QueryError(f"a push query over the table {table.name} takes WHERE only",

@@ -18,7 +18,10 @@ from streamml.config import Settings
 from streamml.errors import QueryError
 from streamml.kafka.admin import list_topics
 from streamml.query.ksql import CreateSource, parse_ksql, split_statements, tokenize
+from streamml.query.ksql_admin import parse_admin, run_admin
 from streamml.query.ksql_compile import Catalog, Query, decode_record
+from streamml.query.ksql_pull import pull
+from streamml.query.ksql_push import push
 from streamml.query.ksql_select import PullQuery, parse_transient, source_of
 from streamml.query.resolve import pick
 
@@ -102,10 +105,6 @@ def is_transient(text: str, settings: Settings) -> bool:
 def run_ksql(text: str, settings: Settings) -> Any:
     """Run ksqlDB statements: declarations register; the last ``CREATE ... AS`` is previewed;
     a pull query answers a DataFrame, a push query a live :class:`~streamml.query.tail.Tail`."""
-    from streamml.query.ksql_admin import parse_admin, run_admin
-    from streamml.query.ksql_pull import pull
-    from streamml.query.ksql_push import push
-
     pieces = split_statements(text)
     result: Any = None
     for piece in pieces:
