@@ -131,3 +131,21 @@ def test_collection_aggregates_deployed_and_pulled(settings: Settings) -> None:
     assert got == [{"CARD": "a", "TOP2": [9.0, 6.0], "AMOUNTS": [4.0, 9.0, 6.0], "LAST": 6.0, "FIRST": 4.0}]
     sd = q.sql(f"SELECT sd FROM {name} WHERE card IN ('a', 'b')")["SD"].to_list()
     assert sd[0] == pytest.approx(2.5166114784235836) and sd[1] is None
+
+
+def test_push_query_on_a_deployed_table_follows_its_changes(settings: Settings) -> None:
+    """``SELECT * FROM table EMIT CHANGES`` on a running CREATE TABLE AS: one row per change of the
+    table (its topic), deletions (HAVING) as tombstone rows."""
+    topic, src = declare(settings)
+    produce(settings, topic, [("a", T0, 2.0), ("b", T0 + 1, 1.0), ("a", T0 + 2, 9.0)])
+    name = "CHG_" + uuid.uuid4().hex[:6].upper()
+    stmt = (f"CREATE TABLE {name} AS SELECT card, SUM(amount) AS total FROM {src} GROUP BY card "
+            f"HAVING SUM(amount) < 5 EMIT CHANGES;")
+    with q.deploy(stmt, max_batch=1) as d:
+        d.wait(3, timeout=60)
+    live = q.sql(f"SET 'auto.offset.reset' = 'earliest'; SELECT * FROM {name} EMIT CHANGES LIMIT 3;")
+    live.timeout = 30
+    assert live.collect().to_dicts() == [{"CARD": "a", "TOTAL": 2.0, "_tombstone": False},
+                                         {"CARD": "b", "TOTAL": 1.0, "_tombstone": False},
+                                         {"CARD": "a", "TOTAL": None, "_tombstone": True}]
+    q.sql("SET 'auto.offset.reset' = 'latest'")
