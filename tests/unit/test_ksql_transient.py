@@ -105,7 +105,7 @@ def test_pull_refusals_say_why_and_what_to_write(text: str, message: str) -> Non
 @pytest.mark.parametrize("text, message", [
     ("SELECT card, COUNT(*) FROM tot GROUP BY card", "pull queries do not support GROUP BY"),
     ("SELECT * FROM tot t JOIN x ON t.a = x.a", "pull queries do not support JOIN"),
-    ("SELECT * FROM pay EMIT FINAL", "a push query emits CHANGES"),
+    ("SELECT * FROM pay EMIT FINAL", "EMIT FINAL is only supported for windowed aggregations"),
     ("SELECT * FROM pay EMIT CHANGES LIMIT 0", "LIMIT takes a positive"),
     ("SELECT * FROM pay EMIT CHANGES LIMIT 2 garbage", "unexpected text"),
 ])
@@ -141,6 +141,14 @@ def test_push_over_a_stream_filters_and_projects_each_record() -> None:
                                  ("b", {"amount": 2, "ts": T0, "country": "DE"}),
                                  ("c", {"amount": 3, "ts": T0, "COUNTRY": "FR"})])).to_dicts()
     assert got == [{"CARD": "a", "BIG": 10.0}, {"CARD": "c", "BIG": 30.0}]
+
+
+def test_push_emit_final_emits_each_window_once_when_it_closes() -> None:
+    q, rows = _push("SELECT card, COUNT(*) AS n FROM pay WINDOW TUMBLING (SIZE 1 MINUTE, GRACE PERIOD 0 SECONDS) "
+                    "GROUP BY card EMIT FINAL")
+    assert rows(_raw("payments", [("a", {"ts": T0}), ("a", {"ts": T0 + 5})])).height == 0
+    closed = rows(_raw("payments", [("a", {"ts": T0 + M})], 2))
+    assert closed.select("CARD", "WINDOWSTART", "N").rows() == [("a", T0, 2)]
 
 
 def test_push_aggregation_emits_every_update_and_keeps_state_across_batches() -> None:

@@ -59,7 +59,13 @@ _TYPES = {pl.String: "STRING", pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Float
 
 
 def ksql_type(dt: Any) -> str:
-    """The ksqlDB type name of a Polars dtype (``STRING`` for anything without one)."""
+    """The ksqlDB type name of a Polars dtype (``STRING`` for anything without one).
+
+    >>> ksql_type(pl.List(pl.Float64))
+    'ARRAY<DOUBLE>'
+    """
+    if isinstance(dt, pl.List):
+        return f"ARRAY<{ksql_type(dt.inner)}>"
     return next((name for t, name in _TYPES.items() if dt == t), "STRING")
 
 
@@ -77,7 +83,9 @@ def _problem(exc: QueryError) -> ProblemError:
 
 
 def _schema(df: pl.DataFrame, key: str | None) -> str:
-    return ", ".join(f"`{c}` {ksql_type(t)}" + (" KEY" if c == key else "") for c, t in df.schema.items())
+    """ksqlDB's schema string: key columns (and a windowed key's bounds) marked KEY."""
+    keys = {key, "WINDOWSTART", "WINDOWEND"} if key is not None else set()
+    return ", ".join(f"`{c}` {ksql_type(t)}" + (" KEY" if c in keys else "") for c, t in df.schema.items())
 
 
 def _key_of(text: str, settings: Settings) -> str | None:

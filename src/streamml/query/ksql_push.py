@@ -1,4 +1,4 @@
-"""Push queries: ``SELECT ... FROM s [WHERE ...] EMIT CHANGES [LIMIT n]`` as a live iterator of rows.
+"""Push queries: ``SELECT ... FROM s [WHERE ...] EMIT CHANGES|FINAL [LIMIT n]`` as a live iterator of rows.
 
 A push query over a declared STREAM is compiled like a persistent query (the same pipeline:
 decode, WHERE, projection, or GROUP BY with its windows and aggregates) and run in this
@@ -6,7 +6,8 @@ process by the stream engine over the batches a :class:`~streamml.query.tail.Tai
 nothing is written to Kafka, no consumer group is joined. Its rows are exactly the rows the
 persistent query (``CREATE STREAM|TABLE x AS`` the same SELECT) would write, decoded: the key
 column (``WINDOWSTART``/``WINDOWEND`` when windowed) and the value columns; an aggregation's
-rows carry ``_tombstone`` (a row that failed HAVING).
+rows carry ``_tombstone`` (a row that failed HAVING). ``EMIT FINAL`` on a windowed aggregation
+emits each window once, when stream time passes its end plus the grace period.
 
 A push query over a table (a declared TABLE, or a CREATE TABLE/STREAM AS of this session)
 follows its topic: every change of the table, filtered by WHERE and projected; a deletion (a

@@ -1,9 +1,10 @@
 """ksqlDB's transient queries, parsed: pull queries (``SELECT ... FROM t WHERE k = ...``) and
-push queries (``SELECT ... FROM s ... EMIT CHANGES [LIMIT n]``).
+push queries (``SELECT ... FROM s ... EMIT CHANGES|FINAL [LIMIT n]``).
 
 A *pull* query has no EMIT clause: it asks a materialised table for its current rows and ends.
-A *push* query ends with ``EMIT CHANGES`` (optionally ``LIMIT n``): it follows the stream and
-emits rows as records arrive, writing nothing to Kafka. Both are statements that do not start
+A *push* query ends with ``EMIT CHANGES`` (or, for a windowed aggregation, ``EMIT FINAL``;
+optionally ``LIMIT n``): it follows the stream and emits rows as records arrive (as windows
+close), writing nothing to Kafka. Both are statements that do not start
 with CREATE; :func:`source_of` finds the name they select FROM, so that the session can tell a
 ksqlDB transient query (a declared stream or table) from DuckDB SQL over topics.
 
@@ -44,7 +45,7 @@ class PullQuery:
 
 @dataclass(frozen=True)
 class PushQuery:
-    """``SELECT ... EMIT CHANGES [LIMIT n]``: a transient query over a stream (or a table's changes)."""
+    """``SELECT ... EMIT CHANGES|FINAL [LIMIT n]``: a transient query over a stream (or a table's changes)."""
 
     select: Select
     limit: int | None
@@ -116,17 +117,13 @@ class _TransientParser(_Parser):
 
 
 def parse_transient(text: str) -> PullQuery | PushQuery:
-    """Parse a pull query (no EMIT) or a push query (``EMIT CHANGES [LIMIT n]``)."""
+    """Parse a pull query (no EMIT) or a push query (``EMIT CHANGES|FINAL [LIMIT n]``)."""
     toks = tokenize(text)
     if not toks or toks[0].upper != "SELECT":
         raise QueryError("expected a SELECT")
     emit = _top_level(toks, "EMIT")
     if emit is None:
         return _TransientParser(text).pull()
-    nxt = toks[emit + 1] if emit + 1 < len(toks) else None
-    if nxt is not None and nxt.upper == "FINAL":
-        raise QueryError(f"a push query emits CHANGES, at position {nxt.pos} near 'FINAL'",
-                         hint="write EMIT CHANGES, or CREATE TABLE ... AS SELECT ... EMIT FINAL and deploy it")
     # the persistent-query parser reads everything up to EMIT CHANGES; LIMIT is ours
     cut = emit + 2
     end = toks[cut].pos if cut < len(toks) else len(text)
