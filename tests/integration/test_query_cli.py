@@ -100,3 +100,24 @@ def test_tail_command_stops_on_ctrl_c(settings: Settings, env: dict[str, str]) -
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0 and "2 record(s)" in err and "Traceback" not in err
+
+
+def test_sql_runs_ksqldb_statements_and_push_queries(settings: Settings, env: dict[str, str]) -> None:
+    """One invocation declares a stream; a push query with LIMIT prints its rows as JSON lines and
+    ends; a pull query on a table that is not deployed is one error (and its hint), no traceback."""
+    topic = f"{settings.namespace}-ksql-pay"
+    ensure_topic(settings, topic, 1)
+    _produce(settings, topic, [{"card_id": "a", "amount": 1.0}, {"card_id": "b", "amount": 50.0},
+                               {"card_id": "c", "amount": 70.0}])
+    ddl = f"CREATE STREAM p (card_id VARCHAR KEY, amount DOUBLE) WITH (kafka_topic='{topic}');"
+    res = sm("sql", ddl + "SET 'auto.offset.reset' = 'earliest'; "
+             "SELECT card_id, amount FROM p WHERE amount > 10 EMIT CHANGES LIMIT 2;", "-f", "json", env=env)
+    assert res.returncode == 0, res.stderr
+    assert [orjson.loads(x) for x in res.stdout.splitlines()] == [{"CARD_ID": "b", "AMOUNT": 50.0},
+                                                                 {"CARD_ID": "c", "AMOUNT": 70.0}]
+    res = sm("sql", ddl + "CREATE TABLE t AS SELECT card_id, COUNT(*) AS n FROM p GROUP BY card_id EMIT CHANGES;"
+             "SELECT * FROM t WHERE card_id = 'a';", env=env)
+    assert res.returncode != 0
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert len(lines) == 2 and "Traceback" not in res.stderr
+    assert lines[0].startswith("error: ") and "not materialised" in lines[0] and lines[1].startswith("hint: deploy")

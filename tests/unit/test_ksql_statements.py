@@ -40,7 +40,8 @@ def test_window_clauses_and_default_grace() -> None:
     ("CREATE TABLE x AS SELECT a, COUNT(*) FROM s WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY a", "ends with EMIT"),
     ("CREATE STREAM x AS SELECT a FROM s JOIN t WITHIN 1 HOUR ON s.a = t.a EMIT CHANGES", "stream-stream joins"),
     ("CREATE STREAM x AS SELECT a, COUNT(*) FROM s GROUP BY a EMIT CHANGES", "an aggregation is a table"),
-    ("INSERT INTO x SELECT * FROM s EMIT CHANGES", "INSERT statements are not supported yet"),
+    ("PRINT 'payments' FROM BEGINNING", "PRINT statements are not supported yet"),
+    ("INSERT INTO x VALUES (1, 2)", "INSERT INTO ... VALUES is not supported yet"),
     ("CREATE TABLE x AS SELECT a FROM s WINDOW TUMBLING (SIZE 1 FORTNIGHT) GROUP BY a EMIT FINAL",
      "expected a time unit"),
 ])

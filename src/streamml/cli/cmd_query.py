@@ -19,9 +19,11 @@ from streamml.cli.options import (
     duration_option,
     format_option,
     from_option,
+    host_option,
     idle_option,
     max_records_option,
     parse_position,
+    port_option,
     table_format_option,
 )
 from streamml.errors import ConfigError
@@ -36,6 +38,7 @@ def register(app: typer.Typer) -> None:
     app.command(name="head")(head_cmd)
     app.command(name="tail")(tail_cmd)
     app.command(name="sql")(sql_cmd)
+    app.command(name="sql-server")(sql_server_cmd)
 
 
 def _cell(value: Any, width: int = 40) -> str:
@@ -147,6 +150,23 @@ def tail_cmd(ctx: typer.Context, topic: str = typer.Argument(..., help="Topic: f
     err_console.print(f"{live.delivered} record(s)", style="dim", markup=False, highlight=False)
 
 
+def _follow(live: Any, fmt: TableFormat) -> None:
+    err_console.print(f"push query on {live.topic} (Ctrl-C stops)", style="dim", markup=False, highlight=False)
+    try:
+        for batch in live.batches():
+            if fmt is TableFormat.table:
+                console.print(render(batch, max_rows=10_000))
+            else:
+                for row in batch.iter_rows(named=True):
+                    sys.stdout.write(orjson.dumps(row, default=str).decode() + "\n")
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        live.close()
+    err_console.print(f"{live.delivered} row(s)", style="dim", markup=False, highlight=False)
+
+
 def sql_cmd(ctx: typer.Context, statement: str = typer.Argument(..., help="A SELECT over topics (DuckDB SQL)."),
             fmt: TableFormat = table_format_option(),
             max_rows: int = typer.Option(50, "--max-records", "-n", min=0, help="Rows to print."),
@@ -155,11 +175,20 @@ def sql_cmd(ctx: typer.Context, statement: str = typer.Argument(..., help="A SEL
             idle_exit: Optional[float] = idle_option("With --deploy: stop after this many seconds without a record."),
             ) -> None:
     """Run SQL over topics; with --deploy, run a continuous statement (EMIT CHANGES) as a pipeline."""
+    import polars as pl
+
     from streamml import query
 
     s = connected(ctx)
     if deploy is None:
-        _emit(query.sql(statement, settings=s), fmt, None, max_rows)
+        result = query.sql(statement, settings=s)
+        if isinstance(result, query.Tail):  # a ksqlDB push query: rows as they come (Ctrl-C stops)
+            _follow(result, fmt)
+        elif isinstance(result, pl.DataFrame):
+            _emit(result, fmt, None, max_rows)
+        else:  # a declaration (or a compiled query): say what it is
+            err_console.print(f"{getattr(result, 'kind', '')} {getattr(result, 'name', '')} declared".strip(),
+                              markup=False, highlight=False)
         return
     d = query.deploy(statement, to=to or deploy, name=deploy, settings=s, start=False)
     err_console.print(f"deploying {d.pipeline.name}: {d.source} -> {d.sink} (Ctrl-C stops)", markup=False,
@@ -170,3 +199,29 @@ def sql_cmd(ctx: typer.Context, statement: str = typer.Argument(..., help="A SEL
             signal.signal(sig, lambda *_: d.worker.stop())
     stats = d.run(idle_exit=idle_exit)
     err_console.print("stopped: " + ", ".join(f"{k}={v}" for k, v in stats.items()), markup=False, highlight=False)
+
+
+def sql_server_cmd(
+    ctx: typer.Context,
+    host: str = host_option(),
+    port: int = port_option(8088),
+    token: Optional[str] = typer.Option(None, "--token", envvar="STREAMML_HTTP_TOKEN",
+                                        help="Bearer token clients must send (or STREAMML_HTTP_TOKEN)."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Serve without authentication."),
+    init: Optional[str] = typer.Option(None, "--init", help="Statements to run first (CREATE STREAM ...; ...)."),
+) -> None:
+    """Serve ksqlDB's REST API: POST /ksql (statements) and POST /query (pull and push queries)."""
+    from streamml.extras import require
+    from streamml.query.ksql_http import create_app
+    from streamml.query.ksql_run import run_ksql
+
+    if not token and not no_auth:
+        raise ConfigError("no bearer token", hint="pass --token (or set STREAMML_HTTP_TOKEN), or --no-auth")
+    s = connected(ctx)
+    if init:
+        run_ksql(init, s)
+    uvicorn = require("uvicorn", "the ksqlDB HTTP endpoints", extra="http")
+    err_console.print(f"serving http://{host}:{port}/ksql and /query" + ("" if token else "  authentication off"),
+                      markup=False, highlight=False)
+    uvicorn.run(create_app(s, token=None if no_auth else token), host=host, port=port, log_level="warning",
+                access_log=False)

@@ -17,7 +17,15 @@ Everything reads committed records only, and takes ``settings=`` (by default the
 - ksqlDB statements (:mod:`streamml.query.ksql`, compiled by :mod:`streamml.query.ksql_compile`):
   ``sql("CREATE STREAM s (...) WITH (kafka_topic=...)")`` declares a source;
   ``sql("CREATE TABLE t AS SELECT ... WINDOW TUMBLING (...) GROUP BY ... EMIT FINAL")`` previews
-  the rows the query writes, and ``deploy`` of the same statement runs it on the stream engine.
+  the rows the query writes, and ``deploy`` of the same statement (or of ``INSERT INTO s SELECT``)
+  runs it on the stream engine;
+  ``sql("SELECT * FROM t WHERE key = ...")`` is a pull query on a table's current state
+  (:mod:`streamml.query.ksql_pull`), ``sql("SELECT ... FROM s EMIT CHANGES LIMIT n")`` a push
+  query: a live :class:`Tail` of rows computed in this process (:mod:`streamml.query.ksql_push`);
+  ``SHOW``, ``DESCRIBE``, ``DROP``, ``TERMINATE`` work on the session
+  (:mod:`streamml.query.ksql_admin`); :mod:`streamml.query.ksql_http` serves ksqlDB's
+  ``POST /ksql`` and ``POST /query``. A SELECT is a ksqlDB query when it reads a stream or table
+  the session declared; otherwise it is DuckDB SQL over topics.
 
 Short topic names resolve as described in :mod:`streamml.query.resolve`.
 """

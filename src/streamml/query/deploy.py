@@ -30,7 +30,7 @@ from streamml.kafka import names
 from streamml.query.continuous import check, to_batch_sql
 from streamml.query.ksql import is_ksql
 from streamml.query.ksql_compile import Query
-from streamml.query.ksql_run import compile_query
+from streamml.query.ksql_run import catalog, compile_query, is_transient
 from streamml.query.reader import META_COLUMNS, Bound
 from streamml.query.resolve import default_settings, resolve_topic
 from streamml.query.statement import Statement, parse, quote, run_statement
@@ -74,6 +74,7 @@ class Deployment:
 
         self.settings = settings or default_settings()
         self.query: Query | None = None
+        self.query_id: str | None = None  # a ksqlDB query's id (SHOW QUERIES, TERMINATE)
         if isinstance(statement, str) and is_ksql(statement):
             if to is not None:
                 raise QueryError("a ksqlDB statement names its own output topic",
@@ -89,6 +90,8 @@ class Deployment:
         self.source = self.pipeline.source_topic(self.settings)
         self.sink = self.pipeline.sink_topic(self.settings) or ""
         self.worker = Worker(self.pipeline, self.settings, RunOptions().with_(**options))
+        if self.query is not None:
+            self.query_id = catalog(self.settings).start(self.query, self)
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
@@ -188,8 +191,18 @@ def batch_function(statement: str | Statement) -> Any:
 def changes(statement: str, *, from_: Bound | str = "end", max_records: int | None = None,
             timeout: float | None = None, idle_timeout: float | None = None,
             settings: Settings | None = None) -> Tail:
-    """The rows a continuous statement emits from now on (``from_`` as for ``tail``), as a generator."""
+    """The rows a continuous statement emits from now on (``from_`` as for ``tail``), as a generator.
+
+    A ksqlDB push query (``SELECT ... FROM <declared stream> ... EMIT CHANGES [LIMIT n]``) runs on
+    the stream engine in this process (see :mod:`streamml.query.ksql_push`)."""
     s = settings or default_settings()
+    if is_transient(statement, s):
+        from streamml.query.ksql_push import parse_push, push
+
+        live = push(parse_push(statement), catalog(s), s, from_=from_, timeout=timeout, idle_timeout=idle_timeout)
+        if max_records is not None:
+            live.max_records = max_records if live.max_records is None else min(max_records, live.max_records)
+        return live
     st = check(statement)
     return Tail(_source(st, s), settings=s, from_=from_, max_records=max_records, timeout=timeout,
                 idle_timeout=idle_timeout, transform=batch_function(st), resolve=False)

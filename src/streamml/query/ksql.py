@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 from streamml.errors import QueryError
 
-__all__ = ["Token", "Column", "Window", "Item", "Join", "Select", "CreateSource", "CreateAs", "parse_ksql",
-           "split_statements", "tokenize", "is_ksql", "DEFAULT_GRACE_MS"]
+__all__ = ["Token", "Column", "Window", "Item", "Join", "Select", "CreateSource", "CreateAs", "InsertInto",
+           "parse_ksql", "split_statements", "tokenize", "is_ksql", "DEFAULT_GRACE_MS"]
 
 #: ksqlDB's grace period when a window names none (Kafka Streams' old default: 24 hours).
 DEFAULT_GRACE_MS = 24 * 3_600_000
@@ -43,7 +43,7 @@ _TOKEN = re.compile(r"""
   | (?P<id>[A-Za-z_][A-Za-z0-9_$]*)
   | (?P<op><=|>=|<>|!=|\|\||->|[-+*/%=<>(),.;:\[\]])
 """, re.VERBOSE)
-_KSQL_START = re.compile(r"^\s*(CREATE|INSERT|DROP|SHOW|LIST|DESCRIBE|TERMINATE|PRINT|EXPLAIN)\b", re.I)
+_KSQL_START = re.compile(r"^\s*(CREATE|INSERT|DROP|SHOW|LIST|DESCRIBE|TERMINATE|PRINT|EXPLAIN|SET|UNSET)\b", re.I)
 _KSQL_CLAUSE = re.compile(r"\bWINDOW\s+(TUMBLING|HOPPING|SESSION)\b|\bEMIT\s+FINAL\b", re.I)
 
 
@@ -174,6 +174,16 @@ class CreateAs:
     text: str
 
 
+@dataclass(frozen=True)
+class InsertInto:
+    """``INSERT INTO stream SELECT ... FROM ...``: a persistent query writing into an existing stream."""
+
+    target: str
+    props: dict[str, str]
+    select: Select
+    text: str
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
@@ -239,13 +249,40 @@ class _Parser:
             raise self.error("unexpected text after the statement")
 
     # -- statements -----------------------------------------------------------------------
-    def statement(self) -> CreateSource | CreateAs:
+    def insert(self) -> InsertInto:
+        self.expect("INTO")
+        target = self.name("the stream to insert into")
+        if self.at("(") or self.at("VALUES"):
+            raise self.error("INSERT INTO ... VALUES is not supported yet",
+                             hint="produce the records to the stream's topic, e.g. with streamml ingest")
+        props = self.props() if self.at("WITH") else {}
+        start = self.peek()
+        if start is None or start.upper != "SELECT":
+            raise self.error("expected SELECT after INSERT INTO name", hint="INSERT INTO s SELECT ... FROM other")
+        body = self.text[start.pos:]
+        toks = tokenize(body)
+        depth, has_emit = 0, False
+        for t in toks:
+            depth += t.text == "("
+            depth -= t.text == ")"
+            has_emit = has_emit or (depth == 0 and t.kind == "id" and t.upper == "EMIT")
+        if not has_emit:  # ksqlDB's INSERT INTO needs no EMIT clause: it is always EMIT CHANGES
+            body = body.rstrip().rstrip(";") + " EMIT CHANGES"
+        sub = _Parser(body)
+        sel = sub.select("STREAM")
+        sub.done()
+        return InsertInto(target, props, sel, self.text[start.pos:])
+
+    def statement(self) -> CreateSource | CreateAs | InsertInto:
         first = self.peek()
+        if self.accept("INSERT"):
+            return self.insert()
         if not self.accept("CREATE"):
             word = first.upper if first is not None else ""
-            raise self.error(f"{word or 'this'} statements are not supported yet",
-                             hint="supported: CREATE STREAM|TABLE name (...) WITH (...), "
-                                  "CREATE STREAM|TABLE name AS SELECT ...")
+            hint = ("follow a topic with streamml.tail('topic')" if word == "PRINT" else
+                    "supported: CREATE STREAM|TABLE, INSERT INTO ... SELECT, SELECT (pull and push queries), "
+                    "SHOW STREAMS|TABLES|QUERIES, DESCRIBE, DROP STREAM|TABLE, TERMINATE, SET")
+            raise self.error(f"{word or 'this'} statements are not supported yet", hint=hint)
         self.accept("OR", "REPLACE")
         if self.at("SOURCE") or self.at("TYPE"):
             raise self.error(f"CREATE {self.peek().upper} is not supported",  # type: ignore[union-attr]
@@ -459,7 +496,7 @@ class _Parser:
         return source
 
 
-def parse_ksql(text: str) -> CreateSource | CreateAs:
+def parse_ksql(text: str) -> CreateSource | CreateAs | InsertInto:
     """Parse one ksqlDB statement; raise :class:`QueryError` (what, where, what to write) if not."""
     if not text.strip():
         raise QueryError("empty statement")

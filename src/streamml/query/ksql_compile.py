@@ -23,11 +23,11 @@ the epoch are not supported (ksqlDB drops negative window starts).
 ('PER_CARD', 'VARCHAR')
 >>> print(q.pipeline.describe().splitlines()[3])
   2 window   key=CARD time=TS tumbling(size=60000ms, grace=0ms) emit=close late=count
->>> cat.compile("CREATE TABLE t AS SELECT card, LATEST_BY_OFFSET(amount) FROM pay GROUP BY card EMIT CHANGES")
+>>> cat.compile("CREATE TABLE t AS SELECT card, COLLECT_SET(amount) FROM pay GROUP BY card EMIT CHANGES")
 ... # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-streamml.errors.QueryError: aggregate LATEST_BY_OFFSET is not supported yet, at position 31 near ... (hint: ...)
+streamml.errors.QueryError: aggregate COLLECT_SET is not supported yet, at position 31 near ... (hint: ...)
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import Any, Callable
 import polars as pl
 
 from streamml.errors import QueryError
-from streamml.query.ksql import Column, CreateAs, CreateSource, Select, Token, parse_ksql, split_statements
+from streamml.query.ksql import Column, CreateAs, CreateSource, InsertInto, Select, Token, parse_ksql, split_statements
 from streamml.query.ksql_table import Source, SqlTable
 from streamml.query.ksql_table import dtype as _dtype
 from streamml.stream import Pipeline, stream
@@ -48,7 +48,8 @@ from streamml.stream.windows import Agg, WindowSpec
 __all__ = ["Catalog", "Query", "Source", "encode_key", "decode_key"]
 
 _AGGS = {"COUNT": "count", "SUM": "sum", "AVG": "mean", "MIN": "min", "MAX": "max",
-         "COUNT_DISTINCT": "count_distinct", "STDDEV_SAMP": "std"}
+         "COUNT_DISTINCT": "count_distinct", "STDDEV_SAMP": "std", "LATEST_BY_OFFSET": "latest",
+         "EARLIEST_BY_OFFSET": "earliest", "TOPK": "topk", "COLLECT_LIST": "collect_list"}
 _KEYWORDS = {"AND", "OR", "NOT", "CASE", "WHEN", "THEN", "ELSE", "END", "IS", "NULL", "TRUE", "FALSE", "IN",
              "BETWEEN", "LIKE", "AS", "CAST", "VARCHAR", "STRING", "BIGINT", "INT", "INTEGER", "DOUBLE", "BOOLEAN"}
 _FOREVER = 1 << 61  # the one window of an unwindowed aggregation
@@ -66,6 +67,7 @@ class Query:
     key_type: str | None
     windowed: bool
     text: str = field(repr=False, default="")
+    columns: tuple[str, ...] = ()  # the value columns of its rows, in order
 
 
 def encode_key(values: pl.Series, ktype: str, window_start: pl.Series | None = None) -> list[bytes | None]:
@@ -162,6 +164,11 @@ class Catalog:
 
     def __init__(self, resolve: Callable[[str], str] | None = None) -> None:
         self.sources: dict[str, Source] = {}
+        self.queries: dict[str, Query] = {}  # the CREATE ... AS SELECT of the session, by name
+        self.properties: dict[str, str] = {}  # SET 'name' = 'value' of the session (upper-cased names)
+        self.running: dict[str, Any] = {}  # query id -> its Deployment (query.deploy registers them)
+        self._inserts = 0
+        self._started = 0
         self._resolve = resolve or (lambda topic: topic)
 
     def execute(self, text: str) -> list[Source | Query]:
@@ -169,7 +176,14 @@ class Catalog:
         out: list[Source | Query] = []
         for piece in split_statements(text):
             st = parse_ksql(piece)
-            out.append(self._declare(st) if isinstance(st, CreateSource) else self._compile(st))
+            if isinstance(st, CreateSource):
+                out.append(self._declare(st))
+            elif isinstance(st, InsertInto):  # a query into an existing stream: no new source
+                out.append(self._insert(st))
+            else:
+                q = self._compile(st)
+                self.queries[q.name] = q
+                out.append(q)
         return out
 
     def compile(self, text: str) -> Query:
@@ -180,6 +194,42 @@ class Catalog:
             raise QueryError(f"expected one CREATE ... AS SELECT, got {len(queries)}",
                              hint="deploy one persistent query at a time")
         return queries[0]
+
+    def _insert(self, st: InsertInto) -> Query:
+        """``INSERT INTO s SELECT ...``: a stream query whose sink is the topic of stream ``s``,
+        whose columns must be ``s``'s value columns (ksqlDB refuses a schema that differs)."""
+        if st.target in self.queries:
+            target_q = self.queries[st.target]
+            kind, topic, want = target_q.kind, target_q.sink, set(target_q.columns)
+        else:
+            src = self.source(st.target)
+            kind, topic, want = src.kind, src.topic, {c.name for c in src.columns if not c.key}
+        if kind != "STREAM":
+            raise QueryError(f"INSERT INTO {st.target}: {st.target} is a table; INSERT INTO writes into streams",
+                             hint="insert into a stream, or CREATE TABLE ... AS SELECT a new table")
+        if st.select.source == st.target:
+            raise QueryError(f"INSERT INTO {st.target} cannot read from {st.target}",
+                             hint="select FROM another stream")
+        self._inserts += 1
+        q = self._compile(CreateAs("STREAM", f"INSERTQUERY_{self._inserts}", {"KAFKA_TOPIC": topic}, st.select,
+                                   st.text))
+        if set(q.columns) != want:
+            raise QueryError(f"INSERT INTO {st.target}: the SELECT writes {', '.join(q.columns) or 'no columns'} "
+                             f"but {st.target} has {', '.join(sorted(want)) or 'no value columns'}",
+                             hint="select exactly the stream's value columns (rename with AS)")
+        return q
+
+    def start(self, query: Query, deployment: Any) -> str:
+        """Register ``deployment`` (running ``query``) under a ksqlDB-style query id; returns the id."""
+        self._started += 1
+        qid = query.name if query.name.startswith("INSERTQUERY_") else \
+            f"{'CTAS' if query.kind == 'TABLE' else 'CSAS'}_{query.name}_{self._started}"
+        self.running[qid] = deployment
+        return qid
+
+    def compile_unregistered(self, st: CreateAs) -> Query:
+        """``st`` compiled without entering the session's queries (a push query's pipeline)."""
+        return self._compile(st)
 
     # -- sources --------------------------------------------------------------------------
     def _declare(self, st: CreateSource) -> Source:
@@ -243,7 +293,8 @@ class Catalog:
         value_cols = [n for _, n in proj if n != keyname]
         p = p.map_batch(lambda df: df.select(["__row", *exprs]).select(["__row", *value_cols]),
                         name="select " + ", ".join(n for _, n in proj))
-        return Query(st.name, st.kind, sink, src, p.to(sink), src.key.type if src.key else None, False, st.text)
+        return Query(st.name, st.kind, sink, src, p.to(sink), src.key.type if src.key else None, False, st.text,
+                     tuple(value_cols))
 
     def _projection(self, sel: Select, src: Source, names: dict[str, str]) -> list[tuple[pl.Expr, str]]:
         out: list[tuple[pl.Expr, str]] = []
@@ -291,12 +342,6 @@ class Catalog:
                              hint=f"SELECT {key}, ...")
         if sel.window is None and sel.emit == "FINAL":
             raise QueryError("EMIT FINAL needs a WINDOW clause")
-        if sel.emit == "CHANGES":
-            unsupported = sorted({a.fn for a in aggs.values()} - {"count", "sum", "mean", "min", "max"})
-            if unsupported:
-                back = {v: k for k, v in _AGGS.items()}
-                raise QueryError(f"{', '.join(back[u] for u in unsupported)} with EMIT CHANGES is not supported yet",
-                                 hint="use EMIT FINAL, or COUNT, SUM, AVG, MIN, MAX")
         w = sel.window
         spec = WindowSpec("tumbling" if w is None or w.kind == "TUMBLING" else "hopping",
                           w.size if w else _FOREVER, w.advance if w else _FOREVER, w.grace if w else 0)
@@ -322,7 +367,7 @@ class Catalog:
             return res
 
         p = p.map_batch(finish, name="select " + ", ".join(n for _, n in out)).to(sink, key="__ksql_key")
-        return Query(st.name, st.kind, sink, src, p, ktype, windowed, st.text)
+        return Query(st.name, st.kind, sink, src, p, ktype, windowed, st.text, tuple(value_names))
 
     def _join(self, st: CreateAs, src: Source, p: Pipeline, sink: str) -> Query:
         """A stream-table join (INNER/LEFT) onto the engine's table join, then WHERE and SELECT."""
@@ -376,7 +421,8 @@ class Catalog:
         p = p.map_batch(finish, name="select " + ", ".join(n for _, n in proj)).to(sink, key="__ksql_key")
         keysrc = Source(src.kind, src.name, src.topic, tuple(
             Column(c.name, c.type, c.name == scol) for c in src.columns), src.timestamp)
-        return Query(st.name, st.kind, sink, keysrc, p, ktype, False, st.text)
+        return Query(st.name, st.kind, sink, keysrc, p, ktype, False, st.text,
+                     tuple(n for _, n in proj if n != keyname))
 
     def _lift(self, tokens: tuple[Token, ...], aggs: dict[str, Agg], pre: list[pl.Expr],
               cols: dict[str, Column]) -> tuple[Token, ...]:
@@ -397,29 +443,64 @@ class Catalog:
                 args = tuple(toks[i + 2:j])
                 if t.upper in _AGGS:
                     name = f"__a{len(aggs)}"
-                    if len(args) == 1 and args[0].text == "*":
+                    first, param = _agg_args(t, args)
+                    if len(first) == 1 and first[0].text == "*":
                         if t.upper != "COUNT":
                             raise QueryError(f"{t.upper}(*) is not valid", hint=f"{t.upper}(column)")
                         aggs[name] = Agg("count")
                     else:
-                        if len(args) == 1 and args[0].kind in ("id", "qid"):
-                            column = args[0].ident
+                        if len(first) == 1 and first[0].kind in ("id", "qid"):
+                            column = first[0].ident
                             if column not in cols:
                                 raise QueryError(f"{column} is not a column of the source (in {t.upper}(...))")
                         else:
                             column = f"__x{len(pre)}"
-                            pre.append(_sql_expr(_expr_text(args, {}), "aggregate argument").alias(column))
-                        aggs[name] = Agg(_AGGS[t.upper], column)
+                            pre.append(_sql_expr(_expr_text(first, {}), "aggregate argument").alias(column))
+                        aggs[name] = Agg(_AGGS[t.upper], column, param)
                     out.append(Token("qid", f'"{name}"', t.pos))
                     i = j + 1
                     continue
-                if t.upper in ("LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET", "COLLECT_LIST", "COLLECT_SET", "TOPK",
-                               "TOPKDISTINCT", "HISTOGRAM", "STDDEV_SAMPLE", "CORRELATION", "AVG_DISTINCT"):
+                if t.upper in ("COLLECT_SET", "TOPKDISTINCT", "HISTOGRAM", "STDDEV_SAMPLE", "CORRELATION",
+                               "AVG_DISTINCT", "STDDEV_POP", "VAR_SAMP", "VAR_POP"):
                     raise QueryError(f"aggregate {t.upper} is not supported yet, at position {t.pos} near "
                                      f"{t.text!r}", hint="supported: " + ", ".join(sorted(_AGGS)))
             out.append(t)
             i += 1
         return tuple(out)
+
+
+def _agg_args(fn: Token, args: tuple[Token, ...]) -> tuple[tuple[Token, ...], int | None]:
+    """The first argument of aggregate ``fn`` and its parameter (TOPK's k; 1/0: ignoreNulls)."""
+    parts: list[list[Token]] = [[]]
+    depth = 0
+    for a in args:
+        depth += a.text == "("
+        depth -= a.text == ")"
+        if a.text == "," and depth == 0:
+            parts.append([])
+        else:
+            parts[-1].append(a)
+    first, rest = tuple(parts[0]), parts[1:]
+    name = fn.upper
+    if not first:
+        raise QueryError(f"{name}() needs a column, at position {fn.pos}", hint=f"{name}(column)")
+    if name == "TOPK":
+        if len(rest) != 1 or len(rest[0]) != 1 or rest[0][0].kind != "num" or not rest[0][0].text.isdigit() \
+                or int(rest[0][0].text) <= 0:
+            raise QueryError(f"TOPK takes a column and a positive whole k, at position {fn.pos}",
+                             hint="e.g. TOPK(amount, 3)")
+        return first, int(rest[0][0].text)
+    if name in ("LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET"):
+        if not rest:
+            return first, 1  # ksqlDB ignores nulls by default
+        flag = rest[0][0].upper if len(rest) == 1 and len(rest[0]) == 1 else ""
+        if flag in ("TRUE", "FALSE"):
+            return first, int(flag == "TRUE")
+        raise QueryError(f"{name} with an N (the latest/earliest N values) is not supported yet, at position "
+                         f"{fn.pos}", hint=f"{name}(column) or {name}(column, ignoreNulls): TRUE or FALSE")
+    if rest:
+        raise QueryError(f"{name} takes one argument, at position {fn.pos}", hint=f"{name}(column)")
+    return first, None
 
 
 def _decoder(src: Source) -> Callable[[pl.DataFrame], pl.DataFrame]:

@@ -9,6 +9,7 @@ statement runs that pipeline on the runtime, writing to the ksqlDB-default topic
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import polars as pl
@@ -16,11 +17,15 @@ import polars as pl
 from streamml.config import Settings
 from streamml.errors import QueryError
 from streamml.kafka.admin import list_topics
-from streamml.query.ksql import CreateSource, parse_ksql, split_statements
-from streamml.query.ksql_compile import Catalog, Query, Source, decode_record
+from streamml.query.ksql import CreateSource, parse_ksql, split_statements, tokenize
+from streamml.query.ksql_admin import parse_admin, run_admin
+from streamml.query.ksql_compile import Catalog, Query, decode_record
+from streamml.query.ksql_pull import pull
+from streamml.query.ksql_push import push
+from streamml.query.ksql_select import PullQuery, parse_transient, source_of
 from streamml.query.resolve import pick
 
-__all__ = ["catalog", "run_ksql", "compile_query", "preview"]
+__all__ = ["catalog", "run_ksql", "compile_query", "preview", "is_transient"]
 
 _catalogs: dict[tuple[str, str], Catalog] = {}
 
@@ -67,11 +72,54 @@ def preview(q: Query, settings: Settings) -> pl.DataFrame:
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
-def run_ksql(text: str, settings: Settings) -> pl.DataFrame | Source | Query:
-    """Run ksqlDB statements: declarations register; the last ``CREATE ... AS`` is previewed."""
+_SET = re.compile(r"^\s*SET\b", re.I)
+
+
+def set_property(text: str, cat: Catalog) -> pl.DataFrame:
+    """``SET 'auto.offset.reset' = 'earliest'|'latest'``: where this session's push queries start.
+
+    >>> c = Catalog()
+    >>> set_property("SET 'auto.offset.reset' = 'earliest'", c).to_dicts(), c.properties
+    ([{'property': 'auto.offset.reset', 'value': 'earliest'}], {'AUTO.OFFSET.RESET': 'earliest'})
+    """
+    toks = tokenize(text)
+    if len(toks) != 4 or toks[1].kind != "str" or toks[2].text != "=" or toks[3].kind != "str":
+        raise QueryError("expected SET 'property' = 'value'", hint="e.g. SET 'auto.offset.reset' = 'earliest'")
+    name, value = toks[1].text[1:-1], toks[3].text[1:-1]
+    if name.lower() != "auto.offset.reset":
+        raise QueryError(f"property {name!r} is not supported", hint="supported: SET 'auto.offset.reset' = ...")
+    if value.lower() not in ("earliest", "latest"):
+        raise QueryError(f"auto.offset.reset is 'earliest' or 'latest', not {value!r}",
+                         hint="SET 'auto.offset.reset' = 'earliest' (from the beginning) or 'latest' (new records)")
+    cat.properties[name.upper()] = value.lower()
+    return pl.DataFrame({"property": [name], "value": [value.lower()]})
+
+
+def is_transient(text: str, settings: Settings) -> bool:
+    """Whether ``text`` is a SELECT over a stream or table this session declared (a pull or push query)."""
+    name = source_of(text)
+    cat = catalog(settings)
+    return name is not None and (name in cat.sources or name in cat.queries)
+
+
+def run_ksql(text: str, settings: Settings) -> Any:
+    """Run ksqlDB statements: declarations register; the last ``CREATE ... AS`` is previewed;
+    a pull query answers a DataFrame, a push query a live :class:`~streamml.query.tail.Tail`."""
     pieces = split_statements(text)
     result: Any = None
     for piece in pieces:
+        if _SET.match(piece):
+            result = set_property(piece, catalog(settings))
+            continue
+        admin = parse_admin(piece)
+        if admin is not None:
+            result = run_admin(admin, catalog(settings), settings)
+            continue
+        if source_of(piece) is not None:
+            tq = parse_transient(piece)
+            cat = catalog(settings)
+            result = pull(tq, cat, settings) if isinstance(tq, PullQuery) else push(tq, cat, settings)
+            continue
         st = parse_ksql(piece)
         if isinstance(st, CreateSource):
             result = catalog(settings).execute(piece)[0]
@@ -79,4 +127,4 @@ def run_ksql(text: str, settings: Settings) -> pl.DataFrame | Source | Query:
             result = preview(catalog(settings).compile(piece), settings)
     if result is None:
         raise QueryError("no statement to run")
-    return result  # type: ignore[no-any-return]
+    return result

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from streamml.config import Settings
 from streamml.query.continuous import check
 from streamml.query.ksql import is_ksql
-from streamml.query.ksql_run import run_ksql
+from streamml.query.ksql_run import is_transient, run_ksql
 from streamml.query.reader import META_COLUMNS, frame, read_spans, spans
 from streamml.query.resolve import default_settings, resolve_topic
 from streamml.query.statement import Output, Statement, TableRef, parse, quote, run_statement
@@ -55,7 +55,7 @@ def sql(statement: str, *, settings: Settings | None = None, output: Output = "p
     rows its deployment would write for what the topics hold now.
     """
     s = settings or default_settings()
-    if is_ksql(statement):  # ksqlDB statements: see streamml.query.ksql_run
+    if is_ksql(statement) or is_transient(statement, s):  # ksqlDB statements: see streamml.query.ksql_run
         return run_ksql(statement, s)
     stmt = parse(statement)
     if stmt.emit_changes:

@@ -21,7 +21,7 @@ import uuid
 from typing import Any, Callable, Iterator
 
 import polars as pl
-from confluent_kafka import TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from streamml.config import Settings
 from streamml.errors import QueryError
@@ -55,7 +55,9 @@ class Tail:
     def __init__(self, name: str, *, settings: Settings | None = None, where: pl.Expr | str | None = None,
                  from_: Bound | str = "end", max_records: int | None = None, timeout: float | None = None,
                  idle_timeout: float | None = None, batch_size: int = 1000,
-                 transform: Callable[[pl.DataFrame], pl.DataFrame] | None = None, resolve: bool = True) -> None:
+                 transform: Callable[[pl.DataFrame], pl.DataFrame] | None = None, resolve: bool = True,
+                 decode: Callable[[list[Message]], pl.DataFrame] | None = None,
+                 on_close: Callable[[], None] | None = None) -> None:
         self.settings = settings or default_settings()
         self.topic = resolve_topic(name, self.settings) if resolve else name
         self.where = compile_where(where)
@@ -64,6 +66,8 @@ class Tail:
         self.idle_timeout = idle_timeout
         self.batch_size = batch_size
         self.transform = transform
+        self.decode = decode or frame
+        self.on_close = on_close
         self.delivered = 0
         self._stop = threading.Event()
         self._busy = False
@@ -102,7 +106,7 @@ class Tail:
                                 f"while tailing {self.topic}: ")
                 if not good:
                     continue
-                df = self._apply(frame(good))
+                df = self._apply(self.decode(good))
                 if self.max_records is not None:
                     df = df.head(self.max_records - self.delivered)
                 if df.height:
@@ -130,6 +134,16 @@ class Tail:
         for df in self.batches():
             yield from df.iter_rows(named=True)
 
+    def frames(self, last: int | None = None) -> Iterator[pl.DataFrame]:
+        """Yield the rows delivered so far as one growing frame, after each batch (the ``last`` rows
+        only, if given): a refreshing view, e.g. ``for df in t.frames(20): display(df, clear=True)``."""
+        seen: pl.DataFrame | None = None
+        for df in self.batches():
+            seen = df if seen is None else pl.concat([seen, df], how="diagonal_relaxed")
+            if last is not None:
+                seen = seen.tail(last)
+            yield seen
+
     def collect(self) -> pl.DataFrame:
         """Run until a stop condition and return everything delivered as one frame."""
         if self.max_records is None and self.timeout is None and self.idle_timeout is None:
@@ -148,6 +162,8 @@ class Tail:
         if not self._closed:
             self._closed = True
             self._consumer.close()
+            if self.on_close is not None:
+                self.on_close()
 
     def __enter__(self) -> "Tail":
         return self

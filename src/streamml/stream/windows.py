@@ -44,6 +44,7 @@ from typing import Any, Literal
 import polars as pl
 
 from streamml.errors import PipelineError
+from streamml.stream import window_aggs as more
 
 __all__ = [
     "Agg", "WindowSpec", "WindowState", "WindowStep", "tumbling", "hopping", "sliding", "parse_duration",
@@ -115,9 +116,10 @@ class Agg:
 
     fn: str
     column: str | None = None
+    param: int | None = None  # topk: k; latest/earliest: 1 ignores nulls, 0 keeps them
 
     def describe(self) -> str:
-        return f"{self.fn}({self.column or ''})"
+        return f"{self.fn}({self.column or ''}{'' if self.param is None else f', {self.param}'})"
 
 
 def count(column: str | None = None) -> Agg:
@@ -163,6 +165,8 @@ def last(column: str) -> Agg:
 # --- partial aggregates and their merge -------------------------------------------------
 
 def _partials(name: str, agg: Agg, time: str) -> list[pl.Expr]:
+    if agg.fn in more.MORE:
+        return more.partials(name, agg)
     c = pl.col(agg.column) if agg.column else None
     if agg.fn == "count":
         return [(c.count() if c is not None else pl.len()).cast(pl.Int64).alias(name)]
@@ -185,13 +189,15 @@ def _partials(name: str, agg: Agg, time: str) -> list[pl.Expr]:
 
 
 #: Aggregates whose value after each record can be computed with cumulative expressions.
-CUMULATIVE = frozenset({"count", "sum", "mean", "min", "max"})
+CUMULATIVE = frozenset({"count", "sum", "mean", "min", "max", "std", "count_distinct"} | more.MORE)
 
 
 def _cumulative(name: str, agg: Agg, over: list[str]) -> list[pl.Expr]:
     """The partials of :func:`_partials` after each row of its group (rows in arrival order),
     suffixed ``_b`` for :func:`_merge`."""
     c = pl.col(agg.column) if agg.column else None
+    if agg.fn in more.MORE or agg.fn in ("std", "count_distinct"):
+        return more.cumulative(name, agg, over)
     if agg.fn not in CUMULATIVE:
         raise PipelineError(f"aggregate {agg.fn}() cannot emit a row per record (emit='changes')",
                             hint=f"use emit='close' or one of {', '.join(sorted(CUMULATIVE))}")
@@ -225,6 +231,9 @@ def _merge(name: str, agg: Agg) -> list[pl.Expr]:
     """Merge state columns (no suffix) with batch partials (suffix ``_b``) after a full join."""
     def both(col: str) -> tuple[pl.Expr, pl.Expr]:
         return pl.col(col), pl.col(f"{col}_b")
+
+    if agg.fn in more.MORE:
+        return more.merge(name, agg)
 
     if agg.fn in ("count", "sum"):
         a, b = both(name)
@@ -262,6 +271,8 @@ def _merge(name: str, agg: Agg) -> list[pl.Expr]:
 
 
 def _final(name: str, agg: Agg) -> pl.Expr:
+    if agg.fn in more.MORE:
+        return more.final(name, agg)
     if agg.fn in ("count", "sum", "min", "max", "last"):
         return pl.col(name)
     if agg.fn == "mean":
@@ -424,7 +435,8 @@ def _sliding_agg(name: str, agg: Agg) -> pl.Expr:
              "count_distinct": c.drop_nulls().n_unique().cast(pl.Int64),
              "last": c.sort_by(["__t_r", f"{WS}_r"]).last()}
     if agg.fn not in exprs:
-        raise PipelineError(f"unknown aggregate {agg.fn!r}")
+        raise PipelineError(f"aggregate {agg.fn}() is not available in sliding windows",
+                            hint="use " + ", ".join(sorted(exprs)) + " or count")
     return exprs[agg.fn].alias(name)
 
 
