@@ -46,7 +46,7 @@ test-integration: kafka system-deps
 	$(PY) -m pytest tests/integration
 
 test-faults: kafka system-deps
-	$(PY) -m pytest -m faults tests/faults
+	$(PY) -m pytest -m faults -rP tests/faults  # -rP: each scenario's verifier counts in the log
 
 bench: kafka
 	$(PIP) install -q -c constraints.txt -e '.[dev,all,bench]'

@@ -97,6 +97,9 @@ def test_repeated_sigkill_with_swaps_loses_and_duplicates_nothing(settings: Sett
                 p.kill()
     ids = [r.value["event_id"] for r in got]
     expected = {f"e{i}" for i in range(total)}
+    print(f"{kills} SIGKILLs; {len(expected)} events, {len(expected - set(ids))} lost, "
+          f"{len(ids) - len(set(ids))} duplicated; model versions seen: "
+          f"{sorted({r.value['model_version'] for r in got})}")
     assert kills == 4
     assert not expected - set(ids), f"lost {len(expected - set(ids))}"
     assert len(ids) == len(set(ids)), f"duplicated {len(ids) - len(set(ids))}"
