@@ -198,10 +198,12 @@ def raw_consume(settings: Settings, topic: str, n: int) -> Measurement:
     return m
 
 
-def raw_passthrough(settings: Settings, src: str, n: int, *, eos: bool = False, batch: int = 10_000) -> Measurement:
+def raw_passthrough(settings: Settings, src: str, n: int, *, eos: bool = False, batch: int = 10_000,
+                    dst: str | None = None) -> Measurement:
     """Raw consume→produce with no processing: at-least-once, or exactly-once with a
-    transaction per consumed batch (offsets sent to the transaction)."""
-    dst = new_topic(settings, "raw-pass", 1)
+    transaction per consumed batch (offsets sent to the transaction). ``dst``: the output
+    topic (a new one-partition topic when not given)."""
+    dst = dst or new_topic(settings, "raw-pass", 1)
     group = f"raw-pass-{uuid.uuid4().hex[:8]}"
     c = clients.consumer(settings, group)
     c.subscribe([src])
