@@ -28,7 +28,6 @@ Run: ``python -m benchmarks.bench_spark [--events N] [--partitions P] [--master 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import resource
 import tempfile
 import threading
@@ -254,7 +253,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="Raw and serve runs per kind (the median is reported).")
     ap.add_argument("--timeout", type=float, default=600.0, help="Give up on the Spark run after this many seconds.")
     a = ap.parse_args()
-    if importlib.util.find_spec("pyspark") is None:
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
         console.print("bench_spark skipped: PySpark is not installed (pip install 'streamml[spark]')")
         return
     run(a.events, a.partitions, a.master, a.trigger_seconds, a.timeout, a.repeat)
