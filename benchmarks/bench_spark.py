@@ -256,7 +256,7 @@ def main() -> None:
     try:
         import pyspark  # noqa: F401
     except ImportError:
-        console.print("bench_spark skipped: PySpark is not installed (pip install 'streamml[spark]')")
+        console.print("bench_spark skipped: PySpark is not installed (pip install 'streamml[spark]')", markup=False)
         return
     run(a.events, a.partitions, a.master, a.trigger_seconds, a.timeout, a.repeat)
 
