@@ -49,10 +49,15 @@ from streamml.serve.testing import (
 )
 
 
-def serve_throughput(s: Settings, src: str, n: int, data: bytes, *, eos: bool, headers: bool = True) -> Measurement:
-    source = MemorySource()
-    source.publish(onnx_candidate("fraud", 1, data))
-    out = new_topic(s, "serve-out", 1)
+def serve_throughput(s: Settings, src: str, n: int, data: bytes | None, *, eos: bool, headers: bool = True,
+                     source: Any = None, out: str | None = None) -> Measurement:
+    """The Scorer over ``src`` until ``n`` are scored: the ONNX ``data`` from memory, or ``source``
+    (e.g. a ``RegistrySource``) when given; predictions to ``out`` (default: a new topic)."""
+    if source is None:
+        assert data is not None
+        source = MemorySource()
+        source.publish(onnx_candidate("fraud", 1, data))
+    out = out or new_topic(s, "serve-out", 1)
     scorer = Scorer(s, Single([Role("fraud")]), source,
                     ServeOptions(src, output_topic=out, mode="exactly-once" if eos else "at-least-once",
                                  group=f"bench-{uuid.uuid4().hex[:8]}", batch_size=10_000,

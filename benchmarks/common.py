@@ -198,23 +198,33 @@ def raw_consume(settings: Settings, topic: str, n: int) -> Measurement:
     return m
 
 
-def raw_passthrough(settings: Settings, src: str, n: int, *, eos: bool = False, batch: int = 10_000) -> Measurement:
+def raw_passthrough(settings: Settings, src: str, n: int, *, eos: bool = False, batch: int = 10_000,
+                    dst: str | None = None, exclude_join: bool = False) -> Measurement:
     """Raw consume→produce with no processing: at-least-once, or exactly-once with a
-    transaction per consumed batch (offsets sent to the transaction)."""
-    dst = new_topic(settings, "raw-pass", 1)
+    transaction per consumed batch (offsets sent to the transaction). ``dst``: the output
+    topic (a new one-partition topic when not given). ``exclude_join``: the consumer group
+    join happens before the timed part (as ``Scorer.start()`` does for the scorer); records a
+    join poll returns are kept and passed through in the timed part."""
+    dst = dst or new_topic(settings, "raw-pass", 1)
     group = f"raw-pass-{uuid.uuid4().hex[:8]}"
     c = clients.consumer(settings, group)
-    c.subscribe([src])
+    assigned: list[bool] = []
+    c.subscribe([src], on_assign=lambda _c, parts: assigned.append(bool(parts)))
     p = clients.producer(settings, transactional_id=f"raw-{group}" if eos else None)
     if eos:
         p.init_transactions(30)
     box = {"bytes": 0}
+    pending: list[Any] = []
+    join_deadline = time.monotonic() + 60
+    while exclude_join and not any(assigned) and time.monotonic() < join_deadline:
+        pending.extend(c.consume(batch, timeout=0.2))
 
     def run() -> int:
         got = 0
         deadline = time.monotonic() + 300
         while got < n and time.monotonic() < deadline:
-            msgs = c.consume(batch, timeout=0.5)
+            msgs = pending + c.consume(batch, timeout=0.5) if pending else c.consume(batch, timeout=0.5)
+            pending.clear()
             msgs = [m for m in msgs if m.error() is None]
             if not msgs:
                 continue
