@@ -170,11 +170,13 @@ def run(n: int, size: int, repeat: int, skip_quix: bool, guarantees: tuple[bool,
             sql.extra["paired_ratio_to_dsl"] = round(_paired(runs["sql"], runs["dsl"]), 3)
             report.add(dsl, base, group=group)
             report.add(sql, base, group=group)
-            if not skip_quix:
-                report.add(quix_job(s, src, n, eos=eos), base, group=group)
+            quix = None if skip_quix else quix_job(s, src, n, eos=eos)
+            if quix is not None:
+                report.add(quix, base, group=group)
             report.note(f"{group}: SQL / DSL = {sql.per_s / dsl.per_s:.2f}x (medians), "
                         f"{sql.extra['paired_ratio_to_dsl']:.2f}x (median of per-repetition ratios); "
-                        f"window rows written: DSL {dsl.extra['outputs']:,}, SQL {sql.extra['outputs']:,}")
+                        f"window rows written: DSL {dsl.extra['outputs']:,}, SQL {sql.extra['outputs']:,}"
+                        + (f", Quix {quix.extra['outputs']:,}" if quix is not None else ""))
     report.note(f"raw, DSL and SQL: median of {repeat} interleaved runs (runs_per_s in the JSON); Quix: one run.")
     report.note("Each run is timed from start (including group join) to the last input; CPU-s/M is this "
                 "process's CPU seconds per million input events.")
