@@ -64,3 +64,6 @@ def test_fraud_walkthrough_notebook(bootstrap: str, tmp_path: Path, monkeypatch:
     assert "identical to the preview" in outputs
     assert "new predictions" in outputs and "promoted=True" in outputs
     assert "fraud-ae v1 (onnx)" in outputs  # the PyTorch section trained and published its autoencoder
+    # the ksqlDB section: the deployed windowed aggregation wrote the preview's rows, which were scored
+    assert "window rows written by the deployed query, identical to the preview" in outputs
+    assert "window rows scored into predictions.fraud-windows" in outputs

@@ -40,7 +40,7 @@ import polars as pl
 
 from streamml.errors import QueryError
 from streamml.query.ksql import Column, CreateAs, CreateSource, InsertInto, Select, Token, parse_ksql, split_statements
-from streamml.query.ksql_table import Source, SqlTable
+from streamml.query.ksql_table import Source, SqlTable, derived_source
 from streamml.query.ksql_table import dtype as _dtype
 from streamml.stream import Pipeline, stream
 from streamml.stream.windows import Agg, WindowSpec
@@ -68,6 +68,7 @@ class Query:
     windowed: bool
     text: str = field(repr=False, default="")
     columns: tuple[str, ...] = ()  # the value columns of its rows, in order
+    derived: Source | None = field(repr=False, default=None)  # a STREAM query's output, as a source
 
 
 def encode_key(values: pl.Series, ktype: str, window_start: pl.Series | None = None) -> list[bytes | None]:
@@ -183,6 +184,8 @@ class Catalog:
             else:
                 q = self._compile(st)
                 self.queries[q.name] = q
+                if q.derived is not None:  # later statements read it, as in ksqlDB
+                    self.sources[q.name] = q.derived
                 out.append(q)
         return out
 
@@ -293,8 +296,10 @@ class Catalog:
         value_cols = [n for _, n in proj if n != keyname]
         p = p.map_batch(lambda df: df.select(["__row", *exprs]).select(["__row", *value_cols]),
                         name="select " + ", ".join(n for _, n in proj))
+        schema = {c.name: _dtype(c.type, c.name) for c in src.columns}
+        der = derived_source(st.name, sink, src.key, schema, proj, src.timestamp) if st.kind == "STREAM" else None
         return Query(st.name, st.kind, sink, src, p.to(sink), src.key.type if src.key else None, False, st.text,
-                     tuple(value_cols))
+                     tuple(value_cols), der)
 
     def _projection(self, sel: Select, src: Source, names: dict[str, str]) -> list[tuple[pl.Expr, str]]:
         out: list[tuple[pl.Expr, str]] = []
@@ -343,6 +348,10 @@ class Catalog:
         if sel.window is None and sel.emit == "FINAL":
             raise QueryError("EMIT FINAL needs a WINDOW clause")
         w = sel.window
+        if w is not None and src.derived and src.timestamp is None:
+            raise QueryError(f"{src.name} does not carry an event time: its records hold the time they were written",
+                             hint=f"SELECT the timestamp column of its input, unchanged, in {src.name}; or declare "
+                                  "a stream over its topic WITH (timestamp='<column>')")
         spec = WindowSpec("tumbling" if w is None or w.kind == "TUMBLING" else "hopping",
                           w.size if w else _FOREVER, w.advance if w else _FOREVER, w.grace if w else 0)
         if pre:
@@ -421,8 +430,12 @@ class Catalog:
         p = p.map_batch(finish, name="select " + ", ".join(n for _, n in proj)).to(sink, key="__ksql_key")
         keysrc = Source(src.kind, src.name, src.topic, tuple(
             Column(c.name, c.type, c.name == scol) for c in src.columns), src.timestamp)
+        schema = {**{c.name: _dtype(c.type, c.name) for c in src.columns},
+                  **{f"{j.alias}.{c.name}": _dtype(c.type, c.name) for c in table.columns}}
+        der = derived_source(st.name, sink, Column(scol, ktype, True), schema, proj, src.timestamp) \
+            if st.kind == "STREAM" else None
         return Query(st.name, st.kind, sink, keysrc, p, ktype, False, st.text,
-                     tuple(n for _, n in proj if n != keyname))
+                     tuple(n for _, n in proj if n != keyname), der)
 
     def _lift(self, tokens: tuple[Token, ...], aggs: dict[str, Agg], pre: list[pl.Expr],
               cols: dict[str, Column]) -> tuple[Token, ...]:

@@ -18,7 +18,7 @@ from streamml.errors import QueryError
 from streamml.query.ksql import Column
 from streamml.stream import Table
 
-__all__ = ["SqlTable", "Source", "dtype"]
+__all__ = ["SqlTable", "Source", "dtype", "derived_source"]
 
 _TYPES: dict[str, Any] = {"VARCHAR": pl.String, "STRING": pl.String, "BIGINT": pl.Int64, "INT": pl.Int32,
                           "INTEGER": pl.Int32, "DOUBLE": pl.Float64, "BOOLEAN": pl.Boolean}
@@ -33,6 +33,7 @@ class Source:
     topic: str
     columns: tuple[Column, ...]
     timestamp: str | None
+    derived: bool = False  # the output of a CREATE STREAM ... AS SELECT of this session
 
     @property
     def key(self) -> Column | None:
@@ -46,6 +47,47 @@ def dtype(ctype: str, where: str) -> Any:
         raise QueryError(f"column type {ctype} of {where} is not supported yet",
                          hint="use VARCHAR, BIGINT, INT, DOUBLE or BOOLEAN")
     return _TYPES[base]
+
+
+_KSQL_TYPES: tuple[tuple[Any, str], ...] = (
+    (pl.String, "VARCHAR"), (pl.Int64, "BIGINT"), (pl.Int32, "INT"), (pl.Int16, "INT"), (pl.Int8, "INT"),
+    (pl.UInt8, "INT"), (pl.UInt16, "INT"), (pl.UInt32, "BIGINT"), (pl.Float64, "DOUBLE"), (pl.Float32, "DOUBLE"),
+    (pl.Boolean, "BOOLEAN"))
+
+
+def derived_source(name: str, topic: str, key: Column | None, schema: dict[str, Any],
+                   proj: list[tuple[pl.Expr, str]], timestamp: str | None) -> Source | None:
+    """The stream a ``CREATE STREAM name AS SELECT`` writes, as a source later statements read.
+
+    ksqlDB registers the output of a persistent query as a stream; so does the catalog. Column
+    types are those of the projection evaluated over ``schema`` (the input's columns); ``None``
+    when one has no ksqlDB type here. The input's ``timestamp`` column stays the event time if
+    the SELECT carries it unchanged under its name; otherwise the output records carry only the
+    time they were written, and the source has no timestamp (windowing over it is refused).
+
+    >>> s = derived_source("E", "E", Column("CARD", "VARCHAR", True),
+    ...                    {"CARD": pl.String, "AMOUNT": pl.Float64, "TS": pl.Int64},
+    ...                    [((pl.col("AMOUNT") * 2).alias("A2"), "A2"), (pl.col("TS").alias("TS"), "TS")], "TS")
+    >>> [(c.name, c.type, c.key) for c in s.columns], s.timestamp, s.derived
+    ([('CARD', 'VARCHAR', True), ('A2', 'DOUBLE', False), ('TS', 'BIGINT', False)], 'TS', True)
+    >>> derived_source("E", "E", None, {"TS": pl.Int64}, [((pl.col("TS") + 1).alias("TS"), "TS")], "TS").timestamp
+    """
+    try:
+        out = pl.DataFrame(schema=schema).select([e for e, _ in proj]).schema
+    except Exception:
+        return None
+    cols = [key] if key is not None else []
+    for _, n in proj:
+        if key is not None and n == key.name:
+            continue
+        ktype = next((k for d, k in _KSQL_TYPES if out.get(n) == d), None)
+        if ktype is None:
+            return None
+        cols.append(Column(n, ktype, False))
+    carried = timestamp is not None and any(
+        n == timestamp and e.meta.undo_aliases().meta.is_column() and e.meta.root_names() == [timestamp]
+        for e, n in proj)
+    return Source("STREAM", name, topic, tuple(cols), timestamp if carried else None, derived=True)
 
 
 class SqlTable(Table):
