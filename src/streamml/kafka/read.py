@@ -242,13 +242,11 @@ class _Part:
         end = self.range.end
         last = offset_of(run[-1])
         if last >= end - 1:
-            self.done = True
-            if last >= end:
-                run = [m for m in run if offset_of(m) < end]
-                if not run:
-                    self.pos = end
-                    return []
-        self.pos = offset_of(run[-1]) + 1
+            # a record at or past the end: the range is read to its end, even when its last
+            # records were aborted ones the consumer skipped (the run then stops short of it)
+            self.done, self.pos = True, end
+            return [m for m in run if offset_of(m) < end] if last >= end else run
+        self.pos = last + 1
         return run
 
     def reached(self, offset: int) -> None:
