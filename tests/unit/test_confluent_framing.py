@@ -3,12 +3,14 @@ the round trips against a real registry are in tests/integration/test_confluent_
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from streamml.errors import ConfigError, SchemaError
 from streamml.schema.confluent import confluent_codec, protobuf_message_class, schema_id
 from streamml.schema.core import Field, Schema
-from streamml.schema.server import RegistryServer
+from streamml.schema.server import APICURIO_JAVA17_VERSION, APICURIO_VERSION, RegistryServer, min_java
 
 
 def test_schema_id_reads_the_big_endian_id_after_the_magic_byte() -> None:
@@ -37,11 +39,22 @@ def test_unknown_confluent_format_is_a_config_error() -> None:
 
 
 def test_registry_command_binds_loopback_and_keeps_management_off_9000() -> None:
-    from pathlib import Path
-
     server = RegistryServer(Path("/tmp/none"), port=18099)
     cmd = server.command(Path("/opt/apicurio"), "/usr/bin/java")
     assert "-Dquarkus.http.host=127.0.0.1" in cmd and "-Dquarkus.http.port=18099" in cmd
     mgmt = [a for a in cmd if a.startswith("-Dquarkus.management.port=")]
     assert mgmt and mgmt[0] != "-Dquarkus.management.port=9000"
     assert server.url == "http://127.0.0.1:18099/apis/ccompat/v7"
+
+
+def test_apicurio_3_needs_java_21_and_2_6_runs_on_17() -> None:
+    assert min_java(APICURIO_VERSION) == 21
+    assert min_java(APICURIO_JAVA17_VERSION) == 17
+
+
+def test_command_runs_a_legacy_runner_jar_when_there_is_one(tmp_path: Path) -> None:
+    (tmp_path / "apicurio-registry-app-2.6.13.Final-runner.jar").write_bytes(b"")
+    cmd = RegistryServer(tmp_path, port=18099).command(tmp_path, "java")
+    assert cmd[-2:] == ["-jar", str(tmp_path / "apicurio-registry-app-2.6.13.Final-runner.jar")]
+    assert RegistryServer(tmp_path, port=18099).command(tmp_path / "none", "java")[-1] == (
+        "io.quarkus.bootstrap.runner.QuarkusEntryPoint")

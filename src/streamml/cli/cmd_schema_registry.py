@@ -26,14 +26,16 @@ def register(app: typer.Typer) -> None:
 
 @registry_app.command()
 def install(ctx: typer.Context) -> None:
-    """Check for Java 21+ and fetch Apicurio Registry into the cache (done by 'run' when needed)."""
-    from streamml.schema.server import APICURIO_VERSION, apicurio_home, registry_java
+    """Find a Java and fetch Apicurio Registry into the cache (done by 'run' when needed).
+
+    Apicurio Registry 3.x on Java 21+, else 2.6 on Java 17."""
+    from streamml.schema.server import apicurio_home, choose_server
 
     s = settings(ctx)
-    java = registry_java()
-    with console.status(f"fetching Apicurio Registry {APICURIO_VERSION} from Maven Central (once)..."):
-        home = apicurio_home(s.cache_dir)
-    console.print(f"Java: {java}; Apicurio Registry {APICURIO_VERSION}: {home}")
+    version, java = choose_server()
+    with console.status(f"fetching Apicurio Registry {version} from Maven Central (once)..."):
+        home = apicurio_home(s.cache_dir, version)
+    console.print(f"Java: {java}; Apicurio Registry {version}: {home}")
 
 
 @registry_app.command()

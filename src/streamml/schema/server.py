@@ -7,7 +7,9 @@ and runs it with in-memory H2 storage. Its Confluent Schema Registry API, the on
 confluent-kafka's ``SchemaRegistryClient`` speaks, is at ``http://127.0.0.1:<port>/apis/ccompat/v7``.
 
 Apicurio Registry 3.x is built for Java 21: :func:`registry_java` looks for a Java 21+ in
-``$STREAMML_REGISTRY_JAVA``, ``$JAVA_HOME``, ``PATH`` and ``/usr/lib/jvm``.
+``$STREAMML_REGISTRY_JAVA``, ``$JAVA_HOME``, ``PATH`` and ``/usr/lib/jvm``. Where only Java 17
+is found, :func:`choose_server` takes Apicurio Registry 2.6 instead (the same Confluent API,
+in-memory storage, a Quarkus legacy jar: ``*-runner.jar`` beside ``lib/``).
 """
 
 from __future__ import annotations
@@ -28,12 +30,18 @@ from typing import IO
 
 from streamml.errors import MissingToolError, ProvisioningError
 
-__all__ = ["APICURIO_VERSION", "CCOMPAT_PATH", "MIN_JAVA", "RegistryServer", "fetch_apicurio",
-           "apicurio_home", "registry_java"]
+__all__ = ["APICURIO_VERSION", "APICURIO_JAVA17_VERSION", "CCOMPAT_PATH", "MIN_JAVA", "RegistryServer",
+           "fetch_apicurio", "apicurio_home", "registry_java", "choose_server", "min_java"]
 
 APICURIO_VERSION = "3.3.3"
+APICURIO_JAVA17_VERSION = "2.6.13.Final"  # the newest line that runs on Java 17
 CCOMPAT_PATH = "/apis/ccompat/v7"
 MIN_JAVA = 21
+
+
+def min_java(version: str) -> int:
+    """The Java that an Apicurio Registry version needs: 21 for 3.x, 17 before."""
+    return 21 if int(version.split(".")[0]) >= 3 else 17
 
 
 def _java_major(exe: str) -> int | None:
@@ -71,12 +79,32 @@ def registry_java(minimum: int = MIN_JAVA) -> str:
         if major is not None and major >= minimum:
             return exe
     raise MissingToolError(
-        f"Apicurio Registry {APICURIO_VERSION} needs Java {minimum}+; none was found"
+        f"Apicurio Registry needs Java {minimum}+; none was found"
         + (f" (tried {', '.join(seen)})" if seen else ""),
         hint=f"install a Java {minimum}+ runtime and set STREAMML_REGISTRY_JAVA or JAVA_HOME to it")
 
 
+def choose_server(version: str | None = None) -> tuple[str, str]:
+    """``(version, java)``: the given version and a Java for it, or by default Apicurio Registry
+    3.x on Java 21+, else 2.6 on Java 17. ``$STREAMML_REGISTRY_VERSION`` names a version too."""
+    version = version or os.environ.get("STREAMML_REGISTRY_VERSION") or None
+    if version is not None:
+        return version, registry_java(min_java(version))
+    try:
+        return APICURIO_VERSION, registry_java(min_java(APICURIO_VERSION))
+    except MissingToolError:
+        return APICURIO_JAVA17_VERSION, registry_java(min_java(APICURIO_JAVA17_VERSION))
+
+
+def _runner(home: Path) -> Path | None:
+    """The legacy-jar runner (Apicurio 2.x), or None for a fast-jar (3.x)."""
+    found = sorted(home.glob("*-runner.jar"))
+    return found[0] if found else None
+
+
 def _home_ok(home: Path) -> bool:
+    if _runner(home) is not None:
+        return (home / "lib").is_dir()
     return (home / "quarkus" / "quarkus-application.dat").is_file() and any(
         (home / "lib" / "boot").glob("io.quarkus.quarkus-bootstrap-runner-*.jar"))
 
@@ -114,8 +142,8 @@ def fetch_apicurio(version: str, cache_dir: Path) -> Path:
         with tarfile.open(archives[0]) as tar:
             tar.extractall(unpacked, filter="data")
         if not _home_ok(unpacked):
-            raise ProvisioningError(f"the Apicurio Registry {version} archive is not a Quarkus fast-jar "
-                                    "(no quarkus/quarkus-application.dat or lib/boot runner)")
+            raise ProvisioningError(f"the Apicurio Registry {version} archive is neither a Quarkus fast-jar "
+                                    "(quarkus/quarkus-application.dat, lib/boot) nor a legacy jar (*-runner.jar)")
         if not _home_ok(final):  # another process may have won the race
             if final.exists():
                 shutil.rmtree(final)
@@ -137,7 +165,7 @@ class RegistryServer:
     """
 
     def __init__(self, workdir: Path, *, port: int | None = None, host: str = "127.0.0.1",
-                 cache_dir: Path | None = None, version: str = APICURIO_VERSION, heap: str = "512m") -> None:
+                 cache_dir: Path | None = None, version: str | None = None, heap: str = "512m") -> None:
         self.workdir = Path(workdir)
         self.host = host
         self.port = port or _free_port(host)
@@ -157,12 +185,15 @@ class RegistryServer:
         return self.workdir / "registry.log"
 
     def command(self, home: Path, java: str) -> list[str]:
+        """The java command line; storage is each version's default, in memory (H2 in 3.x)."""
+        runner = _runner(home)
+        main = (["-jar", str(runner)] if runner is not None else
+                ["-cp", str(home / "lib" / "boot" / "*"), "io.quarkus.bootstrap.runner.QuarkusEntryPoint"])
         return [java, f"-Xmx{self.heap}",
                 f"-Dquarkus.http.host={self.host}", f"-Dquarkus.http.port={self.port}",
                 # the management interface (health, metrics) would take 0.0.0.0:9000 otherwise
                 f"-Dquarkus.management.host={self.host}", f"-Dquarkus.management.port={_free_port(self.host)}",
-                "-Dapicurio.storage.kind=sql", "-Dapicurio.storage.sql.kind=h2",
-                "-cp", str(home / "lib" / "boot" / "*"), "io.quarkus.bootstrap.runner.QuarkusEntryPoint"]
+                *main]
 
     def start(self, timeout: float = 180.0) -> "RegistryServer":
         if self.proc is not None and self.proc.poll() is None:
@@ -170,8 +201,8 @@ class RegistryServer:
         from streamml.config import Settings
 
         cache = self.cache_dir or Settings.load(config_file=None).cache_dir
+        self.version, java = choose_server(self.version)
         home = apicurio_home(cache, self.version)
-        java = registry_java()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(home, java), cwd=self.workdir, stdout=self._log,
