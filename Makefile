@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 SM     := $(VENV)/bin/streamml
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup kafka system-deps demo check test test-unit test-integration test-faults bench clean
+.PHONY: all setup kafka schema-registry system-deps demo check test test-unit test-integration test-faults bench clean
 
 all: test
 
@@ -24,6 +24,11 @@ setup: $(STAMP)
 kafka: setup
 	$(SM) kafka install
 
+# Fetch Apicurio Registry (a Confluent-compatible Schema Registry) from Maven Central once and
+# check for the Java 21+ it needs; the integration tests start it on a free loopback port.
+schema-registry: setup
+	$(SM) schema-registry install
+
 # System packages the tests use (an MQTT broker, Chromium, Prometheus).
 system-deps:
 	@bash scripts/system-deps.sh
@@ -36,13 +41,13 @@ check: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/mypy src/streamml
 
-test: kafka system-deps
+test: kafka schema-registry system-deps
 	$(PY) -m pytest -m "not faults" tests src/streamml
 
 test-unit: setup
 	$(PY) -m pytest tests/unit src/streamml
 
-test-integration: kafka system-deps
+test-integration: kafka schema-registry system-deps
 	$(PY) -m pytest tests/integration
 
 test-faults: kafka system-deps

@@ -117,3 +117,21 @@ def secure_cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalC
     cluster.up(timeout=180)
     yield cluster
     cluster.down(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a real Confluent-compatible Schema Registry: Apicurio Registry, provisioned by
+    streamml from Maven Central and started on a free loopback port (in-memory storage), or
+    ``STREAMML_TEST_SCHEMA_REGISTRY_URL`` when that is set."""
+    url = os.environ.get("STREAMML_TEST_SCHEMA_REGISTRY_URL")
+    if url:
+        yield url
+        return
+    from streamml.schema.server import RegistryServer
+
+    server = RegistryServer(tmp_path_factory.mktemp("registry"),
+                            cache_dir=Settings.load(config_file=None).cache_dir)
+    server.start(timeout=240)
+    yield server.url
+    server.stop()
