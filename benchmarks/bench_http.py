@@ -1,0 +1,147 @@
+"""HTTP ingest of single-event requests against the HTTP stack's own ceiling, in one run.
+
+Three figures, measured on the same broker in the same run:
+
+- ``raw produce``: plain confluent-kafka producing the same events (the usual raw baseline);
+- ``bare endpoint``: FastAPI + uvicorn with the ingest server's settings, an endpoint that
+  reads the body, parses the JSON and answers 200 with a body of the ingest answer's shape,
+  no Kafka at all (``benchmarks/http_bare.py``): the ceiling of the HTTP stack;
+- ``streamml ingest http``: the real endpoint (its own process), each request one JSON
+  event, answered after Kafka acknowledged it.
+
+Each server is loaded by a closed-loop keep-alive HTTP/1.1 generator
+(``benchmarks/http_load.py``) at each concurrency (64 and 16 by default): latency is from
+sending a request to the last byte of its answer. The generator is a minimal client (far
+cheaper per request than httpx), and its CPU seconds are reported, so one can check that it
+is not the bottleneck. ``ratio`` = ingest requests/s ÷ bare requests/s at the same concurrency.
+
+Run: ``python -m benchmarks.bench_http [--requests N] [--concurrency 64 16] [--procs P]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+import streamml
+from benchmarks.common import Measurement, Report, bench_broker, make_events, raw_produce
+from benchmarks.http_load import LoadResult, run_load
+from streamml.config import Settings
+from streamml.kafka.admin import ensure_topic
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = Path(streamml.__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Server:
+    """A server process on a free port, ready once ``/healthz`` answers 200."""
+
+    def __init__(self, args: list[str], settings: Settings) -> None:
+        self.port = _free_port()
+        env = {**os.environ, "STREAMML_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
+               "STREAMML_NAMESPACE": settings.namespace, "STREAMML_HOME": str(settings.home),
+               "PYTHONPATH": os.pathsep.join([str(SRC), str(ROOT)])}
+        cmd = [sys.executable, *args, *(["--port"] if args[1] == "streamml" else []), str(self.port)]
+        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"server {' '.join(args)} did not become ready")
+            time.sleep(0.2)
+
+    def cpu_s(self) -> float:
+        return _cpu_s(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def load(server: Server, path: str, bodies: list[bytes], concurrency: int, procs: int, name: str) -> Measurement:
+    run_load(server.port, path, bodies[: max(200, len(bodies) // 10)], concurrency, procs)  # warm-up
+    c0 = server.cpu_s()
+    res: LoadResult = run_load(server.port, path, bodies, concurrency, procs)
+    server_cpu = server.cpu_s() - c0
+    if res.ok != len(bodies):
+        raise RuntimeError(f"{name}: {res.ok} of {len(bodies)} requests answered 200: {res.statuses}")
+    return Measurement(name, res.ok, res.seconds, server_cpu, sum(map(len, bodies)), {
+        "concurrency": concurrency, "p50_ms": res.pct_ms(0.5), "p99_ms": res.pct_ms(0.99),
+        "max_ms": res.pct_ms(1.0), "server_cpu_ms_per_request": round(server_cpu / res.requests * 1000, 3),
+        "client_cpu_s": round(res.client_cpu_s, 2), "load_procs": procs})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=6000, help="measured requests per system and concurrency")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[64, 16])
+    ap.add_argument("--procs", type=int, default=1, help="load-generator processes")
+    ap.add_argument("--size", type=int, default=100)
+    args = ap.parse_args()
+    events = make_events(max(args.requests, 50_000), args.size)
+    report = Report("bench_http", f"HTTP ingest, one {args.size} B JSON event per request, vs the bare HTTP stack")
+    with bench_broker() as settings:
+        topic = f"raw-produce-{time.time_ns() % 10**8}"
+        ensure_topic(settings, topic, 3)
+        base = raw_produce(settings, events, topic)
+        report.add(base, group="raw")
+        bodies = events[: args.requests]
+        path = "/v1/streams/httpone/events"
+        bare = Server(["-m", "benchmarks.http_bare"], settings)
+        try:
+            ingest = Server(["-m", "streamml", "ingest", "http", "--no-auth"], settings)
+        except Exception:
+            bare.stop()
+            raise
+        try:
+            httpx.post(f"http://127.0.0.1:{ingest.port}{path}", content=events[0], timeout=30)  # creates topics
+            for conc in args.concurrency:
+                b = load(bare, path, bodies, conc, args.procs, f"bare endpoint (no Kafka), {conc} concurrent")
+                report.add(b, group=f"c={conc}")
+                m = load(ingest, path, bodies, conc, args.procs, f"streamml ingest http, {conc} concurrent")
+                report.add(m, b, group=f"c={conc}")
+                for x in (b, m):
+                    report.note(f"{x.name}: {x.per_s:,.0f} req/s, p50 {x.extra['p50_ms']} ms, "
+                                f"p99 {x.extra['p99_ms']} ms, server {x.extra['server_cpu_ms_per_request']} "
+                                f"CPU-ms/request, load generator {x.extra['client_cpu_s']} CPU-s")
+                m.extra["ratio_to_bare"] = round(m.per_s / b.per_s, 3)
+                report.note(f"c={conc}: ingest/bare = {m.per_s / b.per_s:.2f}x")
+        finally:
+            ingest.stop()
+            bare.stop()
+    report.note("count = requests answered 200 (one event each); CPU-s/M column = the server process's CPU; "
+                "raw produce row: events/s of plain confluent-kafka (idempotent, acks=all, lz4).")
+    report.note(f"broker, servers and load generator share this machine: {os.cpu_count()} cores, "
+                f"load average at the end {os.getloadavg()[0]:.1f}")
+    report.show()
+
+
+if __name__ == "__main__":
+    main()
