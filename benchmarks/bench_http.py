@@ -55,11 +55,11 @@ def _cpu_s(pid: int) -> float:
 class Server:
     """A server process on a free port, ready once ``/healthz`` answers 200."""
 
-    def __init__(self, args: list[str], settings: Settings) -> None:
+    def __init__(self, args: list[str], settings: Settings, src: Path = SRC) -> None:
         self.port = _free_port()
         env = {**os.environ, "STREAMML_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
                "STREAMML_NAMESPACE": settings.namespace, "STREAMML_HOME": str(settings.home),
-               "PYTHONPATH": os.pathsep.join([str(SRC), str(ROOT)])}
+               "PYTHONPATH": os.pathsep.join([str(src), str(ROOT)])}
         cmd = [sys.executable, *args, *(["--port"] if args[1] == "streamml" else []), str(self.port)]
         self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
@@ -104,6 +104,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[64, 16])
     ap.add_argument("--procs", type=int, default=1, help="load-generator processes")
     ap.add_argument("--size", type=int, default=100)
+    ap.add_argument("--before-src", type=Path, default=None,
+                    help="also run `streamml ingest http` from this source tree (e.g. the previous commit's src/)")
     args = ap.parse_args()
     events = make_events(max(args.requests, 50_000), args.size)
     report = Report("bench_http", f"HTTP ingest, one {args.size} B JSON event per request, vs the bare HTTP stack")
@@ -114,28 +116,34 @@ def main() -> None:
         report.add(base, group="raw")
         bodies = events[: args.requests]
         path = "/v1/streams/httpone/events"
-        bare = Server(["-m", "benchmarks.http_bare"], settings)
+        cmd = ["-m", "streamml", "ingest", "http", "--no-auth"]
+        specs = [("bare endpoint (no Kafka)", ["-m", "benchmarks.http_bare"], SRC),
+                 ("streamml ingest http", cmd, SRC)]
+        if args.before_src:
+            specs.append(("streamml ingest http (before)", cmd, args.before_src.resolve()))
+        servers: list[tuple[str, Server]] = []
         try:
-            ingest = Server(["-m", "streamml", "ingest", "http", "--no-auth"], settings)
-        except Exception:
-            bare.stop()
-            raise
-        try:
-            httpx.post(f"http://127.0.0.1:{ingest.port}{path}", content=events[0], timeout=30)  # creates topics
+            for name, argv, src in specs:
+                servers.append((name, Server(argv, settings, src)))
+            for _, srv in servers[1:]:
+                httpx.post(f"http://127.0.0.1:{srv.port}{path}", content=events[0], timeout=30)  # creates topics
             for conc in args.concurrency:
-                b = load(bare, path, bodies, conc, args.procs, f"bare endpoint (no Kafka), {conc} concurrent")
-                report.add(b, group=f"c={conc}")
-                m = load(ingest, path, bodies, conc, args.procs, f"streamml ingest http, {conc} concurrent")
-                report.add(m, b, group=f"c={conc}")
-                for x in (b, m):
-                    report.note(f"{x.name}: {x.per_s:,.0f} req/s, p50 {x.extra['p50_ms']} ms, "
-                                f"p99 {x.extra['p99_ms']} ms, server {x.extra['server_cpu_ms_per_request']} "
-                                f"CPU-ms/request, load generator {x.extra['client_cpu_s']} CPU-s")
-                m.extra["ratio_to_bare"] = round(m.per_s / b.per_s, 3)
-                report.note(f"c={conc}: ingest/bare = {m.per_s / b.per_s:.2f}x")
+                b: Measurement | None = None
+                for name, srv in servers:
+                    m = load(srv, path, bodies, conc, args.procs, f"{name}, {conc} concurrent")
+                    report.add(m, b, group=f"c={conc}")
+                    note = ""
+                    if b is None:
+                        b = m
+                    else:
+                        m.extra["ratio_to_bare"] = round(m.per_s / b.per_s, 3)
+                        note = f", {m.per_s / b.per_s:.2f}x bare"
+                    report.note(f"{m.name}: {m.per_s:,.0f} req/s{note}, p50 {m.extra['p50_ms']} ms, "
+                                f"p99 {m.extra['p99_ms']} ms, server {m.extra['server_cpu_ms_per_request']} "
+                                f"CPU-ms/request, load generator {m.extra['client_cpu_s']} CPU-s")
         finally:
-            ingest.stop()
-            bare.stop()
+            for _, srv in servers:
+                srv.stop()
     report.note("count = requests answered 200 (one event each); CPU-s/M column = the server process's CPU; "
                 "raw produce row: events/s of plain confluent-kafka (idempotent, acks=all, lz4).")
     report.note(f"broker, servers and load generator share this machine: {os.cpu_count()} cores, "
