@@ -15,7 +15,11 @@ sending a request to the last byte of its answer. The generator is a minimal cli
 cheaper per request than httpx), and its CPU seconds are reported, so one can check that it
 is not the bottleneck. ``ratio`` = ingest requests/s ÷ bare requests/s at the same concurrency.
 
-Run: ``python -m benchmarks.bench_http [--requests N] [--concurrency 64 16] [--procs P]``
+The systems take turns, round after round (``--rounds``, 3 by default), so that each sees the
+same machine noise; the table shows each system's median round, and the notes every round.
+
+Run: ``python -m benchmarks.bench_http [--requests N] [--concurrency 64 16] [--procs P] [--rounds R]
+[--before-src DIR]``
 """
 
 from __future__ import annotations
@@ -98,11 +102,22 @@ def load(server: Server, path: str, bodies: list[bytes], concurrency: int, procs
         "client_cpu_s": round(res.client_cpu_s, 2), "load_procs": procs})
 
 
+def _median(runs: list[Measurement]) -> Measurement:
+    """The round with the median requests/s; every round's figures go into its extras."""
+    m = sorted(runs, key=lambda r: r.per_s)[len(runs) // 2]
+    m.extra.update(rounds_per_s=[round(r.per_s) for r in runs], rounds_p99_ms=[r.extra["p99_ms"] for r in runs],
+                   rounds_ratio=[r.extra["ratio_to_bare"] for r in runs],
+                   median_p99_ms=sorted(r.extra["p99_ms"] for r in runs)[len(runs) // 2],
+                   median_ratio=sorted(r.extra["ratio_to_bare"] for r in runs)[len(runs) // 2])
+    return m
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=6000, help="measured requests per system and concurrency")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[64, 16])
     ap.add_argument("--procs", type=int, default=1, help="load-generator processes")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the table shows the median")
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--before-src", type=Path, default=None,
                     help="also run `streamml ingest http` from this source tree (e.g. the previous commit's src/)")
@@ -127,20 +142,28 @@ def main() -> None:
                 servers.append((name, Server(argv, settings, src)))
             for _, srv in servers[1:]:
                 httpx.post(f"http://127.0.0.1:{srv.port}{path}", content=events[0], timeout=30)  # creates topics
+            runs: dict[tuple[int, str], list[Measurement]] = {}
+            for _ in range(args.rounds):  # rounds interleave the systems, so each sees the same noise
+                for conc in args.concurrency:
+                    bare_m: Measurement | None = None
+                    for name, srv in servers:
+                        m = load(srv, path, bodies, conc, args.procs, f"{name}, {conc} concurrent")
+                        if bare_m is None:
+                            bare_m = m
+                        m.extra["ratio_to_bare"] = round(m.per_s / bare_m.per_s, 3)
+                        runs.setdefault((conc, name), []).append(m)
             for conc in args.concurrency:
                 b: Measurement | None = None
-                for name, srv in servers:
-                    m = load(srv, path, bodies, conc, args.procs, f"{name}, {conc} concurrent")
+                for name, _ in servers:
+                    m = _median(runs[(conc, name)])
                     report.add(m, b, group=f"c={conc}")
-                    note = ""
-                    if b is None:
-                        b = m
-                    else:
-                        m.extra["ratio_to_bare"] = round(m.per_s / b.per_s, 3)
-                        note = f", {m.per_s / b.per_s:.2f}x bare"
+                    b = b or m
+                    note = f", {m.extra['ratio_to_bare']:.2f}x bare" if m is not b else ""
                     report.note(f"{m.name}: {m.per_s:,.0f} req/s{note}, p50 {m.extra['p50_ms']} ms, "
                                 f"p99 {m.extra['p99_ms']} ms, server {m.extra['server_cpu_ms_per_request']} "
-                                f"CPU-ms/request, load generator {m.extra['client_cpu_s']} CPU-s")
+                                f"CPU-ms/request, load generator {m.extra['client_cpu_s']} CPU-s; rounds: "
+                                f"req/s {m.extra['rounds_per_s']}, p99 {m.extra['rounds_p99_ms']}, "
+                                f"x bare {m.extra['rounds_ratio']}")
         finally:
             for _, srv in servers:
                 srv.stop()
