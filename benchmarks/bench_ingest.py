@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import streamml
 from benchmarks.common import Measurement, Report, bench_broker, make_events, measure, raw_produce
 from streamml.config import Settings
 from streamml.ingest import ingest_files
@@ -85,8 +86,9 @@ def http_ingest(settings: Settings, events: list[bytes], batch: int, requests: i
 
     port = _free_port()
     env = {**os.environ, "STREAMML_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
-           "STREAMML_NAMESPACE": settings.namespace, "STREAMML_HOME": str(settings.home)}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "streamml"), "ingest", "http", "--no-auth",
+           "STREAMML_NAMESPACE": settings.namespace, "STREAMML_HOME": str(settings.home),
+           "PYTHONPATH": str(Path(streamml.__file__).resolve().parent.parent)}  # this tree's source
+    server = subprocess.Popen([sys.executable, "-m", "streamml", "ingest", "http", "--no-auth",
                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
