@@ -130,10 +130,10 @@ def _pct(lat: list[float], q: float) -> float:
 
 def raw_closed_loop(settings: Settings, topic: str, events: list[bytes], concurrency: int) -> Measurement:
     """Kafka alone, as the endpoint drives it: ``concurrency`` single records in flight, each
-    acknowledgement sending the next (a producer like the endpoint's: ``linger.ms`` 2)."""
+    acknowledgement sending the next (a producer like the endpoint's: ``linger.ms`` 1)."""
     from streamml.kafka import clients
 
-    p = clients.producer(settings, linger_ms=2)
+    p = clients.producer(settings, linger_ms=1)
     p.produce(topic, b"warm-up")
     p.flush(30)
     latencies: list[float] = []

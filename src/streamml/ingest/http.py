@@ -206,8 +206,10 @@ class _State:
         self.down_reason = ""
         self.reachable = False  # a broker answered a metadata request since the start
         self.fatal = ""  # the producer's fatal error: it cannot be used any more
+        # linger 1 ms: enough for the records of concurrent requests to share batches; every
+        # millisecond more is latency each request pays, and with few clients it bounds req/s
         self.producer: Producer = make_producer(
-            settings, error_cb=self._on_error, linger_ms=2,
+            settings, error_cb=self._on_error, linger_ms=1,
             message_timeout_ms=int(options.ack_timeout * 1000),
             message_max_bytes=8 << 20)
         self.writers: dict[str, RecordWriter] = {}
