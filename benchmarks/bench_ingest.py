@@ -158,6 +158,9 @@ def main() -> None:
     report.note("raw produce: plain confluent-kafka, keyed, idempotent, acks=all, lz4, same settings as streamml.")
     report.note("file ingest: read + validate + produce in one transaction per 4 MiB chunk with its checkpoint; "
                 "the HTTP server and the load generator share this machine's cores.")
+    report.note("HTTP rows: the load generator is httpx in this process (its CPU is the CPU-s/M column, ~1.8 ms "
+                "per request), which bounds single-event requests; benchmarks/bench_http.py measures the "
+                "endpoint with a light generator against the bare HTTP stack.")
     report.note(f"machine load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     report.show()
 
