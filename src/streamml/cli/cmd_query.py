@@ -133,11 +133,16 @@ def tail_cmd(ctx: typer.Context, topic: str = typer.Argument(..., help="Topic: f
     s = connected(ctx)
     live = tail(topic, where=where, from_=position.bound(),
                 max_records=max_records, timeout=duration, idle_timeout=idle, settings=s)
-    err_console.print(f"following {live.topic} from {position}{' where ' + where if where else ''} (Ctrl-C stops)",
-                      style="dim", markup=False, highlight=False)
+    _follow(live, fmt, f"following {live.topic} from {position}{' where ' + where if where else ''} (Ctrl-C stops)",
+            "record(s)")
+
+
+def _follow(live: Any, fmt: Format | TableFormat, header: str, noun: str) -> None:
+    """Print a live ``Tail``'s batches (a table, else JSON lines) until it ends or Ctrl-C."""
+    err_console.print(header, style="dim", markup=False, highlight=False)
     try:
         for batch in live.batches():
-            if fmt is Format.table:
+            if fmt.value == "table":
                 console.print(render(batch, max_rows=10_000))
             else:
                 for row in batch.iter_rows(named=True):
@@ -147,24 +152,7 @@ def tail_cmd(ctx: typer.Context, topic: str = typer.Argument(..., help="Topic: f
         pass
     finally:
         live.close()
-    err_console.print(f"{live.delivered} record(s)", style="dim", markup=False, highlight=False)
-
-
-def _follow(live: Any, fmt: TableFormat) -> None:
-    err_console.print(f"push query on {live.topic} (Ctrl-C stops)", style="dim", markup=False, highlight=False)
-    try:
-        for batch in live.batches():
-            if fmt is TableFormat.table:
-                console.print(render(batch, max_rows=10_000))
-            else:
-                for row in batch.iter_rows(named=True):
-                    sys.stdout.write(orjson.dumps(row, default=str).decode() + "\n")
-                sys.stdout.flush()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        live.close()
-    err_console.print(f"{live.delivered} row(s)", style="dim", markup=False, highlight=False)
+    err_console.print(f"{live.delivered} {noun}", style="dim", markup=False, highlight=False)
 
 
 def sql_cmd(ctx: typer.Context, statement: str = typer.Argument(..., help="A SELECT over topics (DuckDB SQL)."),
@@ -183,7 +171,7 @@ def sql_cmd(ctx: typer.Context, statement: str = typer.Argument(..., help="A SEL
     if deploy is None:
         result = query.sql(statement, settings=s)
         if isinstance(result, query.Tail):  # a ksqlDB push query: rows as they come (Ctrl-C stops)
-            _follow(result, fmt)
+            _follow(result, fmt, f"push query on {result.topic} (Ctrl-C stops)", "row(s)")
         elif isinstance(result, pl.DataFrame):
             _emit(result, fmt, None, max_rows)
         else:  # a declaration (or a compiled query): say what it is
