@@ -281,6 +281,20 @@ def test_a_fatal_consume_error_recovers_and_eof_is_not_an_error() -> None:
     assert loop.stats.recoveries == 1 and proc.events.count("committed [4]") == 1
 
 
+def test_a_consumer_fatal_error_as_librdkafka_delivers_it_replaces_the_clients() -> None:
+    # a consumer's own fatal error (here a static member fenced after a coordinator fail-over)
+    # arrives as a message whose code is _FATAL and whose fatal flag is not set: it must still
+    # replace the clients, not be logged and polled past with a dead consumer
+    err = CKError(CKError._FATAL, "Fatal error: Broker: Static consumer fenced by other consumer "
+                  "with same group.instance.id")
+    assert not err.fatal()
+    world = World([[Msg("in", 0, 0, err=err)], [Msg("in", 1, 4)]])
+    loop, proc = make(world)
+    loop.run(max_batches=1)
+    assert loop.stats.recoveries == 1 and len(world.consumers) == 2
+    assert proc.events.count("committed [4]") == 1
+
+
 def test_at_least_once_commits_only_what_is_acknowledged() -> None:
     world = World([[Msg("in", 0, 1)], [Msg("in", 0, 2)]])
     loop, _ = make(world, guarantee="at-least-once")

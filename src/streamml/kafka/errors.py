@@ -11,6 +11,8 @@ FatalError -> recreate the client or stop; AuthorizationError -> stop with a cle
 'AuthorizationError'
 >>> type(classify(CKError(CKError._FENCED, "fenced", fatal=True))).__name__
 'FatalError'
+>>> type(classify(CKError(CKError._FATAL, "Fatal error: static consumer fenced"))).__name__
+'FatalError'
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ _AUTH = {
     CKError.SASL_AUTHENTICATION_FAILED,
     CKError._AUTHENTICATION,
 }
-_FATAL = {CKError._FENCED, CKError.PRODUCER_FENCED, CKError.INVALID_PRODUCER_EPOCH,
-          CKError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, CKError.UNSUPPORTED_VERSION}
+# _FATAL is how a consumer reports its own fatal error in a message (the underlying cause, e.g. a
+# static member fenced after a coordinator fail-over, is only in the text, and the flag is unset)
+_FATAL = {CKError._FATAL, CKError._FENCED, CKError.PRODUCER_FENCED, CKError.INVALID_PRODUCER_EPOCH,
+          CKError.FENCED_INSTANCE_ID, CKError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+          CKError.UNSUPPORTED_VERSION}
 _UNAVAILABLE = {CKError._ALL_BROKERS_DOWN, CKError._TRANSPORT, CKError._RESOLVE}
 _RETRIABLE = {CKError._TIMED_OUT, CKError.REQUEST_TIMED_OUT, CKError.NOT_LEADER_FOR_PARTITION,
               CKError.LEADER_NOT_AVAILABLE, CKError.NOT_ENOUGH_REPLICAS,
@@ -52,6 +57,7 @@ _HINTS = {
     CKError.SASL_AUTHENTICATION_FAILED: "check the SASL username, password and mechanism",
     CKError._FENCED: "another instance with the same transactional id took over",
     CKError.PRODUCER_FENCED: "another instance with the same transactional id took over",
+    CKError.FENCED_INSTANCE_ID: "another member joined with the same instance id (give each process its own --instance)",
     CKError._ALL_BROKERS_DOWN: "check that the brokers run and bootstrap servers are right",
     CKError.MSG_SIZE_TOO_LARGE: "the record exceeds the broker's message.max.bytes",
 }
