@@ -58,5 +58,6 @@ def connected(ctx: typer.Context, *, wait: float | None = None) -> Settings:
                           style="dim", markup=False, highlight=False)
         return ensure_local(s)
     admin(s)  # librdkafka checks every option when a client is made (a ConfigError, exit 2)
-    check_reachable(s.bootstrap_servers, PROBE_SECONDS if wait is None else wait)
+    check_reachable(s.bootstrap_servers, PROBE_SECONDS if wait is None else wait,
+                    protocol=str(s.kafka.get("security.protocol", "PLAINTEXT")))
     return s

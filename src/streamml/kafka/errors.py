@@ -57,7 +57,8 @@ _HINTS = {
     CKError.SASL_AUTHENTICATION_FAILED: "check the SASL username, password and mechanism",
     CKError._FENCED: "another instance with the same transactional id took over",
     CKError.PRODUCER_FENCED: "another instance with the same transactional id took over",
-    CKError.FENCED_INSTANCE_ID: "another member joined with the same instance id (give each process its own --instance)",
+    CKError.FENCED_INSTANCE_ID: "another member joined with the same instance id "
+                                "(give each process its own --instance)",
     CKError._ALL_BROKERS_DOWN: "check that the brokers run and bootstrap servers are right",
     CKError.MSG_SIZE_TOO_LARGE: "the record exceeds the broker's message.max.bytes",
 }
