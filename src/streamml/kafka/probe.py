@@ -78,7 +78,7 @@ def speaks_kafka(answer: bytes, correlation_id: int) -> bool:
     if len(answer) < 8:
         return False
     size, corr = struct.unpack(">ii", answer[:8])
-    return 4 <= size <= 1 << 20 and corr == correlation_id
+    return bool(4 <= size <= 1 << 20 and corr == correlation_id)
 
 
 def not_kafka(answer: bytes) -> str:
