@@ -139,4 +139,4 @@ def install(ctx: typer.Context) -> None:
     major = java_version()
     with console.status(f"fetching Kafka {s.kafka_version} from Maven Central (once)..."):
         libs = kafka_classpath(s.kafka_version, s.cache_dir)
-    console.print(f"Java {major}; Kafka {s.kafka_version}: {libs}")
+    console.print(f"Java {major}; Kafka {s.kafka_version}: {libs}", markup=False, highlight=False)

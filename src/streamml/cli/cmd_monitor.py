@@ -15,6 +15,7 @@ from typing import Optional
 
 import orjson
 import typer
+from rich.markup import escape as esc
 
 from streamml.cli.common import connected, console, err_console
 from streamml.cli.options import Format, duration_option, format_option, host_option, parse_position, port_option
@@ -88,8 +89,8 @@ def monitor(
         shown = f"[{host}]" if ":" in host else host
         console.print(f"prometheus metrics on http://{shown}:{bound}/metrics", markup=False, highlight=False)
     stop = _stop_on_signals()
-    console.print(f"monitoring [bold]{model}[/bold] in namespace {settings.namespace}; alerts go to "
-                  f"{settings.topic('control')}  (Ctrl-C stops)")
+    console.print(f"monitoring [bold]{esc(model)}[/bold] in namespace {esc(settings.namespace)}; alerts go to "
+                  f"{esc(settings.topic('control'))}  (Ctrl-C stops)")
     seen = 0
     t = threading.Thread(target=mon.run, kwargs={"duration": duration, "stop": stop}, daemon=True)
     t.start()
@@ -101,11 +102,11 @@ def monitor(
                 if h.get("event") == "alert":
                     style = "red" if h.get("command") == "retrain" else "yellow"
                     what = "retrain requested" if h.get("command") == "retrain" else f"alert ({h.get('suppressed')})"
-                    console.print(f"[{style}]{what}[/{style}] {h.get('reason')}")
+                    console.print(f"[{style}]{esc(what)}[/{style}] {esc(str(h.get('reason')))}")
                 elif h.get("event") == "swap":
-                    console.print(f"[green]now monitoring {model} v{h.get('version')}[/green]")
+                    console.print(f"[green]now monitoring {esc(model)} v{h.get('version')}[/green]")
                 elif h.get("event") == "cleared":
-                    console.print(f"[dim]{h.get('kind')} cleared[/dim]")
+                    console.print(f"[dim]{esc(str(h.get('kind')))} cleared[/dim]")
             seen = len(hist)
     finally:
         stop.set()

@@ -35,7 +35,7 @@ def install(ctx: typer.Context) -> None:
     version, java = choose_server()
     with console.status(f"fetching Apicurio Registry {version} from Maven Central (once)..."):
         home = apicurio_home(s.cache_dir, version)
-    console.print(f"Java: {java}; Apicurio Registry {version}: {home}")
+    console.print(f"Java: {java}; Apicurio Registry {version}: {home}", markup=False, highlight=False)
 
 
 @registry_app.command()
@@ -63,7 +63,8 @@ def run(
     try:
         if server.proc is not None:
             code = server.proc.wait()
-            console.print(f"[red]the registry exited with code {code}[/red] (log: {server.log_path})")
+            console.print(f"the registry exited with code {code} (log: {server.log_path})", style="red",
+                          markup=False, highlight=False)
             raise typer.Exit(1)
     except KeyboardInterrupt:
         pass
