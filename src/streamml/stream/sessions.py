@@ -100,27 +100,40 @@ class _Walk:
 
 
 def _walk(df: pl.DataFrame, time: str, rows: pl.DataFrame | None, spec: WindowSpec) -> _Walk:
+    """Sessions record by record; ``rows`` are the state rows of the batch's keys (with ``__i``,
+    their index in the state)."""
     gap, grace = spec.size, spec.grace
     nodes: list[_Node] = []
     open_: dict[tuple[int, Any], list[int]] = {}
     if rows is not None and rows.height:
-        for i, (p, k, ws, we) in enumerate(rows.select(P, KEYCOL, WS, WE).iter_rows()):
-            nodes.append(_Node(int(p), k, int(ws), int(we), old=i))
-            open_.setdefault((int(p), k), []).append(i)
+        for n, (i, p, k, ws, we) in enumerate(rows.select("__i", P, KEYCOL, WS, WE).iter_rows()):
+            nodes.append(_Node(int(p), k, int(ws), int(we), old=int(i)))
+            open_.setdefault((int(p), k), []).append(n)
     w = _Walk(nodes)
+    reach = gap + grace
     cols = df.select(P, KEYCOL, time, "__st", "__row").iter_rows()
     for pos, (p, k, t, st, row) in enumerate(cols):
         if t is None or k is None:
             continue
-        here = open_.setdefault((p, k), [])
-        live = [n for n in here if nodes[n].end + gap + grace >= st]
-        if len(live) != len(here):  # closed sessions take no records
-            here[:] = live
-        found = sorted((n for n in here if nodes[n].end >= t - gap and nodes[n].start <= t + gap),
-                       key=lambda n: nodes[n].start)
-        if not found and t + gap + grace < st:
-            w.late.append(pos)
+        here = open_.get((p, k))
+        found: list[int] = []
+        if here:
+            if any(nodes[n].end + reach < st for n in here):  # closed sessions take no records
+                here[:] = [n for n in here if nodes[n].end + reach >= st]
+            found = [n for n in here if nodes[n].end >= t - gap and nodes[n].start <= t + gap]
+            if len(found) > 1:
+                found.sort(key=lambda n: nodes[n].start)
+        if not found:  # a new session, or a late record
+            if t + reach < st:
+                w.late.append(pos)
+                continue
+            open_.setdefault((p, k), []).append(len(nodes))
+            w.node_of.append(len(nodes))
+            nodes.append(_Node(p, k, t, t, touched=True))
+            w.accepted.append(pos)
+            w.bounds.append((t, t))
             continue
+        assert here is not None
         start = builtins.min([t, *(nodes[n].start for n in found)])
         end = builtins.max([t, *(nodes[n].end for n in found)])
         if found and not (len(found) == 1 and (nodes[found[0]].start, nodes[found[0]].end) == (t, t)):
@@ -166,7 +179,7 @@ def _values(w: _Walk, assigned: pl.DataFrame, old: pl.DataFrame | None, aggs: di
     bases: list[pl.DataFrame] = []
     ids = [i for i, n in enumerate(w.nodes) if n.old is not None and (n.touched or not n.alive)]
     if old is not None and ids:
-        olds = _take(old, [i for i in ids]).select(cols)  # old nodes are numbered as the state rows
+        olds = _take(old, [w.nodes[i].old or 0 for i in ids]).select(cols)
         bases.append(olds.with_columns(pl.Series(_NODE, ids, dtype=pl.Int64)).select([_NODE, *cols]))
     top = builtins.max([n.level for n in w.nodes], default=0)
     for level in range(top + 1):
@@ -213,7 +226,12 @@ def session_step(df: pl.DataFrame, state: WindowState, *, key: str, time: str, s
         st = pl.max_horizontal(st, pl.col(P).replace_strict(prev, default=None, return_dtype=pl.Int64))
     df = df.with_columns(st.alias("__st"))
     old = state.rows
-    w = _walk(df, time, old, spec)
+    mine = None  # the state rows of the batch's keys: only they can change, besides closing
+    if old is not None and old.height:
+        indexed = old.with_row_index("__i")
+        ks, seen = _align(indexed.select("__i", P, KEYCOL), df.select(P, KEYCOL).unique())
+        mine = indexed.join(ks.join(seen, on=[P, KEYCOL], how="semi").select("__i"), on="__i", how="semi")
+    w = _walk(df, time, mine, spec)
     late = _take(df, w.late)
     assigned = _take(df, w.accepted).with_columns(
         pl.Series(_NODE, w.node_of, dtype=pl.Int64),
@@ -225,36 +243,25 @@ def session_step(df: pl.DataFrame, state: WindowState, *, key: str, time: str, s
         if mx is not None:
             new_st[int(p)] = builtins.max(int(mx), prev.get(int(p), int(mx)))
     moved = {p: v for p, v in new_st.items() if prev.get(p) != v}
-    gap, grace = spec.size, spec.grace
-
-    def closed(n: _Node) -> bool:
-        return n.end + gap + grace < new_st.get(n.p, n.end)
-
-    # sessions after the step: untouched old rows, and the touched sessions still alive
+    closes = pl.col(WE) + (spec.size + spec.grace) < pl.col(P).replace_strict(
+        new_st, default=None, return_dtype=pl.Int64)
+    # sessions after the step: the old rows the batch did not touch, and the touched ones alive
     fresh_ids = [i for i, n in enumerate(w.nodes) if n.alive and n.touched]
     keys_of = pl.DataFrame({_NODE: fresh_ids, P: [w.nodes[i].p for i in fresh_ids],
                             WS: [w.nodes[i].start for i in fresh_ids], WE: [w.nodes[i].end for i in fresh_ids]},
                            schema={_NODE: pl.Int64, P: pl.Int64, WS: pl.Int64, WE: pl.Int64})
     keys_of = keys_of.with_columns(pl.Series(KEYCOL, [w.nodes[i].key for i in fresh_ids]))
     layout = [P, KEYCOL, WS, WE, *[c for c in final.columns if c != _NODE]]
-    touched = keys_of.join(final, on=_NODE, how="left").select([_NODE, *layout]) if fresh_ids else None
-    kept_old = [n.old for n in w.nodes if n.old is not None and n.alive and not n.touched]
-    untouched = _take(old, kept_old) if old is not None and kept_old else None
-    shut = {i for i, n in enumerate(w.nodes) if n.alive and closed(n)}
-    shut_fresh = [i for i in fresh_ids if i in shut]
-    upserts = touched.filter(~pl.col(_NODE).is_in(shut_fresh)).drop(_NODE) if touched is not None else empty
-    rows: pl.DataFrame | None = _concat(untouched, upserts if upserts.height else None)
-    closing = [pl.DataFrame()]
-    if untouched is not None:
-        closing.append(_take(untouched, [j for j, i in enumerate(kept_old) if i in shut]))
-    if touched is not None and shut_fresh:
-        closing.append(touched.filter(pl.col(_NODE).is_in(shut_fresh)).drop(_NODE))
-    closed_rows = pl.concat([c for c in closing if c.height], how="diagonal_relaxed") \
-        if any(c.height for c in closing) else empty
-    if rows is not None and closed_rows.height:
-        rows = rows.join(closed_rows.select(P, KEYCOL, WS), on=[P, KEYCOL, WS], how="anti")
-    # changelog deletes: closed sessions, and old sessions replaced under another key
+    touched = keys_of.join(final, on=_NODE, how="left").select(layout) if fresh_ids else None
     gone = [n.old for n in w.nodes if n.old is not None and (not n.alive or n.touched)]
+    untouched = None
+    if old is not None and old.height:
+        untouched = old.with_row_index("__i").filter(~pl.col("__i").is_in(gone)).drop("__i")
+    closing = [x.filter(closes) for x in (untouched, touched) if x is not None and x.height]
+    closed_rows = pl.concat(closing, how="diagonal_relaxed") if any(c.height for c in closing) else empty
+    upserts = touched.filter(~closes) if touched is not None else empty
+    rows = _concat(untouched.filter(~closes) if untouched is not None else None, upserts if upserts.height else None)
+    # changelog deletes: closed sessions, and old sessions replaced under another key
     replaced = _take(old, gone).select(P, KEYCOL, WS) if old is not None and gone else None
     if replaced is not None and upserts.height:
         replaced = replaced.join(upserts.select(P, KEYCOL, WS), on=[P, KEYCOL, WS], how="anti")
