@@ -21,6 +21,7 @@ from streamml.errors import QueryError
 from streamml.query.ksql import parse_ksql
 from streamml.query.ksql_compile import Catalog, Query, decode_record
 from streamml.query.ksql_keys import decode_window_key
+from streamml.query.ksql_pull import table_rows
 from streamml.stream import TestDriver
 
 # ksqlDB's tests set each record's ROWTIME; here the column RT is the declared timestamp
@@ -135,3 +136,12 @@ def test_session_clause_refusals(window: str, message: str) -> None:
     with pytest.raises(QueryError, match=message) as info:
         parse_ksql(f"CREATE TABLE x AS SELECT id, COUNT(*) FROM test WINDOW {window} GROUP BY id EMIT CHANGES")
     assert info.value.hint or "position" in info.value.message
+
+
+def test_a_materialised_session_table_holds_only_the_live_sessions() -> None:
+    q = compiled("SESSION (30 SECONDS)")
+    _, d = play(q, INPUTS)
+    state = table_rows(q, [(k, v) for res in d.results for k, v in zip(res.keys, res.values)])
+    assert state.select("ID", "WINDOWSTART", "WINDOWEND", "MAX").rows() == [
+        (0, 0, 10010, 6), (0, 70010, 70010, 1), (1, 10009, 10010, 101), (1, 60000, 60000, 200),
+        (1, 86412022, 86412022, 200)]
