@@ -243,8 +243,8 @@ def session_step(df: pl.DataFrame, state: WindowState, *, key: str, time: str, s
         if mx is not None:
             new_st[int(p)] = builtins.max(int(mx), prev.get(int(p), int(mx)))
     moved = {p: v for p, v in new_st.items() if prev.get(p) != v}
-    closes = pl.col(WE) + (spec.size + spec.grace) < pl.col(P).replace_strict(
-        new_st, default=None, return_dtype=pl.Int64)
+    closes = (pl.col(WE) + (spec.size + spec.grace) < pl.col(P).replace_strict(
+        new_st, default=None, return_dtype=pl.Int64)).fill_null(False)
     # sessions after the step: the old rows the batch did not touch, and the touched ones alive
     fresh_ids = [i for i, n in enumerate(w.nodes) if n.alive and n.touched]
     keys_of = pl.DataFrame({_NODE: fresh_ids, P: [w.nodes[i].p for i in fresh_ids],
