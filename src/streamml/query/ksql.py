@@ -15,11 +15,14 @@ Unquoted identifiers are upper-cased as ksqlDB does; backquoted ones keep their 
 ...                "WINDOW TUMBLING (SIZE 1 MINUTE, GRACE PERIOD 10 SECONDS) GROUP BY card EMIT FINAL")
 >>> q.select.window, q.select.emit, q.select.group_by
 (Window(kind='TUMBLING', size=60000, advance=60000, grace=10000), 'FINAL', ['CARD'])
->>> parse_ksql("CREATE STREAM s AS SELECT * FROM a WINDOW SESSION (5 MINUTES) GROUP BY k EMIT CHANGES")
+>>> parse_ksql("CREATE TABLE s AS SELECT k, COUNT(*) FROM a WINDOW SESSION (5 MINUTES, GRACE PERIOD 1 MINUTE) "
+...            "GROUP BY k EMIT CHANGES").select.window
+Window(kind='SESSION', size=300000, advance=300000, grace=60000)
+>>> parse_ksql("CREATE TABLE s AS SELECT k, COUNT(*) FROM a WINDOW SESSION (SIZE 5 MINUTES) GROUP BY k EMIT FINAL")
 ... # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-streamml.errors.QueryError: SESSION windows are not supported yet, at position 42 near 'SESSION' (hint: ...)
+streamml.errors.QueryError: a SESSION window takes its inactivity gap without SIZE, at position 60 ... (hint: ...)
 """
 
 from __future__ import annotations
@@ -117,6 +120,8 @@ class Column:
 
 @dataclass(frozen=True)
 class Window:
+    """A WINDOW clause: ``size`` is a SESSION window's inactivity gap; ``grace`` in ms."""
+
     kind: str
     size: int
     advance: int
@@ -366,28 +371,37 @@ class _Parser:
     def window(self) -> Window:
         t = self.peek()
         kind = t.upper if t is not None else ""
-        if kind == "SESSION":
-            raise self.error("SESSION windows are not supported yet",
-                             hint="use WINDOW TUMBLING (SIZE ...) or HOPPING (SIZE ..., ADVANCE BY ...)")
-        if kind not in ("TUMBLING", "HOPPING"):
-            raise self.error("expected TUMBLING or HOPPING after WINDOW")
+        if kind not in ("TUMBLING", "HOPPING", "SESSION"):
+            raise self.error("expected TUMBLING, HOPPING or SESSION after WINDOW")
         self.i += 1
         self.expect("(")
         size = advance = grace = retention = None
-        while True:
-            if self.accept("SIZE"):
+        closed = False
+        if kind == "SESSION":  # SESSION (gap [, GRACE PERIOD ...] [, RETENTION ...])
+            if self.at("SIZE"):
+                raise self.error("a SESSION window takes its inactivity gap without SIZE",
+                                 hint="e.g. WINDOW SESSION (5 MINUTES, GRACE PERIOD 1 MINUTE)")
+            size = self.duration()
+            closed = self.accept(")")
+            if not closed:
+                self.expect(",", hint="e.g. WINDOW SESSION (5 MINUTES, GRACE PERIOD 1 MINUTE)")
+        while not closed:
+            if kind != "SESSION" and self.accept("SIZE"):
                 size = self.duration()
-            elif self.accept("ADVANCE", "BY"):
+            elif kind != "SESSION" and self.accept("ADVANCE", "BY"):
                 advance = self.duration()
             elif self.accept("GRACE", "PERIOD"):
                 grace = self.duration()
             elif self.accept("RETENTION"):
                 retention = self.duration()
+            elif kind == "SESSION":
+                raise self.error("expected GRACE PERIOD or RETENTION after a SESSION window's gap",
+                                 hint="WINDOW SESSION (5 MINUTES, GRACE PERIOD 1 MINUTE, RETENTION 1 DAY)")
             else:
                 raise self.error("expected SIZE, ADVANCE BY, GRACE PERIOD or RETENTION")
-            if self.accept(")"):
-                break
-            self.expect(",")
+            closed = self.accept(")")
+            if not closed:
+                self.expect(",")
         if size is None or size <= 0:
             raise self.error(f"a {kind} window needs SIZE", hint="e.g. WINDOW TUMBLING (SIZE 1 MINUTE)")
         if kind == "TUMBLING" and advance is not None:
@@ -400,8 +414,9 @@ class _Parser:
                 raise self.error(f"ADVANCE BY ({advance} ms) must divide SIZE ({size} ms)",
                                  hint="choose a size that is a multiple of the advance")
         g = DEFAULT_GRACE_MS if grace is None else grace
+        what = "the session gap" if kind == "SESSION" else "SIZE"
         if retention is not None and retention < size + g:
-            raise self.error(f"RETENTION ({retention} ms) must be at least SIZE + GRACE PERIOD ({size + g} ms)")
+            raise self.error(f"RETENTION ({retention} ms) must be at least {what} + GRACE PERIOD ({size + g} ms)")
         return Window(kind, size, advance or size, g)
 
     def select(self, kind: str) -> Select:

@@ -10,7 +10,9 @@ runs on the runtime: the same pipeline, so the same rows.
 ksqlDB defaults kept: the output topic is the query's name upper-cased (unless KAFKA_TOPIC);
 values are JSON objects of the non-key columns, upper-cased; the key is the GROUP BY column in
 ksqlDB's KAFKA format (VARCHAR: UTF-8; BIGINT: 8 bytes big-endian; INT: 4 bytes), followed for
-a windowed table by the window start as 8 bytes big-endian; rows that fail HAVING are
+a windowed table by the window start as 8 bytes big-endian, and for a SESSION window by the
+session end after it (:mod:`.ksql_keys`); a session that a record extends or merges is
+deleted by a tombstone on its old key before the new row (EMIT CHANGES); rows that fail HAVING are
 tombstones; the grace period is 24 hours unless given. Event times before ``SIZE`` ms after
 the epoch are not supported (ksqlDB drops negative window starts).
 
@@ -32,7 +34,6 @@ streamml.errors.QueryError: aggregate COLLECT_SET is not supported yet, at posit
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -40,6 +41,7 @@ import polars as pl
 
 from streamml.errors import QueryError
 from streamml.query.ksql import Column, CreateAs, CreateSource, InsertInto, Select, Token, parse_ksql, split_statements
+from streamml.query.ksql_keys import decode_key, decode_window_key, encode_key
 from streamml.query.ksql_table import Source, SqlTable, derived_source
 from streamml.query.ksql_table import dtype as _dtype
 from streamml.stream import Pipeline, stream
@@ -70,49 +72,11 @@ class Query:
     columns: tuple[str, ...] = ()  # the value columns of its rows, in order
     derived: Source | None = field(repr=False, default=None)  # a STREAM query's output, as a source
 
-
-def encode_key(values: pl.Series, ktype: str, window_start: pl.Series | None = None) -> list[bytes | None]:
-    """Keys in ksqlDB's KAFKA format, windowed ones followed by the 8-byte window start.
-
-    >>> encode_key(pl.Series(["c1"]), "VARCHAR", pl.Series([60000]))
-    [b'c1\\x00\\x00\\x00\\x00\\x00\\x00\\xea`']
-    """
-    out: list[bytes | None] = []
-    starts = window_start.to_list() if window_start is not None else [None] * len(values)
-    for v, ws in zip(values.to_list(), starts):
-        if v is None:
-            out.append(None)
-            continue
-        if ktype in ("BIGINT",):
-            k = struct.pack(">q", int(v))
-        elif ktype in ("INT", "INTEGER"):
-            k = struct.pack(">i", int(v))
-        elif ktype == "DOUBLE":
-            k = struct.pack(">d", float(v))
-        else:
-            k = str(v).encode()
-        out.append(k if ws is None else k + struct.pack(">q", int(ws)))
-    return out
-
-
-def decode_key(raw: bytes | None, ktype: str, windowed: bool) -> tuple[Any, int | None]:
-    """(key, window start) of a key written by :func:`encode_key`.
-
-    >>> decode_key(encode_key(pl.Series([7]), "BIGINT", pl.Series([5]))[0], "BIGINT", True)
-    (7, 5)
-    """
-    if raw is None:
-        return None, None
-    body, ws = (raw[:-8], struct.unpack(">q", raw[-8:])[0]) if windowed else (raw, None)
-    if ktype == "BIGINT":
-        return struct.unpack(">q", body)[0], ws
-    if ktype in ("INT", "INTEGER"):
-        return struct.unpack(">i", body)[0], ws
-    if ktype == "DOUBLE":
-        return struct.unpack(">d", body)[0], ws
-    return body.decode(), ws
-
-
+    @property
+    def window_kind(self) -> str | None:
+        """``"tumbling"``, ``"hopping"`` or ``"session"`` for a windowed table, else ``None``."""
+        op = self.pipeline.window_op
+        return op.spec.kind if self.windowed and op is not None else None
 
 
 def _expr_text(tokens: tuple[Token, ...], names: dict[str, str], tables: frozenset[str] = frozenset()) -> str:
@@ -352,14 +316,14 @@ class Catalog:
             raise QueryError(f"{src.name} does not carry an event time: its records hold the time they were written",
                              hint=f"SELECT the timestamp column of its input, unchanged, in {src.name}; or declare "
                                   "a stream over its topic WITH (timestamp='<column>')")
-        spec = WindowSpec("tumbling" if w is None or w.kind == "TUMBLING" else "hopping",
+        spec = WindowSpec("tumbling" if w is None else w.kind.lower(),
                           w.size if w else _FOREVER, w.advance if w else _FOREVER, w.grace if w else 0)
         if pre:
             p = p.with_columns(*pre)
         p = p.window(key=key, size=spec, time=src.timestamp or None,
                      emit="changes" if sel.emit == "CHANGES" else "close").agg(**aggs)
         ktype = cols[key].type
-        windowed = w is not None
+        windowed, session = w is not None, w is not None and w.kind == "SESSION"
         names = {"WINDOWSTART": "window_start", "WINDOWEND": "window_end"}
         out = [(_sql_expr(_expr_text(toks, names), "expression").alias(name), name) for toks, name in items]
         value_names = [n for (toks, n) in items if not (len(toks) == 1 and toks[0].ident == key)]
@@ -368,12 +332,15 @@ class Catalog:
         def finish(df: pl.DataFrame) -> pl.DataFrame:
             if df.height == 0:
                 return df
-            keys = encode_key(df[key], ktype, df["window_start"] if windowed else None)
+            keys = encode_key(df[key], ktype, df["window_start"] if windowed else None,
+                              df["window_end"] if session else None)
             res = df.select([*(e for e, _ in out if _ in value_names), *([c for c in ("__row",) if c in df.columns])])
             res = res.with_columns(pl.Series("__ksql_key", keys, dtype=pl.Binary))
+            dead = df["__tombstone"] if "__tombstone" in df.columns else None  # a replaced session
             if having_expr is not None:
-                res = res.with_columns(df.select(having_expr.fill_null(False).not_().alias("__tombstone")))
-            return res
+                fails = df.select(having_expr.fill_null(False).not_()).to_series()
+                dead = fails if dead is None else dead | fails
+            return res.with_columns(dead.alias("__tombstone")) if dead is not None else res
 
         p = p.map_batch(finish, name="select " + ", ".join(n for _, n in out)).to(sink, key="__ksql_key")
         return Query(st.name, st.kind, sink, src, p, ktype, windowed, st.text, tuple(value_names))
@@ -554,11 +521,13 @@ def decode_record(q: Query, key: bytes | None, value: bytes | None) -> dict[str,
     keyname = q.pipeline.window_op.key if q.pipeline.window_op is not None else (
         q.source.key.name if q.source.key else None)
     if keyname is not None and q.key_type is not None:
-        k, ws = decode_key(key, q.key_type, q.windowed)
+        kind = q.window_kind
+        k, ws, we = decode_window_key(key, q.key_type, kind)
         row[keyname] = k
-        if q.windowed:
+        if kind is not None:  # a session's key holds its end; a time window's end is start + size
             op = q.pipeline.window_op
-            row["WINDOWSTART"], row["WINDOWEND"] = ws, None if ws is None or op is None else ws + op.spec.size
+            row["WINDOWSTART"] = ws
+            row["WINDOWEND"] = we if kind == "session" else None if ws is None or op is None else ws + op.spec.size
     row.update(orjson.loads(value) if value is not None else {})
     row["_tombstone"] = value is None
     return row

@@ -7,6 +7,7 @@ recompute it over history with :func:`replay`, unit-test it with :class:`TestDri
 from streamml.stream.pipeline import Pipeline, stream
 from streamml.stream.replay import replay
 from streamml.stream.runner import RunOptions, Worker, run
+from streamml.stream.sessions import session
 from streamml.stream.table import Table
 from streamml.stream.testing import TestDriver
 from streamml.stream.windows import (
@@ -27,6 +28,6 @@ from streamml.stream.windows import (
 
 __all__ = [
     "stream", "Pipeline", "Table", "TestDriver", "RunOptions", "Worker", "run", "replay", "WindowSpec", "Agg",
-    "tumbling", "hopping", "sliding",
+    "tumbling", "hopping", "sliding", "session",
     "count", "sum", "mean", "min", "max", "std", "count_distinct", "last",
 ]

@@ -35,6 +35,7 @@ import polars as pl
 
 from streamml.errors import PipelineError
 from streamml.kafka.names import resolve_topic
+from streamml.stream.sessions import session_step
 from streamml.stream.windows import Agg, WindowSpec, WindowState, WindowStep, sliding_step, tumbling, window_step
 
 if TYPE_CHECKING:
@@ -175,7 +176,8 @@ class Window(Operator):
             df = df.with_columns(pl.col(time).dt.epoch("ms"))
         if self.spec.kind == "sliding":
             return sliding_step(df, state, key=self.key, time=time, spec=self.spec, aggs=dict(self.aggs))
-        return window_step(df, state, key=self.key, time=time, spec=self.spec, aggs=dict(self.aggs),
+        step = session_step if self.spec.kind == "session" else window_step
+        return step(df, state, key=self.key, time=time, spec=self.spec, aggs=dict(self.aggs),
                            emit=self.emit, key_name=self.key)
 
 
@@ -267,13 +269,15 @@ class Pipeline:
                late: Literal["count", "dlq"] = "count") -> WindowBuilder:
         """Start a keyed window: ``.window(key="card", size=tumbling("1m", grace="10s"), time="ts")``.
 
-        ``size`` is a :class:`WindowSpec` (or a duration for a tumbling window); ``time`` the
+        ``size`` is a :class:`WindowSpec` (or a duration for a tumbling window), e.g.
+        ``session("5m")`` for sessions closed by 5 minutes of inactivity; ``time`` the
         event-time column (ms since epoch, or datetime), by default the record timestamp.
         The input topic must be partitioned by ``key`` (records of one key in one partition).
         """
         spec = size if isinstance(size, WindowSpec) else tumbling(size) if size is not None else None
         if spec is None:
-            raise PipelineError("window needs size=tumbling(...) or hopping(...)")
+            raise PipelineError("window needs size=tumbling(...), hopping(...), sliding(...) or session(...)",
+                                hint='e.g. size=tumbling("1m") or size=session("5m", grace="30s")')
         if emit not in ("close", "update", "changes") or late not in ("count", "dlq"):
             raise PipelineError("emit must be 'close', 'update' or 'changes'; late must be 'count' or 'dlq'")
         return WindowBuilder(self, key, spec, time, emit, late)

@@ -16,6 +16,8 @@ Semantics
   records of its key with event time in ``(t - size, t]`` that arrived before it (itself
   included) and were not late; it emits one output row per input row, with the input's
   columns and lineage. A record is late when ``t + grace`` is below the stream time.
+* **Session windows**: ``session(gap)`` (in :mod:`.sessions`): per key, records closer than
+  the inactivity gap form one session, merged when a record bridges two.
 * **Emission**: ``emit="close"`` (default) emits each window once, when it closes, with its
   final value — exactly the value a batch recomputation over the same records gives.
   ``emit="update"`` emits, after each micro-batch, the current value of every window that
@@ -81,6 +83,8 @@ class WindowSpec:
     grace: int
 
     def describe(self) -> str:
+        if self.kind == "session":
+            return f"session(gap={self.size}ms, grace={self.grace}ms)"
         extra = f", advance={self.advance}ms" if self.kind == "hopping" else ""
         return f"{self.kind}(size={self.size}ms{extra}, grace={self.grace}ms)"
 
