@@ -38,7 +38,8 @@ import polars as pl
 from streamml.config import Settings
 from streamml.errors import QueryError
 from streamml.query.ksql import Item, Token
-from streamml.query.ksql_compile import Catalog, Query, _columns, _decoder, _expr_text, _sql_expr, decode_record
+from streamml.query.ksql_base import _columns, _expr_text, _sql_expr
+from streamml.query.ksql_compile import Catalog, Query, _decoder, decode_record
 from streamml.query.ksql_select import PullQuery, parse_transient
 from streamml.query.ksql_table import Source, dtype
 from streamml.query.reader import as_millis, decode_values, read_spans, spans
