@@ -13,7 +13,7 @@ from streamml.query.ksql import CreateSource, parse_ksql
 from streamml.query.ksql_compile import Catalog, decode_key, rows
 from streamml.query.ksql_formats import avro_columns
 from streamml.stream import TestDriver
-from streamml.stream.formats import DelimitedFormat, avro_schema_of
+from streamml.stream.formats import avro_schema_of
 
 T0 = 1_700_000_040_000
 CSV = ("CREATE STREAM pay (card VARCHAR KEY, amount DOUBLE, n INT, ok BOOLEAN, ts BIGINT) "
