@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 import orjson
+import polars as pl
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
@@ -23,6 +24,7 @@ from helpers import drain
 
 import streamml.query as q
 from streamml.config import Settings
+from streamml.errors import QueryError
 from streamml.kafka import clients, ensure_topic
 from streamml.query.ksql_compile import rows
 from streamml.query.ksql_run import compile_query
@@ -161,6 +163,15 @@ def test_partition_by_rekeys_every_record(settings: Settings, partitions: int) -
     deployed = rows(query, [(r["key"], r["value"]) for r in out])
     order = ["SHOP", "CARD", "AMOUNT", "TS"]
     assert sorted(deployed.select(order).rows()) == sorted(preview.select(order).rows())
+    # GROUP BY a non-key column of a 3-partition topic is refused; over the re-keyed stream it counts each shop once
+    with pytest.raises(QueryError, match="GROUP BY SHOP: SHOP is not the key of"):
+        q.sql(f"CREATE TABLE {_name('NO')} AS SELECT shop, COUNT(*) AS c FROM {src} GROUP BY shop EMIT CHANGES;")
+    per = f"CREATE TABLE {_name('PERSHOP')} AS SELECT shop, COUNT(*) AS c FROM {name} GROUP BY shop EMIT CHANGES;"
+    agg_preview = q.sql(per)
+    aq, agg = _deploy(settings, per, len(recs))
+    agg_rows = rows(aq, [(r["key"], r["value"]) for r in agg])
+    assert sorted(agg_rows.rows()) == sorted(agg_preview.rows())
+    assert agg_rows.group_by("SHOP").agg(pl.col("C").max()).sort("SHOP").rows() == [(f"s{i}", 6) for i in range(4)]
     # a BIGINT key is 8 bytes big-endian, as ksqlDB writes it
     name2 = _name("BYAMT")
     stmt2 = f"CREATE STREAM {name2} AS SELECT card, CAST(amount AS BIGINT) AS a FROM {src} PARTITION BY a EMIT CHANGES;"

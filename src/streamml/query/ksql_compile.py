@@ -40,7 +40,7 @@ from streamml.errors import QueryError
 from streamml.query.ksql import Column, CreateAs, CreateSource, InsertInto, Select, Token, parse_ksql, split_statements
 from streamml.query.ksql_base import _KEYWORDS, Query, _columns, _expr_text, _sql_expr, decode_key, encode_key
 from streamml.query.ksql_formats import check_props, registered_columns, source_format
-from streamml.query.ksql_rekey import partition_by, with_formats
+from streamml.query.ksql_rekey import check_copartitioned, partition_by, with_formats
 from streamml.query.ksql_table import Source, SqlTable, derived_source
 from streamml.query.ksql_table import dtype as _dtype
 from streamml.stream import Pipeline, stream
@@ -57,8 +57,10 @@ _FOREVER = 1 << 61  # the one window of an unwindowed aggregation
 class Catalog:
     """The streams and tables a session declared, and the queries compiled over them."""
 
-    def __init__(self, resolve: Callable[[str], str] | None = None, registry: str | None = None) -> None:
+    def __init__(self, resolve: Callable[[str], str] | None = None, registry: str | None = None,
+                 partitions: Callable[[str], int] | None = None) -> None:
         self.registry = registry  # the schema registry's URL (value_format AVRO)
+        self._partitions = partitions  # a topic's partition count (GROUP BY must not need a repartition)
         self.sources: dict[str, Source] = {}
         self.queries: dict[str, Query] = {}  # the CREATE ... AS SELECT of the session, by name
         self.properties: dict[str, str] = {}  # SET 'name' = 'value' of the session (upper-cased names)
@@ -184,6 +186,8 @@ class Catalog:
     # -- queries --------------------------------------------------------------------------
     def _compile(self, st: CreateAs) -> Query:
         q = self._compile_body(st)
+        if self._partitions is not None:
+            check_copartitioned(q, self._partitions)
         return with_formats(q, self.source(st.select.source), {k.upper(): v for k, v in st.props.items()},
                             self.registry)
 

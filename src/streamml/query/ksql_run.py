@@ -43,7 +43,8 @@ def catalog(settings: Settings) -> Catalog:
             except QueryError:
                 raise QueryError(f"topic {topic!r} does not exist",
                                  hint="create it (or ingest into it) before declaring a stream over it") from None
-        _catalogs[key] = Catalog(resolve, registry=settings.schema_registry_url)
+        _catalogs[key] = Catalog(resolve, registry=settings.schema_registry_url,
+                                 partitions=lambda topic: list_topics(settings).get(topic, 1))
     return _catalogs[key]
 
 
