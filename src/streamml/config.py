@@ -88,6 +88,7 @@ class Settings:
     kafka_version: str = DEFAULT_KAFKA_VERSION
     local_port: int = 9092
     local_nodes: int = 1
+    schema_registry_url: str | None = None  # a Confluent-compatible Schema Registry (ksqlDB's AVRO format)
 
     # -- construction ---------------------------------------------------------------
     @classmethod

@@ -76,7 +76,7 @@ def test_select_checks_against_the_catalog() -> None:
         cat.compile("CREATE TABLE x AS SELECT card, country, COUNT(*) FROM pay GROUP BY card EMIT CHANGES")
     with pytest.raises(QueryError, match="must be in the SELECT list"):
         cat.compile("CREATE TABLE x AS SELECT COUNT(*) AS n FROM pay GROUP BY card EMIT CHANGES")
-    with pytest.raises(QueryError, match="value_format AVRO is not supported yet"):
+    with pytest.raises(QueryError, match="value_format AVRO, which needs a schema registry"):
         cat.execute("CREATE STREAM s2 (a INT) WITH (kafka_topic='t', value_format='AVRO')")
     with pytest.raises(QueryError, match="stream-stream joins are not supported yet"):
         cat.compile("CREATE STREAM j AS SELECT * FROM pay p JOIN pay q ON p.card = q.card EMIT CHANGES")

@@ -156,6 +156,7 @@ class Select:
     group_by: list[str]
     having: tuple[Token, ...] | None
     emit: str            # "CHANGES" or "FINAL"
+    partition_by: tuple[Token, ...] | None = None  # PARTITION BY: the new key of a stream
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,9 @@ class _Parser:
             self.done()
             return CreateSource(kind, name, cols, props)
         props = self.props() if self.at("WITH") else {}
+        if props and not self.at("AS"):  # no columns: the value columns come from the registered schema (AVRO)
+            self.done()
+            return CreateSource(kind, name, [], props)
         self.expect("AS", hint=f"write CREATE {kind} {name} (columns) WITH (...) or CREATE {kind} {name} AS SELECT ...")
         start = self.peek()
         sel = self.select(kind)
@@ -480,8 +484,16 @@ class _Parser:
         having = None
         if self.accept("HAVING"):
             having = self.until({"PARTITION", "EMIT"})
-        if self.at("PARTITION", "BY"):
-            raise self.error("PARTITION BY is not supported yet", hint="re-key the topic before the statement")
+        partition_by = None
+        pb = self.peek()
+        if self.accept("PARTITION", "BY"):
+            if group_by or kind == "TABLE":
+                raise self.error("PARTITION BY re-keys a stream: it does not go with GROUP BY", tok=pb,
+                                 hint="GROUP BY already keys the table by its columns; drop PARTITION BY")
+            partition_by = self.until({"EMIT", ","})
+            if self.at(","):
+                raise self.error("PARTITION BY more than one expression needs key_format JSON, not supported yet",
+                                 hint="PARTITION BY one column or expression")
         if not self.accept("EMIT"):
             raise self.error("a persistent query ends with EMIT CHANGES or EMIT FINAL")
         t = self.peek()
@@ -498,7 +510,7 @@ class _Parser:
                              hint="aggregate with GROUP BY, or use CREATE STREAM ... AS SELECT")
         if kind == "STREAM" and group_by:
             raise self.error("an aggregation is a table", tok=t, hint="write CREATE TABLE ... AS SELECT ... GROUP BY")
-        return Select(tuple(items), source, alias, join, window, where, group_by, having, emit)
+        return Select(tuple(items), source, alias, join, window, where, group_by, having, emit, partition_by)
 
     def alias(self, source: str) -> str:
         self.accept("AS")

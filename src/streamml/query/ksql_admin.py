@@ -125,6 +125,13 @@ def _origin(name: str, cat: Catalog) -> tuple[str, str, bool, str] | None:
     return None
 
 
+def _value_format(name: str, cat: Catalog) -> str:
+    if name in cat.queries:
+        f = cat.queries[name].pipeline.sink_format
+        return f.name.upper() if f is not None else "JSON"
+    return cat.sources[name].value_format
+
+
 def _status(d: Any) -> str:
     if d.error is not None:
         return "ERROR"
@@ -143,7 +150,7 @@ def _show(st: Show, cat: Catalog) -> pl.DataFrame:
     for name in sorted({*cat.sources, *cat.queries}):
         o = _origin(name, cat)
         if o is not None and o[0] == kind:
-            rows.append({"name": name, "topic": o[1], "key_format": "KAFKA", "value_format": "JSON",
+            rows.append({"name": name, "topic": o[1], "key_format": "KAFKA", "value_format": _value_format(name, cat),
                          "windowed": o[2], "origin": o[3]})
     return pl.DataFrame(rows, schema={"name": pl.String, "topic": pl.String, "key_format": pl.String,
                                       "value_format": pl.String, "windowed": pl.Boolean, "origin": pl.String})

@@ -34,14 +34,16 @@ streamml.errors.QueryError: aggregate COLLECT_SET is not supported yet, at posit
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import polars as pl
 
 from streamml.errors import QueryError
 from streamml.query.ksql import Column, CreateAs, CreateSource, InsertInto, Select, Token, parse_ksql, split_statements
+from streamml.query.ksql_base import _KEYWORDS, Query, _columns, _expr_text, _sql_expr
+from streamml.query.ksql_formats import check_props, registered_columns, source_format
 from streamml.query.ksql_keys import decode_key, decode_window_key, encode_key
+from streamml.query.ksql_rekey import check_copartitioned, partition_by, with_formats
 from streamml.query.ksql_table import Source, SqlTable, derived_source
 from streamml.query.ksql_table import dtype as _dtype
 from streamml.stream import Pipeline, stream
@@ -52,82 +54,16 @@ __all__ = ["Catalog", "Query", "Source", "encode_key", "decode_key"]
 _AGGS = {"COUNT": "count", "SUM": "sum", "AVG": "mean", "MIN": "min", "MAX": "max",
          "COUNT_DISTINCT": "count_distinct", "STDDEV_SAMP": "std", "LATEST_BY_OFFSET": "latest",
          "EARLIEST_BY_OFFSET": "earliest", "TOPK": "topk", "COLLECT_LIST": "collect_list"}
-_KEYWORDS = {"AND", "OR", "NOT", "CASE", "WHEN", "THEN", "ELSE", "END", "IS", "NULL", "TRUE", "FALSE", "IN",
-             "BETWEEN", "LIKE", "AS", "CAST", "VARCHAR", "STRING", "BIGINT", "INT", "INTEGER", "DOUBLE", "BOOLEAN"}
 _FOREVER = 1 << 61  # the one window of an unwindowed aggregation
-
-
-@dataclass(frozen=True)
-class Query:
-    """A compiled persistent query: the pipeline, its output topic and key type."""
-
-    name: str
-    kind: str
-    sink: str
-    source: Source
-    pipeline: Pipeline
-    key_type: str | None
-    windowed: bool
-    text: str = field(repr=False, default="")
-    columns: tuple[str, ...] = ()  # the value columns of its rows, in order
-    derived: Source | None = field(repr=False, default=None)  # a STREAM query's output, as a source
-
-    @property
-    def window_kind(self) -> str | None:
-        """``"tumbling"``, ``"hopping"`` or ``"session"`` for a windowed table, else ``None``."""
-        op = self.pipeline.window_op
-        return op.spec.kind if self.windowed and op is not None else None
-
-
-def _expr_text(tokens: tuple[Token, ...], names: dict[str, str], tables: frozenset[str] = frozenset()) -> str:
-    """Tokens as Polars SQL: identifiers upper-cased and quoted; a qualifier is dropped, except
-    a joined table's alias (in ``tables``): its columns are named ``ALIAS.COLUMN``."""
-    parts: list[str] = []
-    toks = list(tokens)
-    i = 0
-    while i < len(toks):
-        t = toks[i]
-        nxt = toks[i + 1] if i + 1 < len(toks) else None
-        if t.kind in ("id", "qid") and nxt is not None and nxt.text == "." and i + 2 < len(toks):
-            if t.ident in tables:
-                col = f"{t.ident}.{toks[i + 2].ident}"
-                parts.append('"' + col.replace('"', '""') + '"')
-                i += 3
-                continue
-            i += 2  # the stream's qualifier is dropped
-            continue
-        plain = t.kind == "qid" or t.upper not in _KEYWORDS
-        if t.kind in ("id", "qid") and (nxt is None or nxt.text != "(") and plain:
-            name = names.get(t.ident, t.ident)
-            parts.append('"' + name.replace('"', '""') + '"')
-        else:
-            parts.append(t.text)
-        i += 1
-    return " ".join(parts)
-
-
-def _sql_expr(text: str, where: str) -> pl.Expr:
-    try:
-        return pl.sql_expr(text)
-    except Exception as exc:
-        raise QueryError(f"cannot compile the {where} {text!r}: {str(exc).splitlines()[0]}",
-                         hint="use columns, literals, arithmetic, comparisons, CASE and scalar functions") from None
-
-
-def _columns(tokens: tuple[Token, ...]) -> set[str]:
-    out = set()
-    for j, t in enumerate(tokens):
-        nxt = tokens[j + 1] if j + 1 < len(tokens) else None
-        if t.kind in ("id", "qid") and (nxt is None or nxt.text not in ("(", ".")) and \
-                (t.kind == "qid" or t.upper not in _KEYWORDS):
-            out.add(t.ident)
-    return out
 
 
 class Catalog:
     """The streams and tables a session declared, and the queries compiled over them."""
 
-    def __init__(self, resolve: Callable[[str], str] | None = None) -> None:
+    def __init__(self, resolve: Callable[[str], str] | None = None, registry: str | None = None,
+                 partitions: Callable[[str], int] | None = None) -> None:
+        self.registry = registry  # the schema registry's URL (value_format AVRO)
+        self._partitions = partitions  # a topic's partition count (GROUP BY must not need a repartition)
         self.sources: dict[str, Source] = {}
         self.queries: dict[str, Query] = {}  # the CREATE ... AS SELECT of the session, by name
         self.properties: dict[str, str] = {}  # SET 'name' = 'value' of the session (upper-cased names)
@@ -168,9 +104,14 @@ class Catalog:
         if st.target in self.queries:
             target_q = self.queries[st.target]
             kind, topic, want = target_q.kind, target_q.sink, set(target_q.columns)
+            sf = target_q.pipeline.sink_format
+            fmt = {"VALUE_FORMAT": sf.name.upper()} if sf is not None else {}
         else:
             src = self.source(st.target)
             kind, topic, want = src.kind, src.topic, {c.name for c in src.columns if not c.key}
+            fmt = {"VALUE_FORMAT": src.value_format}
+        if fmt.get("VALUE_FORMAT") == "DELIMITED":
+            fmt["VALUE_DELIMITER"] = getattr(sf, "delimiter", ",") if st.target in self.queries else src.delimiter
         if kind != "STREAM":
             raise QueryError(f"INSERT INTO {st.target}: {st.target} is a table; INSERT INTO writes into streams",
                              hint="insert into a stream, or CREATE TABLE ... AS SELECT a new table")
@@ -178,7 +119,7 @@ class Catalog:
             raise QueryError(f"INSERT INTO {st.target} cannot read from {st.target}",
                              hint="select FROM another stream")
         self._inserts += 1
-        q = self._compile(CreateAs("STREAM", f"INSERTQUERY_{self._inserts}", {"KAFKA_TOPIC": topic}, st.select,
+        q = self._compile(CreateAs("STREAM", f"INSERTQUERY_{self._inserts}", {"KAFKA_TOPIC": topic, **fmt}, st.select,
                                    st.text))
         if set(q.columns) != want:
             raise QueryError(f"INSERT INTO {st.target}: the SELECT writes {', '.join(q.columns) or 'no columns'} "
@@ -205,25 +146,36 @@ class Catalog:
         if not topic:
             raise QueryError(f"CREATE {st.kind} {st.name} needs WITH (kafka_topic='...')",
                              hint="name the topic that holds the records")
-        fmt = props.get("VALUE_FORMAT", "JSON").upper()
-        if fmt != "JSON":
-            raise QueryError(f"value_format {fmt} is not supported yet", hint="use value_format='JSON'")
+        fmt, delim = check_props(props)
         for k in props:
-            if k not in ("KAFKA_TOPIC", "VALUE_FORMAT", "TIMESTAMP", "KEY_FORMAT", "PARTITIONS"):
+            if k not in ("KAFKA_TOPIC", "VALUE_FORMAT", "VALUE_DELIMITER", "TIMESTAMP", "KEY_FORMAT", "PARTITIONS"):
                 raise QueryError(f"property {k} is not supported yet",
-                                 hint="supported: kafka_topic, value_format, timestamp, key_format")
+                                 hint="supported: kafka_topic, value_format, value_delimiter, timestamp, key_format")
         if props.get("KEY_FORMAT", "KAFKA").upper() != "KAFKA":
             raise QueryError("key_format other than KAFKA is not supported yet", hint="use key_format='KAFKA'")
-        for c in st.columns:
+        cols = list(st.columns)
+        if not any(not c.key for c in cols):
+            if fmt != "AVRO" and not cols:
+                raise QueryError(f"CREATE {st.kind} {st.name} declares no columns",
+                                 hint="declare them: (col TYPE, ...); only value_format='AVRO' takes the value "
+                                      "columns from the schema registry")
+            if fmt == "AVRO":
+                topic = self._resolve(topic)
+                cols += [c for c in registered_columns(self.registry, topic, f"{st.kind} {st.name}")
+                         if c.name not in {k.name for k in cols}]
+        for c in cols:
             _dtype(c.type, f"column {c.name}")
-        if len([c for c in st.columns if c.key]) > 1:
+        if st.kind == "TABLE" and not any(c.key for c in cols):
+            raise QueryError(f"table {st.name} needs a PRIMARY KEY column", hint="e.g. (id VARCHAR PRIMARY KEY)")
+        if len([c for c in cols if c.key]) > 1:
             raise QueryError("more than one key column needs key_format JSON, not supported yet",
                              hint="declare one KEY column")
         ts = props.get("TIMESTAMP")
         ts = ts.upper() if ts else None
-        if ts is not None and ts not in {c.name for c in st.columns}:
+        if ts is not None and ts not in {c.name for c in cols}:
             raise QueryError(f"timestamp column {ts} is not a column of {st.name}")
-        src = Source(st.kind, st.name, self._resolve(topic), tuple(st.columns), ts)
+        src = Source(st.kind, st.name, self._resolve(topic), tuple(cols), ts, value_format=fmt, delimiter=delim)
+        source_format(src, self.registry)  # AVRO without a registry is refused here
         self.sources[st.name] = src
         return src
 
@@ -236,6 +188,13 @@ class Catalog:
 
     # -- queries --------------------------------------------------------------------------
     def _compile(self, st: CreateAs) -> Query:
+        q = self._compile_body(st)
+        if self._partitions is not None:
+            check_copartitioned(q, self._partitions)
+        return with_formats(q, self.source(st.select.source), {k.upper(): v for k, v in st.props.items()},
+                            self.registry)
+
+    def _compile_body(self, st: CreateAs) -> Query:
         sel = st.select
         src = self.source(sel.source)
         if src.kind != "STREAM":
@@ -255,6 +214,8 @@ class Catalog:
         if sel.having is not None:
             raise QueryError("HAVING needs GROUP BY")
         proj = self._projection(sel, src, names)
+        if sel.partition_by is not None:
+            return partition_by(st, src, p, sink, proj)
         exprs = [e for e, _ in proj]
         keyname = src.key.name if src.key else None
         value_cols = [n for _, n in proj if n != keyname]
@@ -350,7 +311,14 @@ class Catalog:
         sel = st.select
         j = sel.join
         assert j is not None
+        if sel.partition_by is not None:
+            raise QueryError("PARTITION BY over a join is not supported yet",
+                             hint="write the join as CREATE STREAM ... AS SELECT, then re-key that stream")
         table = self.source(j.source)
+        if table.value_format != "JSON":
+            raise QueryError(f"joining table {table.name} of value_format {table.value_format} is not supported yet",
+                             hint="join a table of value_format JSON (copy it with CREATE STREAM ... AS SELECT "
+                                  "WITH (value_format='JSON') into a topic, then declare the table over that)")
         if table.kind != "TABLE":
             raise QueryError(f"{table.name} is a stream: stream-stream joins are not supported yet",
                              hint="join a stream with a TABLE")
@@ -528,7 +496,14 @@ def decode_record(q: Query, key: bytes | None, value: bytes | None) -> dict[str,
             op = q.pipeline.window_op
             row["WINDOWSTART"] = ws
             row["WINDOWEND"] = we if kind == "session" else None if ws is None or op is None else ws + op.spec.size
-    row.update(orjson.loads(value) if value is not None else {})
+    fmt = q.pipeline.sink_format
+    if value is not None and fmt is not None:
+        df, bad = fmt.decode([value])
+        if bad:
+            raise QueryError(f"an output record of {q.name} is not {fmt.name}: {bad[0]}")
+        row.update(df.row(0, named=True))
+    else:
+        row.update(orjson.loads(value) if value is not None else {})
     row["_tombstone"] = value is None
     return row
 

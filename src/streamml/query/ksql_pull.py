@@ -38,7 +38,9 @@ import polars as pl
 from streamml.config import Settings
 from streamml.errors import QueryError
 from streamml.query.ksql import Item, Token
-from streamml.query.ksql_compile import Catalog, Query, _columns, _decoder, _expr_text, _sql_expr, decode_record
+from streamml.query.ksql_base import _columns, _expr_text, _sql_expr
+from streamml.query.ksql_compile import Catalog, Query, _decoder, decode_record
+from streamml.query.ksql_formats import source_format
 from streamml.query.ksql_select import PullQuery, parse_transient
 from streamml.query.ksql_table import Source, dtype
 from streamml.query.reader import as_millis, decode_values, read_spans, spans
@@ -95,8 +97,10 @@ def table_rows(q: Query, records: Iterable[tuple[bytes | None, bytes | None]]) -
     return df.sort([key, *(["WINDOWSTART"] if q.windowed else [])], nulls_last=True)
 
 
-def source_rows(src: Source, records: Iterable[tuple[bytes | None, bytes | None]]) -> pl.DataFrame:
-    """The state of a declared TABLE: the latest value per record key of its topic, as its columns."""
+def source_rows(src: Source, records: Iterable[tuple[bytes | None, bytes | None]],
+                registry: str | None = None) -> pl.DataFrame:
+    """The state of a declared TABLE: the latest value per record key of its topic, as its columns
+    (values in its value format; ``registry``: the schema registry's URL for AVRO)."""
     state: dict[bytes, bytes] = {}
     for k, v in records:
         if k is None:
@@ -108,7 +112,14 @@ def source_rows(src: Source, records: Iterable[tuple[bytes | None, bytes | None]
     names = [c.name for c in src.columns]
     if not state:
         return _empty(names, {c.name: dtype(c.type, c.name) for c in src.columns})
-    df = decode_values(list(state.values())).with_columns(pl.Series("__record_key", list(state), dtype=pl.Binary))
+    fmt = source_format(src, registry)
+    keys, values = list(state), list(state.values())
+    if fmt is None:
+        df = decode_values(values)
+    else:  # a value that does not decode is left out, as the engine leaves it out of a stream
+        df, bad = fmt.decode(values)
+        keys = [k for i, k in enumerate(keys) if i not in bad]
+    df = df.with_columns(pl.Series("__record_key", keys, dtype=pl.Binary))
     out = _decoder(src)(df).select(names)
     assert src.key is not None
     return out.sort(src.key.name, nulls_last=True)
@@ -248,4 +259,4 @@ def pull(st: PullQuery, cat: Catalog, settings: Settings) -> pl.DataFrame:
     if src.kind != "TABLE":
         raise QueryError(f"{src.name} is a stream: pull queries are on tables",
                          hint=f"add EMIT CHANGES for a push query: SELECT ... FROM {src.name} EMIT CHANGES")
-    return answer(st, src, source_rows(src, read_records(settings, src.topic)))
+    return answer(st, src, source_rows(src, read_records(settings, src.topic), cat.registry))

@@ -33,6 +33,7 @@ session) starts at the beginning. ``LIMIT n`` ends it after ``n`` rows::
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any, Callable
 
 import polars as pl
@@ -98,7 +99,8 @@ def engine_decoder(q: Query) -> Callable[[list[Message]], pl.DataFrame]:
     return lambda msgs: rows(RawBatch.from_messages(msgs, topic))
 
 
-def _follow(st: PushQuery, table: Query | Source) -> Callable[[list[Message]], pl.DataFrame]:
+def _follow(st: PushQuery, table: Query | Source,
+            registry: str | None = None) -> Callable[[list[Message]], pl.DataFrame]:
     """A table's (or a persistent query's) topic records -> its changes as rows, filtered and projected."""
     sel = st.select
     if sel.join is not None or sel.group_by or sel.window is not None:
@@ -111,7 +113,8 @@ def _follow(st: PushQuery, table: Query | Source) -> Callable[[list[Message]], p
         if isinstance(table, Query):
             rows = _rows(table, [m.key() for m in msgs], [m.value() for m in msgs])
         else:  # each record is one change; a tombstone deletes its key
-            parts = [source_rows(table, [(m.key(), m.value() if m.value() is not None else b"{}")]).with_columns(
+            parts = [(source_rows(table, [(m.key(), m.value())], registry) if m.value() is not None else
+                      source_rows(replace(table, value_format="JSON"), [(m.key(), b"{}")])).with_columns(
                 pl.lit(m.value() is None).alias("_tombstone")) for m in msgs if m.key() is not None]
             rows = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
         if rows.height == 0:
@@ -133,7 +136,7 @@ def push(st: PushQuery, cat: Catalog, settings: Settings, *, from_: Bound | str 
         decode = _follow(st, q)
     elif cat.source(name).kind == "TABLE":
         src = cat.source(name)
-        topic, decode = src.topic, _follow(st, src)
+        topic, decode = src.topic, _follow(st, src, cat.registry)
     else:
         q = transient_query(st, cat)
         topic = q.source.topic

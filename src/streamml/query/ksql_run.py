@@ -43,8 +43,12 @@ def catalog(settings: Settings) -> Catalog:
             except QueryError:
                 raise QueryError(f"topic {topic!r} does not exist",
                                  hint="create it (or ingest into it) before declaring a stream over it") from None
-        _catalogs[key] = Catalog(resolve)
-    return _catalogs[key]
+        _catalogs[key] = Catalog(resolve, registry=settings.schema_registry_url,
+                                 partitions=lambda topic: list_topics(settings).get(topic, 1))
+    cat = _catalogs[key]
+    if settings.schema_registry_url:  # a registry configured after the session began
+        cat.registry = settings.schema_registry_url
+    return cat
 
 
 def compile_query(text: str, settings: Settings) -> Query:

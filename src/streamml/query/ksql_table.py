@@ -34,6 +34,8 @@ class Source:
     columns: tuple[Column, ...]
     timestamp: str | None
     derived: bool = False  # the output of a CREATE STREAM ... AS SELECT of this session
+    value_format: str = "JSON"  # JSON, AVRO or DELIMITED
+    delimiter: str = ","        # DELIMITED's VALUE_DELIMITER
 
     @property
     def key(self) -> Column | None:

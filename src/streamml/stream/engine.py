@@ -123,29 +123,34 @@ class Engine:
 
     # -- one batch ------------------------------------------------------------------------
     def _decode(self, raw: RawBatch, res: StepResult) -> pl.DataFrame:
+        """The batch's values as rows; a value that does not decode goes to the dead-letter topic."""
         if None in raw.values:  # tombstones carry no event
             idx = [i for i, v in enumerate(raw.values) if v is not None]
             values = [raw.values[i] for i in idx]
         else:
             idx, values = range(len(raw.values)), raw.values  # type: ignore[assignment]
+        fmt = self.pipeline.value_format
+        df, bad = fmt.decode(values) if fmt is not None else self._json(values)  # type: ignore[arg-type]
+        if bad:
+            for j, reason in sorted(bad.items()):
+                i = idx[j]
+                res.dlq.append((raw.keys[i], raw.values[i], self._dead(raw, i, reason)))
+            res.n_invalid += len(bad)
+            idx = [i for j, i in enumerate(idx) if j not in bad]
+        return self._meta(df, raw, idx)
+
+    def _json(self, values: list[bytes]) -> tuple[pl.DataFrame, dict[int, str]]:
         try:
-            df = decode_json(values, self._schema)  # type: ignore[arg-type]
+            return decode_json(values, self._schema), {}
         except ValidationError:
-            bad = set(bad_rows(values))  # type: ignore[arg-type]
+            bad = set(bad_rows(values))
             if not bad:  # valid objects whose types clash across records: build row by row
                 import orjson
 
-                rows_ = [orjson.loads(v) for v in values]  # type: ignore[arg-type]
-                df = pl.DataFrame(rows_, infer_schema_length=None, strict=False)
-                return self._meta(df, raw, idx)
-            for j in sorted(bad):
-                i = idx[j]
-                res.dlq.append((raw.keys[i], raw.values[i], self._dead(raw, i, "invalid JSON object")))
-            res.n_invalid += len(bad)
-            idx = [i for j, i in enumerate(idx) if j not in bad]
-            values = [raw.values[i] for i in idx]
-            df = decode_json(values, self._schema)  # type: ignore[arg-type]
-        return self._meta(df, raw, idx)
+                rows_ = [orjson.loads(v) for v in values]
+                return pl.DataFrame(rows_, infer_schema_length=None, strict=False), {}
+            good = [v for j, v in enumerate(values) if j not in bad]
+            return decode_json(good, self._schema), dict.fromkeys(sorted(bad), "invalid JSON object")
 
     def _meta(self, df: pl.DataFrame, raw: RawBatch, idx: list[int]) -> pl.DataFrame:
         rows = pl.Series("__row", idx if len(idx) != len(raw.values) else range(len(raw.values)), dtype=pl.Int64)
@@ -213,7 +218,8 @@ class Engine:
         public = df.select([c for c in df.columns if not c.startswith("__")])
         if self.keep_frames:
             res.frame = public
-        res.values = list(encode_json(public))
+        fmt = self.pipeline.sink_format
+        res.values = list(fmt.encode(public) if fmt is not None else encode_json(public))
         if TOMBSTONE in df.columns:  # rows that delete their key: the value is None
             res.values = [None if dead else v for v, dead in zip(res.values, df[TOMBSTONE].to_list())]
         key_col = self.pipeline.sink_key or (self.window.key if window_out and self.window else None)

@@ -40,6 +40,7 @@ from streamml.stream.windows import Agg, WindowSpec, WindowState, WindowStep, sl
 
 if TYPE_CHECKING:
     from streamml.config import Settings
+    from streamml.stream.formats import ValueFormat
     from streamml.stream.table import Table
 
 __all__ = ["Pipeline", "stream", "Operator", "Filter", "WithColumns", "MapBatch", "Sql", "Join", "Window",
@@ -221,6 +222,8 @@ class Pipeline:
     schema: tuple[tuple[str, Any], ...] | None = None
     record_key: bool = False    # batches carry the record key (bytes) as the column ``__record_key``
     exact_topics: bool = False  # source and sink names are full topic names, never resolved
+    value_format: "ValueFormat | None" = None  # how source values are read (None: JSON objects)
+    sink_format: "ValueFormat | None" = None   # how output values are written (None: JSON objects)
     _extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     # -- building -------------------------------------------------------------------------
@@ -322,6 +325,11 @@ class Pipeline:
         the record key in each batch as the bytes column ``__record_key``."""
         return replace(self, exact_topics=True, record_key=record_key)
 
+    def formats(self, value: "ValueFormat | None" = None, sink: "ValueFormat | None" = None) -> "Pipeline":
+        """The same pipeline reading values as ``value`` and writing them as ``sink``
+        (:mod:`streamml.stream.formats`; ``None``: JSON objects)."""
+        return replace(self, value_format=value, sink_format=sink)
+
     def changelog_topic(self, settings: "Settings") -> str:
         op = self.window_op
         return settings.topic("changelog", f"{self.name}-{op.store if op else 'state'}")
@@ -330,11 +338,11 @@ class Pipeline:
         """The topology as text (topics shown without the namespace)."""
         key = ", record key" if self.record_key else ""
         lines = [f"pipeline {self.name}",
-                 f"  source   {self.source_topic()} (json{key})"]
+                 f"  source   {self.source_topic()} ({self.value_format.name if self.value_format else 'json'}{key})"]
         for i, op in enumerate(self.ops, 1):
             lines.append(f"  {i} {op.kind:<8} {op.describe()}")
         if self.sink_name:
-            lines.append(f"  sink     {self.sink_topic()} (json)")
+            lines.append(f"  sink     {self.sink_topic()} ({self.sink_format.name if self.sink_format else 'json'})")
         return "\n".join(lines)
 
     def fingerprint(self) -> str:
