@@ -196,12 +196,16 @@ def sql_cmd(ctx: typer.Context,
 
     from streamml import query
     from streamml.cli.sql_deploy import deploy_statements, preview_file
+    from streamml.query.ksql import is_ksql
+    from streamml.query.ksql_file import check, read_statements
 
     if (statement is None) == (file is None):
         raise ConfigError("give one STATEMENT or --file FILE" + (", not both" if file is not None else ""),
                           hint="e.g. streamml sql --file features.sql --deploy")
     if not deploy and (name is not None or to is not None):
         raise ConfigError("--name and --to name what --deploy runs", hint="add --deploy")
+    if file is not None or (deploy and is_ksql(statement or "")):  # every statement checked before connecting
+        check(*read_statements(file) if file is not None else (statement or "", "STATEMENT"))
     s = connected(ctx)
     if deploy:
         args = WorkerArgs(workers=workers, instance=instance, worker_index=worker_index, guarantee=guarantee.value,

@@ -32,7 +32,7 @@ from streamml.query.ksql import CreateSource, is_ksql, parse_ksql, tokenize
 from streamml.query.ksql_compile import Catalog, Query, Source
 from streamml.query.ksql_select import source_of
 
-__all__ = ["Located", "Plan", "split_located", "read_statements", "plan", "deploy_file"]
+__all__ = ["Located", "Plan", "split_located", "read_statements", "plan", "check", "deploy_file"]
 
 _POSITION = re.compile(r"\bat position (\d+)")
 
@@ -51,7 +51,7 @@ class Located:
     def head(self) -> str:
         """The statement's first line, shortened: how an error names it."""
         first = self.text.splitlines()[0].strip() if self.text else ""
-        return first if len(first) <= 60 else first[:59] + "…"
+        return first if len(first) <= 60 else first[:59].rstrip() + "…"
 
     def where(self, origin: str) -> str:
         return f"{origin}:{self.line}: statement {self.number} ({self.head})"
@@ -70,7 +70,7 @@ def split_located(text: str, origin: str = "<text>") -> list[Located]:
     except QueryError as exc:  # a character no statement can hold: name its line
         m = _POSITION.search(exc.message)
         where = origin if m is None else "{}:{}:{}".format(origin, *_line_col(text, int(m.group(1))))
-        raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
+        raise ConfigError(f"{where}: {_POSITION.sub('', exc.message).strip()}", hint=exc.hint) from None
     out: list[Located] = []
     first: int | None = None
     for t in toks:
@@ -183,6 +183,12 @@ def plan(text: str, cat: Catalog, origin: str = "<text>") -> Plan:
             raise ConfigError(f"{st.where(origin)}: {message}", hint=exc.hint) from None
     cat.adopt(fork)
     return out
+
+
+def check(text: str, origin: str = "<text>") -> Plan:
+    """:func:`plan` into an empty catalog that takes topic names as written: every statement is
+    parsed and compiled without a broker (what the command line does before it connects)."""
+    return plan(text, Catalog(), origin)
 
 
 def deploy_file(source: str | os.PathLike[str], *, settings: Settings | None = None, start: bool = True,
