@@ -214,7 +214,12 @@ def sql_cmd(ctx: typer.Context,
         deploy_statements(s, statement, file, name=name, to=to, args=args)
         return
     if file is not None:
-        preview_file(s, file, lambda df, title, n: _emit(df, fmt, title, n), max_rows)
+        def show(df: pl.DataFrame, title: str, n: int) -> None:
+            if fmt is not TableFormat.table:  # JSON or CSV rows on stdout: which query's, on stderr
+                err_console.print(title, markup=False, highlight=False)
+            _emit(df, fmt, title, n)
+
+        preview_file(s, file, show, max_rows)
         return
     result = query.sql(statement or "", settings=s)
     if isinstance(result, query.Tail):  # a ksqlDB push query: rows as they come (Ctrl-C stops)
