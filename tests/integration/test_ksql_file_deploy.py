@@ -133,3 +133,30 @@ def test_a_bad_file_starts_nothing_and_one_statement_deploys_by_its_own_name(
     want = preview(query, settings)
     assert want.height == 14  # one update per record: EMIT CHANGES
     assert _sorted(_written(settings, query, want.height)) == _sorted(want)
+
+
+def test_deploy_file_from_python_runs_the_queries_in_order_and_registers_them(
+        settings: Settings, tmp_path: Path) -> None:
+    topic = _payments(settings)
+    tag = uuid.uuid4().hex[:8].upper()
+    f = tmp_path / "features.sql"
+    f.write_text(f"CREATE STREAM pay_{tag} (card VARCHAR KEY, amount DOUBLE, ts BIGINT)\n"
+                 f"  WITH (kafka_topic='{topic}', value_format='JSON', timestamp='ts');\n"
+                 f"CREATE STREAM big_{tag} AS SELECT card, amount * 2 AS a2, ts FROM pay_{tag}\n"
+                 f"  WHERE amount > 1 EMIT CHANGES;\n"
+                 f"CREATE TABLE n_{tag} AS SELECT card, COUNT(*) AS n FROM big_{tag} GROUP BY card EMIT CHANGES;\n")
+    q.use(settings)
+    deployments = q.deploy_file(f, settings=settings, max_batch=4)
+    try:
+        big, table = deployments
+        assert (big.sink, table.sink) == (f"BIG_{tag}", f"N_{tag}")
+        assert big.query_id and big.query_id.startswith(f"CSAS_BIG_{tag}_")
+        table.wait(12, timeout=90)
+    finally:
+        for d in deployments:
+            d.stop()
+    assert set(q.sql("SHOW QUERIES")["sink"].to_list()) >= {f"BIG_{tag}", f"N_{tag}"}
+    assert big.query is not None and table.query is not None
+    want = preview(table.query, settings)
+    assert want.height == 12
+    assert _sorted(_written(settings, table.query, want.height)) == _sorted(want)
