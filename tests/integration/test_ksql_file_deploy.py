@@ -6,6 +6,7 @@ A bad file is one error naming the statement, and nothing starts."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -160,3 +161,30 @@ def test_deploy_file_from_python_runs_the_queries_in_order_and_registers_them(
     want = preview(table.query, settings)
     assert want.height == 12
     assert _sorted(_written(settings, table.query, want.height)) == _sorted(want)
+
+
+def test_sigterm_stops_every_worker_and_pipeline_cleanly(settings: Settings, env: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    topic = _payments(settings)
+    tag = uuid.uuid4().hex[:8].upper()
+    f = tmp_path / "features.sql"
+    f.write_text(f"CREATE STREAM pay_{tag} (card VARCHAR KEY, amount DOUBLE, ts BIGINT)\n"
+                 f"  WITH (kafka_topic='{topic}', value_format='JSON', timestamp='ts');\n"
+                 f"CREATE STREAM big_{tag} AS SELECT card, amount * 2 AS a2, ts FROM pay_{tag}\n"
+                 f"  WHERE amount > 1 EMIT CHANGES;\n"
+                 f"CREATE TABLE n_{tag} AS SELECT card, COUNT(*) AS n FROM big_{tag} GROUP BY card EMIT CHANGES;\n")
+    log = tmp_path / "stderr.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "streamml", "sql", "--file", str(f), "--deploy",
+                                 "--workers", "2"], env=env, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            assert len(drain(settings, f"N_{tag}", expect=12, timeout=90)) == 12  # both queries run
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = log.read_text()
+    assert "Traceback" not in text and "restarting" not in text
+    for pipeline in (f"ksql-big_{tag.lower()}", f"ksql-n_{tag.lower()}"):
+        assert text.count(f"{pipeline}: stopped") == 2, text  # each worker stopped each pipeline
