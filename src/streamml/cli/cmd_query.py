@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import orjson
@@ -15,17 +14,26 @@ from rich.table import Table
 from streamml.cli.common import connected, console, err_console
 from streamml.cli.options import (
     Format,
+    Guarantee,
     TableFormat,
     duration_option,
     format_option,
     from_option,
+    guarantee_option,
     host_option,
     idle_option,
+    instance_option,
+    max_batch_option,
     max_records_option,
+    max_restarts_option,
     parse_position,
     port_option,
+    stuck_after_option,
     table_format_option,
+    worker_index_option,
+    workers_option,
 )
+from streamml.cli.workers import WorkerArgs
 from streamml.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -155,38 +163,72 @@ def _follow(live: Any, fmt: Format | TableFormat, header: str, noun: str) -> Non
     err_console.print(f"{live.delivered} {noun}", style="dim", markup=False, highlight=False)
 
 
-def sql_cmd(ctx: typer.Context, statement: str = typer.Argument(..., help="A SELECT over topics (DuckDB SQL)."),
+def sql_cmd(ctx: typer.Context,
+            statement: Optional[str] = typer.Argument(
+                None, help="SQL: a SELECT over topics (DuckDB), or ksqlDB statements separated by ';'."),
+            file: Optional[Path] = typer.Option(
+                None, "--file", "-F", help="Read ksqlDB statements (separated by ';') from this file instead."),
             fmt: TableFormat = table_format_option(),
             max_rows: int = typer.Option(50, "--max-records", "-n", min=0, help="Rows to print."),
-            deploy: Optional[str] = typer.Option(None, "--deploy", help="Run the statement as pipeline NAME."),
-            to: Optional[str] = typer.Option(None, "--to", help="Output topic of --deploy (default: NAME)."),
+            deploy: bool = typer.Option(
+                False, "--deploy",
+                help="Run the persistent queries (CREATE ... AS SELECT, INSERT INTO), or a SELECT ... EMIT CHANGES, "
+                     "as pipelines on the runtime until Ctrl-C."),
+            name: Optional[str] = typer.Option(
+                None, "--name", help="With --deploy of one query: the pipeline's name (default: from the statement)."),
+            to: Optional[str] = typer.Option(None, "--to", help="Output topic of a deployed SELECT ... EMIT CHANGES."),
+            workers: int = workers_option(),
+            instance: Optional[str] = instance_option(),
+            guarantee: Guarantee = guarantee_option(),
+            max_batch: int = max_batch_option(),
             idle_exit: Optional[float] = idle_option("With --deploy: stop after this many seconds without a record."),
+            stuck_after: float = stuck_after_option(),
+            max_restarts: Optional[int] = max_restarts_option(),
+            worker_index: Optional[int] = worker_index_option(),
             ) -> None:
-    """Run SQL over topics; with --deploy, run a continuous statement (EMIT CHANGES) as a pipeline."""
+    """Run SQL over topics, or ksqlDB statements (--file F); with --deploy, run them as pipelines.
+
+    Without --deploy a SELECT prints its rows, a ksqlDB CREATE ... AS SELECT its preview (the rows
+    it would write now). With --deploy every persistent query runs on the runtime, supervised
+    and scaled out with --workers N like 'streamml run'; the statements are all checked first.
+    """
     import polars as pl
 
     from streamml import query
+    from streamml.cli.sql_deploy import deploy_statements, preview_file
+    from streamml.query.ksql import is_ksql
+    from streamml.query.ksql_file import check, read_statements
 
+    if (statement is None) == (file is None):
+        raise ConfigError("give one STATEMENT or --file FILE" + (", not both" if file is not None else ""),
+                          hint="e.g. streamml sql --file features.sql --deploy")
+    if not deploy and (name is not None or to is not None):
+        raise ConfigError("--name and --to name what --deploy runs", hint="add --deploy")
+    if file is not None or (deploy and is_ksql(statement or "")):  # every statement checked before connecting
+        check(*read_statements(file) if file is not None else (statement or "", "STATEMENT"))
     s = connected(ctx)
-    if deploy is None:
-        result = query.sql(statement, settings=s)
-        if isinstance(result, query.Tail):  # a ksqlDB push query: rows as they come (Ctrl-C stops)
-            _follow(result, fmt, f"push query on {result.topic} (Ctrl-C stops)", "row(s)")
-        elif isinstance(result, pl.DataFrame):
-            _emit(result, fmt, None, max_rows)
-        else:  # a declaration (or a compiled query): say what it is
-            err_console.print(f"{getattr(result, 'kind', '')} {getattr(result, 'name', '')} declared".strip(),
-                              markup=False, highlight=False)
+    if deploy:
+        args = WorkerArgs(workers=workers, instance=instance, worker_index=worker_index, guarantee=guarantee.value,
+                          max_batch=max_batch, stuck_after=stuck_after, idle_exit=idle_exit,
+                          max_restarts=max_restarts)
+        deploy_statements(s, statement, file, name=name, to=to, args=args)
         return
-    d = query.deploy(statement, to=to or deploy, name=deploy, settings=s, start=False)
-    err_console.print(f"deploying {d.pipeline.name}: {d.source} -> {d.sink} (Ctrl-C stops)", markup=False,
-                      highlight=False)
-    err_console.print(d.pipeline.describe(), highlight=False, markup=False)
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: d.worker.stop())
-    stats = d.run(idle_exit=idle_exit)
-    err_console.print("stopped: " + ", ".join(f"{k}={v}" for k, v in stats.items()), markup=False, highlight=False)
+    if file is not None:
+        def show(df: pl.DataFrame, title: str, n: int) -> None:
+            if fmt is not TableFormat.table:  # JSON or CSV rows on stdout: which query's, on stderr
+                err_console.print(title, markup=False, highlight=False)
+            _emit(df, fmt, title, n)
+
+        preview_file(s, file, show, max_rows)
+        return
+    result = query.sql(statement or "", settings=s)
+    if isinstance(result, query.Tail):  # a ksqlDB push query: rows as they come (Ctrl-C stops)
+        _follow(result, fmt, f"push query on {result.topic} (Ctrl-C stops)", "row(s)")
+    elif isinstance(result, pl.DataFrame):
+        _emit(result, fmt, None, max_rows)
+    else:  # a declaration (or a compiled query): say what it is
+        err_console.print(f"{getattr(result, 'kind', '')} {getattr(result, 'name', '')} declared".strip(),
+                          markup=False, highlight=False)
 
 
 def sql_server_cmd(

@@ -21,11 +21,12 @@ prints one ``warning:`` line naming the new spelling. Delete a line of :data:`RE
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Mapping, Sequence, Union
 
 from streamml.cli.options import warn_deprecated
 
-__all__ = ["RENAMES", "VALUES", "translate"]
+__all__ = ["RENAMES", "VALUES", "FLAG_VALUES", "translate"]
 
 #: A new spelling: an option name, or (option, value) for an old flag such as ``--json``.
 New = Union[str, tuple[str, str]]
@@ -65,6 +66,16 @@ VALUES: dict[tuple[tuple[str, ...], str], dict[str, tuple[str, str]]] = {
 }
 
 
+#: (command path, flag) -> the option an old value of the flag goes to: ``sql --deploy NAME``
+#: (when --deploy took the pipeline's name) is ``sql --deploy --name NAME``. Only a value that
+#: looks like a name (one word, not an option) is taken: a statement has spaces.
+FLAG_VALUES: dict[tuple[tuple[str, ...], str], str] = {
+    (("sql",), "--deploy"): "--name",
+}
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
 def _takes_value(command: Any, name: str) -> bool:
     for p in getattr(command, "params", ()):
         if name in (*getattr(p, "opts", ()), *getattr(p, "secondary_opts", ())):
@@ -74,7 +85,8 @@ def _takes_value(command: Any, name: str) -> bool:
 
 def translate(argv: Sequence[str], root: Any, *, warn: Callable[[str, str], None] = warn_deprecated,
               renames: Mapping[tuple[str, ...], Mapping[str, New]] = RENAMES,
-              values: Mapping[tuple[tuple[str, ...], str], Mapping[str, tuple[str, str]]] = VALUES) -> list[str]:
+              values: Mapping[tuple[tuple[str, ...], str], Mapping[str, tuple[str, str]]] = VALUES,
+              flag_values: Mapping[tuple[tuple[str, ...], str], str] = FLAG_VALUES) -> list[str]:
     """``argv`` with old spellings replaced by new ones (one ``warn(old, new)`` each).
 
     ``root`` is the click command tree: it tells sub-commands from arguments and options that
@@ -112,6 +124,15 @@ def translate(argv: Sequence[str], root: Any, *, warn: Callable[[str, str], None
         if new is not None:
             warn(f"'{where} {name}'", f"'{new}'")
             name = new
+        moved = flag_values.get((path, name))
+        if moved is not None and not _takes_value(command, name):
+            old_value = attached if attached is not None else (
+                args[i] if i < len(args) and _NAME.match(args[i]) else None)
+            if old_value is not None:
+                i += attached is None
+                warn(f"'{where} {name} {old_value}'", f"'{name} {moved} {old_value}'")
+                out += [name, moved, old_value]
+                continue
         if attached is None and _takes_value(command, name) and i < len(args):
             attached, i = args[i], i + 1
             joined = False

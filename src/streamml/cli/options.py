@@ -14,6 +14,9 @@ stop when idle                ``--idle``                               seconds w
 stop after a time             ``--duration``                           seconds
 listen address                ``--host`` / ``--port``                  127.0.0.1 by default
 output format                 ``-f, --format``                         :class:`Format` (``csv`` for tables)
+worker processes              ``-w, --workers``                        N, supervised
+member name                   ``--instance``                           stable per host and worker
+statements from a file        ``-F, --file``                           a path (``sql``)
 ============================  =======================================  ==========================
 
 The option factories below (``max_records_option()``...) give every command the same names,
@@ -47,7 +50,8 @@ from streamml.errors import ConfigError
 __all__ = ["Guarantee", "Format", "TableFormat", "LogLevel", "Position", "parse_position", "parse_properties",
            "warn_deprecated", "max_records_option", "idle_option", "duration_option", "host_option",
            "port_option", "format_option", "table_format_option", "guarantee_option", "from_option",
-           "POSITION_HELP"]
+           "workers_option", "instance_option", "max_batch_option", "stuck_after_option", "max_restarts_option",
+           "worker_index_option", "POSITION_HELP"]
 
 
 class Guarantee(str, Enum):
@@ -204,3 +208,33 @@ def guarantee_option() -> Any:
 
 def from_option(default: Optional[str], help: str = "Where to start reading") -> Any:
     return typer.Option(default, "--from", metavar="POSITION", help=f"{help}: {POSITION_HELP}.")
+
+
+# -- commands that run pipelines (run, sql --deploy): see streamml.cli.workers ---------------
+
+def workers_option() -> Any:
+    return typer.Option(1, "--workers", "-w", min=1, help="Worker processes to run (supervised).")
+
+
+def instance_option() -> Any:
+    return typer.Option(
+        None, "--instance",
+        help="This member's name in the group, stable across restarts and distinct per host "
+             "(default: the host name). With --workers N the workers are <instance>-0 .. <instance>-N-1.")
+
+
+def max_batch_option() -> Any:
+    return typer.Option(10_000, "--max-batch", min=1, help="Records per micro-batch at most.")
+
+
+def stuck_after_option() -> Any:
+    return typer.Option(50.0, "--stuck-after",
+                        help="Restart a worker that makes no progress for this long (seconds; 0: never).")
+
+
+def max_restarts_option() -> Any:
+    return typer.Option(None, "--max-restarts", help="Stop the app when one worker was restarted more often.")
+
+
+def worker_index_option() -> Any:
+    return typer.Option(None, "--worker-index", hidden=True, help="Internal: the index of a supervised worker.")

@@ -13,6 +13,8 @@ Everything reads committed records only, and takes ``settings=`` (by default the
 - :func:`sql` — DuckDB SQL over snapshots of the topics a statement names (joins work);
 - :func:`tail` — a generator of records committed from now on, filtered, per-partition order;
 - :func:`deploy` — a continuous statement (``... EMIT CHANGES``) as a running stream pipeline;
+  :func:`deploy_file` — every persistent query of a file (or text) of ksqlDB statements
+  (:mod:`streamml.query.ksql_file`), checked whole before any runs;
   :func:`changes` — the same statement's live rows, in this process.
 - ksqlDB statements (:mod:`streamml.query.ksql`, compiled by :mod:`streamml.query.ksql_compile`):
   ``sql("CREATE STREAM s (...) WITH (kafka_topic=...)")`` declares a source;
@@ -33,12 +35,14 @@ Short topic names resolve as described in :mod:`streamml.query.resolve`.
 from streamml.query.catalog import topics
 from streamml.query.continuous import check
 from streamml.query.deploy import Deployment, changes, deploy, pipeline_for
+from streamml.query.ksql_file import deploy_file
 from streamml.query.resolve import resolve_topic, use
 from streamml.query.sql import parse, sql
 from streamml.query.tail import Tail, tail
 from streamml.query.topic import Topic, topic
 
 __all__ = [
-    "topic", "Topic", "topics", "sql", "tail", "Tail", "deploy", "Deployment", "changes", "check", "parse",
+    "topic", "Topic", "topics", "sql", "tail", "Tail", "deploy", "deploy_file", "Deployment", "changes", "check",
+    "parse",
     "pipeline_for", "resolve_topic", "use",
 ]

@@ -11,7 +11,8 @@ to the topic it reads.
 
 A ksqlDB persistent query (``CREATE STREAM|TABLE x AS SELECT ...``, see
 :mod:`streamml.query.ksql_compile`) is deployed without ``to``: it writes to its own topic
-(the query's name upper-cased, or its ``KAFKA_TOPIC``), keyed as ksqlDB keys it.
+(the query's name upper-cased, or its ``KAFKA_TOPIC``), keyed as ksqlDB keys it. A file (or
+text) of several statements is deployed by :func:`streamml.query.ksql_file.deploy_file`.
 
 ``changes(statement)`` runs the same statement over the live stream in this process and
 yields its rows (a :class:`~streamml.query.tail.Tail`), without writing anything.
@@ -68,18 +69,18 @@ def pipeline_for(statement: str | Statement, to: str, *, name: str | None = None
 class Deployment:
     """A running continuous statement: a stream worker in a background thread (or the foreground)."""
 
-    def __init__(self, statement: str | Statement, to: str | None = None, *, name: str | None = None,
+    def __init__(self, statement: str | Statement | Query, to: str | None = None, *, name: str | None = None,
                  settings: Settings | None = None, **options: Any) -> None:
         from streamml.stream.runner import RunOptions, Worker
 
         self.settings = settings or default_settings()
         self.query: Query | None = None
         self.query_id: str | None = None  # a ksqlDB query's id (SHOW QUERIES, TERMINATE)
-        if isinstance(statement, str) and is_ksql(statement):
+        if isinstance(statement, Query) or (isinstance(statement, str) and is_ksql(statement)):
             if to is not None:
                 raise QueryError("a ksqlDB statement names its own output topic",
                                  hint="drop to=...; set WITH (kafka_topic='...') in the statement")
-            self.query = compile_query(statement, self.settings)
+            self.query = statement if isinstance(statement, Query) else compile_query(statement, self.settings)
             self.statement = parse(f"SELECT * FROM {quote(self.query.source.topic)}")
             self.pipeline = self.query.pipeline if name is None else self.query.pipeline.named(name)
         else:

@@ -34,6 +34,7 @@ streamml.errors.QueryError: aggregate COLLECT_SET is not supported yet, at posit
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import polars as pl
@@ -89,13 +90,23 @@ class Catalog:
                 out.append(q)
         return out
 
+    def fork(self) -> "Catalog":
+        """A copy to compile a file into: nothing it declares enters this catalog until :meth:`adopt`."""
+        c = copy.copy(self)
+        c.sources, c.queries, c.properties = dict(self.sources), dict(self.queries), dict(self.properties)
+        return c
+
+    def adopt(self, fork: "Catalog") -> None:
+        """Take over what ``fork`` (of this catalog) declared and compiled."""
+        self.__dict__.update({k: v for k, v in vars(fork).items() if k != "running"})
+
     def compile(self, text: str) -> Query:
         """The query of the one ``CREATE ... AS SELECT`` in ``text`` (declarations before it run)."""
         done = self.execute(text)
         queries = [q for q in done if isinstance(q, Query)]
         if len(queries) != 1:
             raise QueryError(f"expected one CREATE ... AS SELECT, got {len(queries)}",
-                             hint="deploy one persistent query at a time")
+                             hint="deploy several with streamml.query.deploy_file(text)")
         return queries[0]
 
     def _insert(self, st: InsertInto) -> Query:
