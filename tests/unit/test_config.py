@@ -33,7 +33,7 @@ def test_config_file_found_through_env(tmp_path: Path) -> None:
     ('namespace = "a b"', "invalid namespace"),
     ("local_port = 'abc'", "must be a whole number"),
     ("bogus = 1", "unknown setting(s) bogus"),
-    ("local_nodes = 2", "bad.toml must be 1 or 3, got 2"),
+    ("local_nodes = 2", "bad.toml:1 must be 1 or 3, got 2"),
     ("namespace = ", "not valid TOML"),
 ])
 def test_bad_settings_say_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
