@@ -115,13 +115,11 @@ class ConfigFile:
         if isinstance(data.get("streamml"), dict):
             settings = dict(data.pop("streamml"))
             table: tuple[str, ...] = ("streamml",)
-            if "kafka" in data:  # [kafka] beside [streamml] holds librdkafka options too
-                settings.setdefault("kafka", data.pop("kafka"))
         else:
             settings, table = {}, ()
-            for key in list(data):
-                if key in RESERVED_TABLES or not isinstance(data[key], dict):
-                    settings[key] = data.pop(key)
+        for key in list(data):  # [kafka] and plain keys beside [streamml] are settings too
+            if key in RESERVED_TABLES or not isinstance(data[key], dict):
+                settings.setdefault(key, data.pop(key))
         return cls(path=path, text=text, settings=settings, sections=data, settings_table=table)
 
     def where(self, *keys: str) -> str:
