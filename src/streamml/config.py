@@ -96,6 +96,8 @@ class Settings(BaseSettings):
 
     >>> Settings(namespace="ml", home="~/x").home == Path("~/x").expanduser()
     True
+    >>> Settings(kafka={"linger.ms": 5, "enable.idempotence": True}).kafka
+    {'linger.ms': '5', 'enable.idempotence': 'true'}
     >>> Settings(local_nodes=2)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -130,6 +132,15 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_local(cls, value: str | None) -> str | None:
         return (value.strip() or None) if value is not None else None
+
+    @field_validator("kafka", mode="before")
+    @classmethod
+    def _options_as_text(cls, value: Any) -> Any:
+        # librdkafka takes every option as text: linger.ms = 5 -> "5", enable.idempotence = true -> "true"
+        if isinstance(value, Mapping):
+            return {k: str(v).lower() if isinstance(v, bool) else (v if isinstance(v, (dict, list)) else str(v))
+                    for k, v in value.items()}
+        return value
 
     @field_validator("namespace")
     @classmethod
