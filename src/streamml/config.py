@@ -298,9 +298,22 @@ def _read_env(cls: type[Settings], env: Mapping[str, str]) -> dict[str, Any]:
 
 
 _HINTS = {
+    "bootstrap_servers": 'give HOST:PORT[,HOST:PORT...] as a string, e.g. "broker1:9092,broker2:9092"',
     "namespace": "use letters, digits, '_' and '-' only",
+    "kafka": 'a table of librdkafka options: [kafka] then "security.protocol" = "SASL_SSL"',
+    "home": "a directory path, as a string",
+    "cache_dir": "a directory path, as a string",
+    "kafka_version": 'a Kafka release, e.g. "4.3.1"',
     "local_nodes": "the local cluster runs 1 or 3 brokers",
     "local_port": "a TCP port, 1-65535",
+}
+
+
+_REASONS = {  # pydantic error type -> what the setting must be
+    "path_type": "must be a path (a string)",
+    "dict_type": "must be a table",
+    "greater_than_equal": "is out of range",
+    "less_than_equal": "is out of range",
 }
 
 
@@ -319,6 +332,8 @@ def _config_error(exc: ValidationError, values: Mapping[str, Any], origin: Mappi
         hint = f'quote it: {key} = "{value}"'
     elif kind.startswith("int_"):
         reason = "must be a whole number"
+    elif kind in _REASONS:
+        reason = _REASONS[kind]
     elif kind == "value_error":
         reason = str(err.get("ctx", {}).get("error", err["msg"]))
     else:
@@ -333,7 +348,8 @@ def _find_config(env: Mapping[str, str]) -> Path | None:
     if env.get("STREAMML_CONFIG"):
         path = Path(env["STREAMML_CONFIG"]).expanduser()
         if not path.is_file():
-            raise ConfigError(f"config file {path} (from STREAMML_CONFIG) does not exist")
+            raise ConfigError(f"config file {path} (from STREAMML_CONFIG) does not exist",
+                              hint="point STREAMML_CONFIG at a streamml.toml, or unset it")
         return path
     for path in (Path("streamml.toml"), Path(platformdirs.user_config_dir("streamml")) / "config.toml"):
         if path.is_file():

@@ -100,9 +100,11 @@ class ConfigFile:
         try:
             text = path.read_bytes().decode("utf-8")
         except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}",
+                              hint="check the path given by --config or STREAMML_CONFIG") from None
         except UnicodeDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: not UTF-8 ({exc.reason})") from None
+            raise ConfigError(f"config file {path} is not valid TOML: not UTF-8 ({exc.reason})",
+                              hint="save the file as UTF-8") from None
         return cls.parse(path, text)
 
     @classmethod
@@ -111,7 +113,9 @@ class ConfigFile:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}",
+                              hint='TOML is key = value lines under [section] headers, text in quotes: '
+                                   'namespace = "shop" (https://toml.io)') from None
         if isinstance(data.get("streamml"), dict):
             settings = dict(data.pop("streamml"))
             table: tuple[str, ...] = ("streamml",)

@@ -36,13 +36,17 @@ def test_config_file_found_through_env(tmp_path: Path) -> None:
     ("bogus = 1", "unknown setting(s) bogus"),
     ("local_nodes = 2", "bad.toml:1 must be 1 or 3, got 2"),
     ("namespace = ", "not valid TOML"),
+    ("home = 5", "setting home in {cfg}:1 must be a path (a string), got 5"),
+    ("local_port = 99999", "setting local_port in {cfg}:1 is out of range, got 99999"),
+    ("bootstrap_servers = 9092", "setting bootstrap_servers in {cfg}:1 must be a string, got 9092"),
 ])
 def test_bad_settings_say_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text(text + "\n")
     with pytest.raises(ConfigError) as info:
         Settings.load(env={}, config_file=cfg)
-    assert message in str(info.value)
+    assert message.format(cfg=cfg) in str(info.value)
+    assert info.value.hint
 
 
 def test_missing_config_file_from_env_is_an_error(tmp_path: Path) -> None:
