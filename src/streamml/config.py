@@ -10,6 +10,12 @@ Precedence, highest first:
    ``<user config dir>/streamml/config.toml`` (the first one that exists);
 4. built-in defaults.
 
+Settings are one typed pydantic-settings model, validated once after the sources are merged;
+a bad value is one :class:`~streamml.errors.ConfigError` naming the setting, the value and its
+source (``--namespace``, ``the environment variable STREAMML_NAMESPACE``, ``streamml.toml:3``).
+The config file may also hold per-command sections (``[serve]``, ``[ingest.file]`` ...), kept in
+:attr:`Settings.config_file` for the command line, which applies them as option defaults.
+
 When no bootstrap servers are configured, commands that need a broker use the local
 one (``streamml kafka up``) and start it if needed: the embedded default.
 
@@ -20,19 +26,25 @@ one (``streamml kafka up``) and start it if needed: the embedded default.
 'shop.raw.payments'
 >>> Settings.load(env={"STREAMML_KAFKA__SASL_MECHANISM": "PLAIN"}, config_file=None).kafka
 {'sasl.mechanism': 'PLAIN'}
+>>> Settings.load(env={"STREAMML_LOCAL_PORT": "x"}, config_file=None)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+streamml.errors.ConfigError: setting local_port in the environment variable STREAMML_LOCAL_PORT must be ... got 'x' ...
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tomllib
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import platformdirs
+from pydantic import Field, PrivateAttr, StrictStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
+from streamml.config_file import ConfigFile
 from streamml.errors import ConfigError
 
 __all__ = ["Settings", "TOPIC_KINDS", "topic_name"]
@@ -40,6 +52,8 @@ __all__ = ["Settings", "TOPIC_KINDS", "topic_name"]
 TOPIC_KINDS = ("raw", "features", "predictions", "labels", "models", "metrics", "control", "dlq", "changelog")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 DEFAULT_KAFKA_VERSION = "4.3.1"
+_ENV_PREFIX = "STREAMML_"
+_KAFKA_ENV = _ENV_PREFIX + "KAFKA__"
 
 
 def topic_name(namespace: str, kind: str, name: str | None = None) -> str:
@@ -72,23 +86,81 @@ def _default_cache() -> Path:
     return Path(platformdirs.user_cache_dir("streamml"))
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
     """Everything streamml needs to know about where it runs.
 
     ``bootstrap_servers`` of ``None`` means: the local cluster, started on demand.
     ``kafka`` holds librdkafka options (security and tuning) passed to every client.
+    Constructing ``Settings(...)`` directly uses only the given values and the defaults (no
+    environment, no file); :meth:`load` merges all the sources.
+
+    >>> Settings(namespace="ml", home="~/x").home == Path("~/x").expanduser()
+    True
+    >>> Settings(kafka={"linger.ms": 5, "enable.idempotence": True}).kafka
+    {'linger.ms': '5', 'enable.idempotence': 'true'}
+    >>> Settings(local_nodes=2)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for Settings...
     """
 
-    bootstrap_servers: str | None = None
-    namespace: str = "streamml"
-    kafka: dict[str, str] = field(default_factory=dict)
-    home: Path = field(default_factory=_default_home)
-    cache_dir: Path = field(default_factory=_default_cache)
-    kafka_version: str = DEFAULT_KAFKA_VERSION
-    local_port: int = 9092
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix=_ENV_PREFIX,
+                                      env_nested_delimiter="__", env_ignore_empty=True, case_sensitive=False)
+
+    bootstrap_servers: Optional[StrictStr] = None
+    namespace: StrictStr = "streamml"
+    kafka: dict[str, str] = Field(default_factory=dict)
+    home: Path = Field(default_factory=_default_home)
+    cache_dir: Path = Field(default_factory=_default_cache)
+    kafka_version: StrictStr = DEFAULT_KAFKA_VERSION
+    local_port: int = Field(default=9092, ge=1, le=65535)
     local_nodes: int = 1
     schema_registry_url: str | None = None  # a Confluent-compatible Schema Registry (ksqlDB's AVRO format)
+
+    _file: Optional[ConfigFile] = PrivateAttr(default=None)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Settings(...) is exactly what it is given; load() reads env and file, knowing each source
+        return (init_settings,)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _blank_is_local(cls, value: str | None) -> str | None:
+        return (value.strip() or None) if value is not None else None
+
+    @field_validator("kafka", mode="before")
+    @classmethod
+    def _options_as_text(cls, value: Any) -> Any:
+        # librdkafka takes every option as text: linger.ms = 5 -> "5", enable.idempotence = true -> "true"
+        if isinstance(value, Mapping):
+            return {k: str(v).lower() if isinstance(v, bool) else (v if isinstance(v, (dict, list)) else str(v))
+                    for k, v in value.items()}
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError("invalid namespace")
+        return value
+
+    @field_validator("home", "cache_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("local_nodes")
+    @classmethod
+    def _one_or_three(cls, value: int) -> int:
+        if value not in (1, 3):
+            raise ValueError("must be 1 or 3")
+        return value
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -98,30 +170,35 @@ class Settings:
         overrides: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         config_file: Path | str | None | bool = True,
+        sources: Mapping[str, str] | None = None,
     ) -> "Settings":
-        """Merge defaults < config file < environment < overrides.
+        """Merge defaults < config file < environment < overrides, then validate once.
 
-        ``config_file=True`` searches the usual places; a path forces one file;
-        ``None`` skips files.
+        ``config_file=True`` searches the usual places; a path forces one file; ``None`` skips
+        files. ``sources`` names where each override came from (``{"namespace": "--namespace"}``)
+        for error messages.
         """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         origin: dict[str, str] = {}  # where each value came from, for error messages
         kafka: dict[str, str] = {}
         path = _find_config(env) if config_file is True else (Path(config_file) if config_file else None)
-        if path is not None:
-            file_values = _read_toml(path)
-            kafka.update(_kafka_table(file_values.pop("kafka", {}), path))
+        file = ConfigFile.read(path) if path is not None else None
+        if file is not None:
+            file_values = dict(file.settings)
+            kafka.update(_kafka_table(file_values.pop("kafka", {}), file))
+            unknown = sorted(set(file_values) - set(cls.model_fields))
+            if unknown:
+                raise ConfigError(f"unknown setting(s) {', '.join(unknown)} in {file.where(unknown[0])}",
+                                  hint="known settings: " + ", ".join(sorted(cls.model_fields))
+                                  + "; a command's options go in its own section, e.g. [serve]")
             values.update(file_values)
-            origin.update(dict.fromkeys(file_values, str(path)))
-        for f in fields(cls):
-            key = f"STREAMML_{f.name.upper()}"
-            if f.name != "kafka" and env.get(key):
-                values[f.name] = env[key]
-                origin[f.name] = f"the environment variable {key}"
-        for key, value in env.items():
-            if key.startswith("STREAMML_KAFKA__"):
-                kafka[key[len("STREAMML_KAFKA__"):].lower().replace("_", ".")] = value
+            origin.update({key: file.where(key) for key in file_values})
+        env_values = _read_env(cls, env)
+        for key, value in env_values.pop("kafka", {}).items():
+            kafka[key] = value
+        values.update(env_values)
+        origin.update({key: f"the environment variable {_ENV_PREFIX}{key.upper()}" for key in env_values})
         for key, value in (overrides or {}).items():
             if value is None:
                 continue
@@ -129,49 +206,29 @@ class Settings:
                 kafka.update({k: str(v) for k, v in value.items()})
             else:
                 values[key] = value
-                origin[key] = "the command line"
+                origin[key] = (sources or {}).get(key, "the arguments")
         values["kafka"] = kafka
-        return cls._coerce(values, source=str(path) if path else "settings", origin=origin)
-
-    @classmethod
-    def _coerce(cls, values: dict[str, Any], source: str, origin: Mapping[str, str] | None = None) -> "Settings":
-        where = {name: (origin or {}).get(name, source) for name in values}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown setting(s) {', '.join(unknown)} in {source}",
-                hint="known settings: " + ", ".join(sorted(known)),
-            )
-        out: dict[str, Any] = {}
-        for name, value in values.items():
-            if name in ("home", "cache_dir"):
-                out[name] = Path(str(value)).expanduser()
-            elif name in ("local_port", "local_nodes"):
-                try:
-                    out[name] = int(value)
-                except (TypeError, ValueError):
-                    raise ConfigError(f"setting {name} in {where[name]} must be a whole number, "
-                                      f"got {value!r}") from None
-            elif name in ("bootstrap_servers", "namespace", "kafka_version") and not isinstance(value, str):
-                raise ConfigError(f"setting {name} in {where[name]} must be a string, got {value!r}",
-                                  hint=f'quote it: {name} = "{value}"')
-            elif name == "bootstrap_servers":
-                out[name] = value.strip() or None
-            else:
-                out[name] = value
-        settings = cls(**out)
-        if settings.local_nodes not in (1, 3):
-            raise ConfigError(f"setting local_nodes in {where.get('local_nodes', source)} must be 1 or 3, "
-                              f"got {settings.local_nodes}")
-        if not _NAME_RE.match(settings.namespace):
-            raise ConfigError(f"invalid namespace {settings.namespace!r} (from {where.get('namespace', source)})",
-                              hint="use letters, digits, '_' and '-' only")
+        try:
+            settings = cls(**values)
+        except ValidationError as exc:
+            raise _config_error(exc, values, origin) from None
+        settings._file = file
         return settings
 
     def with_(self, **changes: Any) -> "Settings":
-        """A copy with some settings changed."""
-        return replace(self, **changes)
+        """A copy with some settings changed (validated like any other settings).
+
+        >>> Settings(namespace="a").with_(namespace="b", local_port="9093").local_port
+        9093
+        """
+        copy = type(self)(**{**{name: getattr(self, name) for name in type(self).model_fields}, **changes})
+        copy._file = self._file  # noqa: SLF001 (a private attribute of this same class)
+        return copy
+
+    @property
+    def config_file(self) -> ConfigFile | None:
+        """The config file these settings were loaded from, with its command sections."""
+        return self._file
 
     # -- derived --------------------------------------------------------------------
     def topic(self, kind: str, name: str | None = None) -> str:
@@ -198,38 +255,104 @@ class Settings:
         return {"bootstrap.servers": self.bootstrap_servers, **self.kafka}
 
 
-def _kafka_table(table: Any, path: Path) -> dict[str, str]:
+def _kafka_table(table: Any, file: ConfigFile) -> dict[str, str]:
     """The ``[kafka]`` table of a config file: librdkafka option -> value (as text)."""
     if not isinstance(table, dict):
-        raise ConfigError(f"setting kafka in {path} must be a table of librdkafka options, got {table!r}",
+        raise ConfigError(f"setting kafka in {file.where('kafka')} must be a table of librdkafka options, "
+                          f"got {table!r}",
                           hint='write it as a table: [kafka] then "security.protocol" = "SASL_SSL"')
     out: dict[str, str] = {}
     for key, value in table.items():
         if isinstance(value, (dict, list)):
-            raise ConfigError(f"[kafka] option {key!r} in {path} must be a single value, got {value!r}",
+            raise ConfigError(f"[kafka] option {key!r} in {file.where('kafka', key)} must be a single value, "
+                              f"got {value!r}",
                               hint='quote the whole option name: "sasl.mechanism" = "SCRAM-SHA-512"')
         out[key] = str(value).lower() if isinstance(value, bool) else str(value)
     return out
+
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (``load(env=...)``), not os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._given = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {key.lower(): value for key, value in self._given.items() if value != ""}
+
+
+def _read_env(cls: type[Settings], env: Mapping[str, str]) -> dict[str, Any]:
+    """``STREAMML_<NAME>`` values, and ``kafka`` from ``STREAMML_KAFKA__<OPTION_WITH_UNDERSCORES>``."""
+    try:
+        values = dict(_EnvSource(cls, env)())
+    except SettingsError:
+        raise ConfigError(f"setting kafka in the environment variable {_ENV_PREFIX}KAFKA is not a JSON object, "
+                          f"got {env.get(_ENV_PREFIX + 'KAFKA')!r}",
+                          hint=f"set one option per variable: {_KAFKA_ENV}SASL_MECHANISM=PLAIN") from None
+    kafka = values.get("kafka")
+    if isinstance(kafka, dict):
+        values["kafka"] = {key.replace("_", "."): str(value) for key, value in kafka.items()}
+    elif kafka is not None:
+        values.pop("kafka")
+    return values
+
+
+_HINTS = {
+    "bootstrap_servers": 'give HOST:PORT[,HOST:PORT...] as a string, e.g. "broker1:9092,broker2:9092"',
+    "namespace": "use letters, digits, '_' and '-' only",
+    "kafka": 'a table of librdkafka options: [kafka] then "security.protocol" = "SASL_SSL"',
+    "home": "a directory path, as a string",
+    "cache_dir": "a directory path, as a string",
+    "kafka_version": 'a Kafka release, e.g. "4.3.1"',
+    "local_nodes": "the local cluster runs 1 or 3 brokers",
+    "local_port": "a TCP port, 1-65535",
+}
+
+
+_REASONS = {  # pydantic error type -> what the setting must be
+    "path_type": "must be a path (a string)",
+    "dict_type": "must be a table",
+    "greater_than_equal": "is out of range",
+    "less_than_equal": "is out of range",
+}
+
+
+def _config_error(exc: ValidationError, values: Mapping[str, Any], origin: Mapping[str, str]) -> ConfigError:
+    """The first problem of a ValidationError, as one line naming the setting, its value and its source."""
+    err = exc.errors()[0]
+    key = str(err["loc"][0]) if err["loc"] else "settings"
+    value = values.get(key, err.get("input"))
+    where = origin.get(key, "the settings")
+    kind = err["type"]
+    hint = _HINTS.get(key)
+    if key == "namespace" and kind == "value_error":
+        return ConfigError(f"invalid namespace {value!r} (from {where})", hint=hint)
+    if kind == "string_type":
+        reason = "must be a string"
+        hint = f'quote it: {key} = "{value}"'
+    elif kind.startswith("int_"):
+        reason = "must be a whole number"
+    elif kind in _REASONS:
+        reason = _REASONS[kind]
+    elif kind == "value_error":
+        reason = str(err.get("ctx", {}).get("error", err["msg"]))
+    else:
+        reason = "is not valid (" + err["msg"][0].lower() + err["msg"][1:] + ")"
+    if kind == "extra_forbidden":
+        return ConfigError(f"unknown setting(s) {key} in {where}", hint="known settings: " + ", ".join(
+            sorted(Settings.model_fields)))
+    return ConfigError(f"setting {key} in {where} {reason}, got {value!r}", hint=hint)
 
 
 def _find_config(env: Mapping[str, str]) -> Path | None:
     if env.get("STREAMML_CONFIG"):
         path = Path(env["STREAMML_CONFIG"]).expanduser()
         if not path.is_file():
-            raise ConfigError(f"config file {path} (from STREAMML_CONFIG) does not exist")
+            raise ConfigError(f"config file {path} (from STREAMML_CONFIG) does not exist",
+                              hint="point STREAMML_CONFIG at a streamml.toml, or unset it")
         return path
     for path in (Path("streamml.toml"), Path(platformdirs.user_config_dir("streamml")) / "config.toml"):
         if path.is_file():
             return path
     return None
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    return dict(data.get("streamml", data))

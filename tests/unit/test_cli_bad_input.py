@@ -43,6 +43,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "unknown.toml").write_text("bogus = 1\n")
     (d / "port.toml").write_text('local_port = "abc"\n')
     (d / "broken.toml").write_text("x = [\n")
+    (d / "nodes.toml").write_text('# local cluster\nnamespace = "ok"\nlocal_nodes = 2\n')
+    (d / "section-key.toml").write_text('namespace = "ok"\n\n[serve]\nguarantee = "at-least-once"\nbogus = 1\n')
+    (d / "section-value.toml").write_text('[serve]\nbatch-size = "many"\n')
+    (d / "section-name.toml").write_text('[sevre]\nguarantee = "at-least-once"\n')
+    (d / "section.toml").write_text('[serve]\nguarantee = "at-least-once"\nstrategy = "bogus"\n')
     (d / "app.py").write_text("x = 1\n")
     for name in ("[/x]", "[bold]"):
         (d / name).mkdir(parents=True)
@@ -81,16 +86,30 @@ CASES: list[tuple[list[str], int, str]] = [
     (["ingest", "file", "{d}/data.csv", "--stream", "s", "--schema", "{d}/badprop.json"], EXIT_USAGE,
      "badprop.json is not a valid JSON Schema (https://json-schema.org/draft/2020-12/schema): at /properties/a: "
      "'integer' is not of type 'object', 'boolean'"),
-    (["--config", "{d}/ns5.toml", "topics"], EXIT_USAGE, "setting namespace in {d}/ns5.toml must be a string"),
-    (["--config", "{d}/kafka-x.toml", "topics"], EXIT_USAGE, "setting kafka in {d}/kafka-x.toml must be a table"),
+    (["--config", "{d}/ns5.toml", "topics"], EXIT_USAGE, "setting namespace in {d}/ns5.toml:1 must be a string, got 5"),
+    (["--config", "{d}/kafka-x.toml", "topics"], EXIT_USAGE, "setting kafka in {d}/kafka-x.toml:1 must be a table"),
     (["--config", "{d}/protocol.toml", "topics"], EXIT_USAGE,
      'Invalid value "bogus" for configuration property "security.protocol"'),
     (["--config", "{d}/dotted.toml", "topics"], EXIT_USAGE, "[kafka] option 'security'"),
     (["--config", "{d}/unknown.toml", "topics"], EXIT_USAGE, "unknown setting(s) bogus"),
-    (["--config", "{d}/port.toml", "topics"], EXIT_USAGE, "setting local_port in {d}/port.toml"),
+    (["--config", "{d}/port.toml", "topics"], EXIT_USAGE,
+     "setting local_port in {d}/port.toml:1 must be a whole number, got 'abc'"),
+    (["--config", "{d}/nodes.toml", "topics"], EXIT_USAGE,
+     "setting local_nodes in {d}/nodes.toml:3 must be 1 or 3, got 2"),
+    # per-command sections of the config file
+    (["--config", "{d}/section-key.toml", "topics"], EXIT_USAGE,
+     "unknown option 'bogus' in section [serve] at {d}/section-key.toml:5"),
+    (["--config", "{d}/section-value.toml", "topics"], EXIT_USAGE,
+     "option batch-size = 'many' in section [serve] at {d}/section-value.toml:2 is not valid"),
+    (["--config", "{d}/section-name.toml", "topics"], EXIT_USAGE, "unknown section [sevre] in {d}/section-name.toml:1"),
+    (["--config", "{d}/section.toml", "serve", "--model", "m", "--input", "x"], EXIT_USAGE,
+     "unknown strategy 'bogus'"),  # the section's value reaches the command
+    (["--config", "{d}/section.toml", "serve", "--model", "m", "--input", "x", "--strategy", "single",
+      "--wait", "1"],
+     EXIT_FAILURE, "cannot reach Kafka at 127.0.0.1:{port}"),  # the flag wins over the section
     (["--config", "{d}/broken.toml", "topics"], EXIT_USAGE, "is not valid TOML"),
     (["--config", "{d}/missing.toml", "topics"], EXIT_USAGE, "cannot read config file"),
-    (["-N", "bad ns", "topics"], EXIT_USAGE, "invalid namespace 'bad ns' (from the command line)"),
+    (["-N", "bad ns", "topics"], EXIT_USAGE, "invalid namespace 'bad ns' (from --namespace)"),
     (["--log-level", "bogus", "topics"], EXIT_USAGE,
      "Invalid value for '--log-level' (env var: 'STREAMML_LOG_LEVEL'): "
      "'bogus' is not one of 'debug', 'info', 'warning', 'error'"),
@@ -172,7 +191,7 @@ CASES: list[tuple[list[str], int, str]] = [
 # as the new ones are: (arguments, the deprecation warnings, exit code, text of the error line)
 OLD_CASES: list[tuple[list[str], list[str], int, str]] = [
     (["-n", "bad ns", "topics"], ["'streamml -n' is deprecated, use '-N'"], EXIT_USAGE,
-     "invalid namespace 'bad ns' (from the command line)"),
+     "invalid namespace 'bad ns' (from --namespace)"),
     (["generate", "transactions", "--count", "x"],
      ["'streamml generate transactions --count' is deprecated, use '--max-records'"], EXIT_USAGE,
      "Invalid value for '--max-records' / '-n': Input should be a valid integer"),
@@ -241,3 +260,23 @@ def test_help_text_is_not_markup(files: Path) -> None:
     res = _run(["serve", "--help"], files)
     assert res.returncode == 0, res.stderr
     assert "(shadow/canary) [the strategy]" in " ".join(res.stdout.split())
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"STREAMML_LOCAL_PORT": "abc"},
+     "setting local_port in the environment variable STREAMML_LOCAL_PORT must be a whole number, got 'abc'"),
+    ({"STREAMML_NAMESPACE": "a b"}, "invalid namespace 'a b' (from the environment variable STREAMML_NAMESPACE)"),
+])
+def test_a_bad_environment_variable_is_named(env: dict[str, str], message: str, files: Path,
+                                              closed_port: int) -> None:
+    res = _run(["-b", B.format(port=closed_port), "topics"], files, env_extra=env)
+    assert res.returncode == EXIT_USAGE, res.stderr
+    assert message in _one_error(res)
+
+
+def test_a_command_section_default_is_shown_in_help_and_names_its_hints(files: Path) -> None:
+    res = _run(["--config", str(files / "section.toml"), "serve", "--help"], files)
+    assert res.returncode == 0, res.stderr
+    assert "[default: at-least-once]" in " ".join(res.stdout.split())
+    res = _run(["--config", str(files / "section-key.toml"), "topics"], files)
+    assert "hint: options of 'streamml serve': also, batch-size," in res.stderr and "guarantee" in res.stderr

@@ -21,6 +21,7 @@ from streamml._version import __version__
 from streamml.cli.common import print_error
 from streamml.cli.deprecated import translate
 from streamml.cli.options import LogLevel, parse_properties
+from streamml.cli.sections import command_defaults
 from streamml.config import Settings
 from streamml.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ConfigError, StreamMLError
 
@@ -69,7 +70,11 @@ def _root(
         os.environ["STREAMML_LOG_LEVEL"] = log_level.value  # worker processes inherit it
     ctx.obj = Settings.load(overrides={"bootstrap_servers": bootstrap_servers, "namespace": namespace,
                                        "kafka": kafka or None},
-                            config_file=config if config else True)
+                            config_file=config if config else True,
+                            sources={"bootstrap_servers": "--bootstrap-servers", "namespace": "--namespace"})
+    if ctx.obj.config_file is not None and ctx.obj.config_file.sections:
+        # the file's [command] sections become option defaults of every command (a flag still wins)
+        ctx.default_map = command_defaults(ctx.command, ctx.obj.config_file)
 
 
 @app.command()
