@@ -8,12 +8,13 @@ A left record at time *t* joins every right record of the same key whose time li
 ``[t - before, t + after]`` (a right record at *u* joins the left records in
 ``[u - after, u + before]``); each matching pair is emitted once, when the later of the two is
 processed, with the event time ``max(t, u)`` (column ``__t``). A record's window closes when
-stream time passes ``t + after + grace`` (left) or ``u + before + grace`` (right): then it
-leaves the buffer, and in an outer join (``how="left"``: left records, ``"outer"``: both sides)
-a record that never matched is emitted with nulls for the other side (ksqlDB >= 0.25). A record
-whose window has already closed when it arrives is late: dropped and counted. Buffered records
-only match while their own window is open, so no record is ever emitted both unmatched and
-matched.
+stream time passes ``t + after + grace`` (left) or ``u + before + grace`` (right): then, in an
+outer join (``how="left"``: left records, ``"outer"``: both sides), a record that never matched
+is written with nulls for the other side and leaves the buffer (ksqlDB >= 0.25), so no record
+is written both unmatched and matched. Other records stay buffered, and join, until stream time
+passes ``t + before + after + grace`` (the retention, Kafka Streams' window store's); a record
+older than that when it arrives is late: dropped and counted. An outer side's record that
+arrives after its own window closed and matches nothing is written with nulls at once.
 
 The buffers are the engine's state (:class:`~streamml.stream.windows.WindowState` rows, one per
 buffered record, kept in the changelog like window rows): ``__p`` (partition), ``__key`` (a
@@ -49,7 +50,7 @@ from streamml.stream.windows import KEYCOL, WS, P, WindowState, WindowStep
 
 __all__ = ["JoinSide", "StreamJoin", "merge_by_time"]
 
-_STATE_SCHEMA = {P: pl.Int64, KEYCOL: pl.String, WS: pl.Int64, "__side": pl.Int64, "__jk": pl.String,
+_STATE_SCHEMA: dict[Any, Any] = {P: pl.Int64, KEYCOL: pl.String, WS: pl.Int64, "__side": pl.Int64, "__jk": pl.String,
                  "__m": pl.Boolean, "__v": pl.String}
 
 
@@ -115,10 +116,9 @@ class StreamJoin(Operator):
         live = self._live(state, events)
         buf: dict[str, list[Any]] = {}          # id -> [side, p, key, t, matched, json]
         index: dict[tuple[int, str], list[str]] = {}
-        heaps: dict[int, list[tuple[int, str]]] = {}  # partition -> (close time, id)
-        for row in live.iter_rows(named=True):
-            self._buffer(buf, index, heaps, row[KEYCOL], row["__side"], row[P], row["__jk"], row[WS], row["__m"],
-                         row["__v"].encode())
+        heaps: dict[int, list[tuple[int, int, str]]] = {}  # partition -> (time, 0: close | 1: retention, id)
+        for b in live.iter_rows(named=True):
+            self._buffer(buf, index, heaps, b[KEYCOL], b["__side"], b[P], b["__jk"], b[WS], b["__m"], b["__v"].encode())
         existing = set(buf)
         stream_time = dict(state.stream_time)
         moved: dict[int, int] = {}
@@ -130,8 +130,8 @@ class StreamJoin(Operator):
             if k is None or t is None:  # ksqlDB drops records without a key or time
                 continue
             prev = stream_time.get(p)
-            if prev is not None and prev > t + (self.after if s == 0 else self.before) + self.grace:
-                late.append(row)
+            if prev is not None and prev > t + self.before + self.after + self.grace:
+                late.append(row)  # older than any buffered record it could join
                 continue
             if prev is None or t > prev:
                 stream_time[p] = moved[p] = t
@@ -146,6 +146,9 @@ class StreamJoin(Operator):
                         e[4] = True
                         changed.add(oid)
                     out.append(self._pair(v, e[5], t, e[3], p) if s == 0 else self._pair(e[5], v, e[3], t, p))
+            if not matched and self._outer(s) and stream_time[p] > self._close(s, t):
+                out.append(self._null(s, v, t, p))  # out of order past its own window: written at once
+                continue
             rid = f"{s}:{p}:{o}"
             self._buffer(buf, index, heaps, rid, s, p, k, t, matched, v)
             changed.add(rid)
@@ -172,27 +175,35 @@ class StreamJoin(Operator):
             pl.col("__jk").is_in(keys) | (close < pl.col("__top"))).select(list(_STATE_SCHEMA))
 
     def _buffer(self, buf: dict[str, list[Any]], index: dict[tuple[int, str], list[str]],
-                heaps: dict[int, list[tuple[int, str]]], rid: str, s: int, p: int, k: str, t: int, m: bool,
+                heaps: dict[int, list[tuple[int, int, str]]], rid: str, s: int, p: int, k: str, t: int, m: bool,
                 v: bytes) -> None:
         buf[rid] = [s, p, k, t, m, v]
         index.setdefault((p, k), []).append(rid)
-        heapq.heappush(heaps.setdefault(p, []), (self._close(s, t), rid))
+        heap = heaps.setdefault(p, [])
+        heapq.heappush(heap, (t + self.before + self.after + self.grace, 1, rid))  # retention: then dropped
+        if self._outer(s):
+            heapq.heappush(heap, (self._close(s, t), 0, rid))  # window close: written if never matched
 
     def _expire(self, buf: dict[str, list[Any]], index: dict[tuple[int, str], list[str]],
-                heap: list[tuple[int, str]], now: int, out: list[dict[str, Any]], deleted: set[str]) -> None:
-        """Drop (and for an outer side emit, if never matched) one partition's rows whose window closed."""
+                heap: list[tuple[int, int, str]], now: int, out: list[dict[str, Any]], deleted: set[str]) -> None:
+        """One partition's rows past their retention leave the buffer; an outer side's row that never
+        matched is written with nulls, and leaves, when its window closes."""
         while heap and heap[0][0] < now:
-            _close, rid = heapq.heappop(heap)
+            _at, retained, rid = heapq.heappop(heap)
             e = buf.get(rid)
-            if e is None:
+            if e is None or (not retained and e[4]):
                 continue
             del buf[rid]
             index[(e[1], e[2])].remove(rid)
             deleted.add(rid)
-            s = e[0]
-            if not e[4] and (self.how == "outer" or (self.how == "left" and s == 0)):
-                out.append(self._pair(e[5], None, e[3], None, e[1]) if s == 0 else
-                           self._pair(None, e[5], None, e[3], e[1]))
+            if not retained:
+                out.append(self._null(e[0], e[5], e[3], e[1]))
+
+    def _outer(self, side: int) -> bool:
+        return self.how == "outer" or (self.how == "left" and side == 0)
+
+    def _null(self, side: int, v: bytes, t: int, p: int) -> dict[str, Any]:
+        return self._pair(v, None, t, None, p) if side == 0 else self._pair(None, v, None, t, p)
 
     def _pair(self, lv: bytes | None, rv: bytes | None, lt: int | None, rt: int | None, p: int) -> dict[str, Any]:
         row: dict[str, Any] = {}
