@@ -78,7 +78,8 @@ def _run(q: Query, records: list[tuple[str, str, dict[str, Any]]], *, one_batch:
 def test_docs_orders_shipments_inner_within_7_days() -> None:
     q = _query(DOCS_QUERY, DOCS_DDL)
     orders = [(1, "2021-03-29T06:01:18", 133.84, "Ricardo Ferreira"),
-              (2, "2021-03-29T17:02:20", 164.31, "Tim Berglund"), (3, "2021-03-29T13:44:10", 90.66, "Robin Moffatt"), (4, "2021-03-29T11:58:25", 33.11, "Viktor Gamov")]
+              (2, "2021-03-29T17:02:20", 164.31, "Tim Berglund"),
+              (3, "2021-03-29T13:44:10", 90.66, "Robin Moffatt"), (4, "2021-03-29T11:58:25", 33.11, "Viktor Gamov")]
     ships = [("ship-ch83360", "2021-03-31T18:13:39", 1, "UPS"), ("ship-xf72808", "2021-03-31T02:04:13", 2, "UPS"),
              ("ship-kr47454", "2021-04-10T04:12:03", 3, "DHL")]
     d = TestDriver(q.pipeline)
