@@ -112,6 +112,11 @@ class Worker:
         self.pipeline = pipeline
         self.settings = settings
         self.options = options or LoopOptions()
+        if pipeline.join_op is not None and "partition_assignment_strategy" not in self.options.consumer:
+            # a stream join's task p reads partition p of both topics: the range assignor gives both to
+            # one member (the default cooperative-sticky one may split them)
+            self.options = self.options.with_(consumer={**self.options.consumer,
+                                                        "partition_assignment_strategy": "range"})
         self.on_event = on_event
         self.engine = Engine(pipeline)
         self.source = pipeline.source_topic(settings)
