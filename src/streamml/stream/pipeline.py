@@ -239,7 +239,7 @@ class Pipeline:
         if self.sink_name is not None:
             raise PipelineError("cannot add steps after .to(...)")
         if (isinstance(op, Window) or getattr(op, "stateful", False)) and self.stateful:
-            raise PipelineError("a pipeline holds at most one stateful step (window or stream join)",
+            raise PipelineError("a pipeline holds at most one window (or stream join) step",
                                 hint="chain a second pipeline on the first one's output topic")
         return replace(self, ops=self.ops + (op,))
 
