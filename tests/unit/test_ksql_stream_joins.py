@@ -225,3 +225,12 @@ def test_a_stream_join_is_the_first_step() -> None:
     with pytest.raises(PipelineError, match="first step"):
         q.pipeline.__class__.source("x").filter(True).stream_join(q.pipeline.join_op)  # type: ignore[arg-type]
     assert Engine(q.pipeline).join is q.pipeline.join_op
+
+
+def test_where_and_unqualified_columns_over_the_joined_rows() -> None:
+    q = _query("CREATE STREAM j AS SELECT l.k, a, b, a + b AS s FROM l JOIN r WITHIN 5 SECONDS ON l.k = r.k "
+               "WHERE b > 1 EMIT CHANGES;")
+    out, _ = _run(q, [("l", "x", {"a": 1, "ts": 100 * S}), ("r", "x", {"b": 1, "ts": 101 * S}),
+                      ("r", "x", {"b": 5, "ts": 102 * S})])
+    assert out == [{"K": "x", "A": 1, "B": 5, "S": 6, "_tombstone": False}]
+    assert q.columns == ("A", "B", "S") and [c.name for c in q.derived.columns] == ["K", "A", "B", "S"]
