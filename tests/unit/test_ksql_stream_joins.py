@@ -234,3 +234,12 @@ def test_where_and_unqualified_columns_over_the_joined_rows() -> None:
                       ("r", "x", {"b": 5, "ts": 102 * S})])
     assert out == [{"K": "x", "A": 1, "B": 5, "S": 6, "_tombstone": False}]
     assert q.columns == ("A", "B", "S") and [c.name for c in q.derived.columns] == ["K", "A", "B", "S"]
+
+
+def test_a_push_query_over_a_stream_stream_join_is_refused() -> None:
+    from streamml.query.ksql_push import parse_push, transient_query
+
+    cat = Catalog()
+    cat.execute(DDL)
+    with pytest.raises(QueryError, match="push query over a stream-stream join"):
+        transient_query(parse_push("SELECT l.k, r.b FROM l JOIN r WITHIN 1 SECOND ON l.k = r.k EMIT CHANGES;"), cat)
