@@ -39,6 +39,8 @@ def replay(pipeline: Pipeline, settings: Settings, *, start: Bound = None, end: 
     stable offset at call time (see :func:`streamml.kafka.read.pin`). With ``to``, the
     outputs are also written to that topic (resolved like ``.to()``). With ``keys``, each
     output row carries its record key (bytes) as ``_key`` and ``_tombstone`` (no value).
+    A stream join's second input is read whole, from its beginning to its end at call time (the
+    bounds apply to the source); each partition's two inputs are merged by record timestamp.
     """
     engine = Engine(pipeline, keep_frames=True)
     topic = pipeline.source_topic(settings)
