@@ -38,7 +38,8 @@ def test_window_clauses_and_default_grace() -> None:
     ("CREATE TABLE x AS SELECT a, COUNT(*) FROM s WINDOW HOPPING (SIZE 1 MINUTE, ADVANCE BY 7 SECONDS) "
      "GROUP BY a EMIT FINAL", "must divide SIZE"),
     ("CREATE TABLE x AS SELECT a, COUNT(*) FROM s WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY a", "ends with EMIT"),
-    ("CREATE STREAM x AS SELECT a FROM s JOIN t WITHIN 1 HOUR ON s.a = t.a EMIT CHANGES", "stream-stream joins"),
+    ("CREATE STREAM x AS SELECT a FROM s RIGHT JOIN t WITHIN 1 HOUR ON s.a = t.a EMIT CHANGES", "RIGHT joins"),
+    ("CREATE STREAM x AS SELECT a FROM s JOIN t WITHIN (BEFORE 1 HOUR) ON s.a = t.a EMIT CHANGES", "expected ,"),
     ("CREATE STREAM x AS SELECT a, COUNT(*) FROM s GROUP BY a EMIT CHANGES", "an aggregation is a table"),
     ("PRINT 'payments' FROM BEGINNING", "PRINT statements are not supported yet"),
     ("INSERT INTO x VALUES (1, 2)", "INSERT INTO ... VALUES is not supported yet"),
@@ -78,7 +79,7 @@ def test_select_checks_against_the_catalog() -> None:
         cat.compile("CREATE TABLE x AS SELECT COUNT(*) AS n FROM pay GROUP BY card EMIT CHANGES")
     with pytest.raises(QueryError, match="value_format AVRO, which needs a schema registry"):
         cat.execute("CREATE STREAM s2 (a INT) WITH (kafka_topic='t', value_format='AVRO')")
-    with pytest.raises(QueryError, match="stream-stream joins are not supported yet"):
+    with pytest.raises(QueryError, match="a stream-stream join needs WITHIN"):
         cat.compile("CREATE STREAM j AS SELECT * FROM pay p JOIN pay q ON p.card = q.card EMIT CHANGES")
 
 

@@ -138,11 +138,13 @@ class Item:
 
 @dataclass(frozen=True)
 class Join:
-    how: str             # "inner" or "left"
+    how: str             # "inner", "left" or "full"
     source: str
     alias: str
     left: tuple[Token, ...]
     right: tuple[Token, ...]
+    within: tuple[int, int] | None = None  # a stream-stream join's (BEFORE, AFTER) in ms
+    grace: int | None = None               # its GRACE PERIOD (None: not given)
 
 
 @dataclass(frozen=True)
@@ -438,30 +440,41 @@ class _Parser:
         alias = self.alias(source)
         join = None
         t = self.peek()
-        if self.at("FULL") or self.at("RIGHT") or self.at("CROSS"):
+        if self.at("RIGHT") or self.at("CROSS"):
             raise self.error(f"{t.upper} joins are not supported",  # type: ignore[union-attr]
-                             hint="use [INNER] JOIN or LEFT [OUTER] JOIN a table")
-        how = "left" if self.accept("LEFT") else "inner"
-        self.accept("OUTER") if how == "left" else self.accept("INNER")
+                             hint="use [INNER] JOIN, LEFT [OUTER] JOIN or FULL [OUTER] JOIN")
+        how = "left" if self.accept("LEFT") else "full" if self.accept("FULL") else "inner"
+        self.accept("OUTER") if how != "inner" else self.accept("INNER")
         if self.accept("JOIN"):
             other = self.name("the joined table")
             oalias = self.alias(other)
-            if self.at("WITHIN"):
-                raise self.error("stream-stream joins (WITHIN) are not supported yet",
-                                 hint="join a stream with a TABLE (no WITHIN)")
+            within = grace = None
+            if self.accept("WITHIN"):  # WITHIN n unit | WITHIN (BEFORE n unit, AFTER m unit) [GRACE PERIOD g]
+                if self.accept("("):
+                    self.expect("BEFORE", hint="WITHIN (BEFORE 1 HOUR, AFTER 2 HOURS)")
+                    before = self.duration()
+                    self.expect(",")
+                    self.expect("AFTER", hint="WITHIN (BEFORE 1 HOUR, AFTER 2 HOURS)")
+                    within = (before, self.duration())
+                    self.expect(")")
+                else:
+                    n = self.duration()
+                    within = (n, n)
+                if self.accept("GRACE", "PERIOD"):
+                    grace = self.duration()
             self.expect("ON")
             left = self.until({"="})
             self.expect("=", hint="a join condition is ON a.col = b.col")
             right = self.until({"WINDOW", "WHERE", "GROUP", "HAVING", "PARTITION", "EMIT", "JOIN", "LEFT",
-                                "INNER", "AND"})
+                                "INNER", "FULL", "AND"})
             if self.at("AND"):
                 raise self.error("a join condition is one equality", hint="ON a.col = b.col")
-            join = Join(how, other, oalias, left, right)
-            if self.at("JOIN") or self.at("LEFT") or self.at("INNER"):
+            join = Join(how, other, oalias, left, right, within, grace)
+            if self.at("JOIN") or self.at("LEFT") or self.at("INNER") or self.at("FULL"):
                 raise self.error("only one join per statement is supported yet",
                                  hint="chain statements: join the first result in a second statement")
-        elif how == "left":
-            raise self.error("expected JOIN after LEFT")
+        elif how != "inner":
+            raise self.error(f"expected JOIN after {how.upper()}")
         window = None
         if self.accept("WINDOW"):
             window = self.window()

@@ -45,6 +45,7 @@ from streamml.query.ksql_base import _KEYWORDS, Query, _columns, _expr_text, _sq
 from streamml.query.ksql_formats import check_props, registered_columns, source_format
 from streamml.query.ksql_keys import decode_key, decode_window_key, encode_key
 from streamml.query.ksql_rekey import check_copartitioned, partition_by, with_formats
+from streamml.query.ksql_sjoin import stream_join
 from streamml.query.ksql_table import Source, SqlTable, derived_source
 from streamml.query.ksql_table import dtype as _dtype
 from streamml.stream import Pipeline, stream
@@ -215,6 +216,8 @@ class Catalog:
         sink = props.get("KAFKA_TOPIC") or st.name
         p = stream(src.topic, name=f"ksql-{st.name.lower()}").exact(record_key=src.key is not None)
         p = p.map_batch(_decoder(src), name=f"columns of {src.name}")
+        if sel.join is not None and sel.join.within is not None:
+            return stream_join(st, src, self.source(sel.join.source), sink, _decoder, self._partitions)
         if sel.join is not None:
             return self._join(st, src, p, sink)
         names = {c.name: c.name for c in src.columns}
@@ -330,9 +333,10 @@ class Catalog:
             raise QueryError(f"joining table {table.name} of value_format {table.value_format} is not supported yet",
                              hint="join a table of value_format JSON (copy it with CREATE STREAM ... AS SELECT "
                                   "WITH (value_format='JSON') into a topic, then declare the table over that)")
-        if table.kind != "TABLE":
-            raise QueryError(f"{table.name} is a stream: stream-stream joins are not supported yet",
-                             hint="join a stream with a TABLE")
+        if table.kind != "TABLE" or j.how == "full":
+            raise QueryError(f"{table.name} is a stream: a stream-stream join needs WITHIN" if table.kind != "TABLE"
+                             else "FULL OUTER JOIN of a stream and a table is not supported (nor by ksqlDB)",
+                             hint=f"... JOIN {table.name} WITHIN 1 HOUR ON ... (a stream), or [LEFT] JOIN a TABLE")
         if sel.group_by or sel.window is not None:
             raise QueryError("aggregating a join in the same statement is not supported yet",
                              hint="write the join as CREATE STREAM ... AS SELECT, then aggregate that stream")

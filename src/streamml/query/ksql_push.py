@@ -69,7 +69,12 @@ def transient_query(st: PushQuery, cat: Catalog) -> Query:
     """The push query over a stream compiled as a persistent query that is never deployed."""
     kind = "TABLE" if st.select.group_by else "STREAM"
     name = f"PUSH_{uuid.uuid4().hex[:8].upper()}"
-    return cat.compile_unregistered(CreateAs(kind, name, {}, st.select, st.text))
+    q = cat.compile_unregistered(CreateAs(kind, name, {}, st.select, st.text))
+    if q.pipeline.join_op is not None:  # a tail follows one topic; the join reads two
+        raise QueryError("a push query over a stream-stream join is not supported yet",
+                         hint="CREATE STREAM j AS SELECT ... WITHIN ... (streamml.sql previews it; deploy it), "
+                              "then SELECT * FROM j EMIT CHANGES")
+    return q
 
 
 def _rows(q: Query, keys: list[bytes | None], values: list[bytes | None]) -> pl.DataFrame:

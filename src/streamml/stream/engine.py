@@ -19,6 +19,7 @@ from streamml._version import __version__
 from streamml.errors import PipelineError, ValidationError
 from streamml.schema.batch import bad_rows, decode_json, encode_json
 from streamml.stream.pipeline import Pipeline, Window
+from streamml.stream.stream_join import StreamJoin
 from streamml.stream.windows import KEYCOL, WS, P, WindowState
 
 __all__ = ["RawBatch", "StepResult", "Engine", "STREAM_TIME_KEY", "TOMBSTONE"]
@@ -41,9 +42,11 @@ class RawBatch:
     offsets: list[int]
     timestamps: list[int] | None = None
     headers: list[Any] | None = None
+    topics: list[str] | None = None  # each message's topic, when the batch mixes topics (stream joins)
 
     @classmethod
-    def from_messages(cls, msgs: Sequence[Any], topic: str, *, timestamps: bool = True) -> "RawBatch":
+    def from_messages(cls, msgs: Sequence[Any], topic: str, *, timestamps: bool = True,
+                      topics: bool = False) -> "RawBatch":
         from confluent_kafka import Message
 
         hdrs = list(map(Message.headers, msgs))
@@ -52,7 +55,17 @@ class RawBatch:
                    cast("list[int]", list(map(Message.partition, msgs))),
                    cast("list[int]", list(map(Message.offset, msgs))),
                    [m.timestamp()[1] for m in msgs] if timestamps else None,
-                   hdrs if any(hdrs) else None)
+                   hdrs if any(hdrs) else None,
+                   cast("list[str]", list(map(Message.topic, msgs))) if topics else None)
+
+    def subset(self, idx: list[int], topic: str) -> "RawBatch":
+        """The messages at ``idx`` (all of ``topic``)."""
+        def pick(xs: list[Any] | None) -> list[Any] | None:
+            return None if xs is None else [xs[i] for i in idx]
+
+        return RawBatch(topic, [self.values[i] for i in idx], [self.keys[i] for i in idx],
+                        [self.partitions[i] for i in idx], [self.offsets[i] for i in idx],
+                        pick(self.timestamps), pick(self.headers))
 
     def next_offsets(self) -> list[Any]:
         """The offsets to commit after this batch (messages of a partition come in order)."""
@@ -102,8 +115,11 @@ class Engine:
         self._base = [(H.COMPONENT, self.component), (H.VERSION, __version__.encode()),
                       (H.PIPELINE_HASH, pipeline.fingerprint().encode())]
         self._schema = dict(pipeline.schema) if pipeline.schema else None
-        self.needs_timestamps = self.window is not None and self.window.time is None
-        self._needs_offsets = self.window is not None and self.window.spec.kind == "sliding"
+        self.join: StreamJoin | None = pipeline.join_op
+        self.needs_timestamps = (self.window is not None and self.window.time is None) or (
+            self.join is not None and self.join.needs_timestamps)
+        self._needs_offsets = (self.window is not None and self.window.spec.kind == "sliding") or \
+            self.join is not None
 
     # -- state ownership ------------------------------------------------------------------
     def assign(self, rows: pl.DataFrame | None, stream_time: dict[int, int]) -> None:
@@ -177,9 +193,14 @@ class Engine:
     def process(self, raw: RawBatch) -> StepResult:
         """Run the pipeline over ``raw``; returns outputs, dead letters and the next state."""
         res = StepResult(n_in=len(raw))
-        df = self._decode(raw, res)
         window_out = False
-        for op in self.pipeline.ops:
+        ops = self.pipeline.ops
+        if self.join is not None:  # the first step: it reads both topics
+            df = self._join(raw, res, self.join)
+            ops = ops[1:]
+        else:
+            df = self._decode(raw, res)
+        for op in ops:
             if isinstance(op, Window):
                 step = op.step(df, self.state)
                 res.state = step.state
@@ -195,6 +216,22 @@ class Engine:
                 df = op.apply(df)
         self._encode(df, raw, res, window_out)
         return res
+
+    def _join(self, raw: RawBatch, res: StepResult, op: StreamJoin) -> pl.DataFrame:
+        """Decode each side's messages apart (their columns differ), then join them."""
+        topics = raw.topics or [raw.topic] * len(raw)
+        frames = []
+        for right in (False, True):
+            idx = [i for i, t in enumerate(topics) if (t == op.right_topic) == right]
+            df = self._decode(raw.subset(idx, op.right_topic if right else raw.topic), res)
+            if df.height:
+                df = df.with_columns(pl.Series("__row", [idx[r] for r in df["__row"].to_list()], dtype=pl.Int64))
+            frames.append(df)
+        step = op.step(frames[0], frames[1], self.state)
+        res.state = step.state
+        res.n_late = step.late.height
+        self._changelog(step.upserts, step.deletes, step.stream_time, res)
+        return step.output
 
     def _changelog(self, upserts: pl.DataFrame, deletes: pl.DataFrame, moved: dict[int, int],
                    res: StepResult) -> None:
@@ -243,6 +280,9 @@ class Engine:
             base = self._base
             res.headers = [base + [(H.EVENT_ID, i.encode()), (H.EVENT_TIME, str(e).encode())]
                            for i, e in zip(ids, ends)]
+        elif "__t" in df.columns and self.join is not None:  # a joined pair's event time: the later side's
+            base = self._base
+            res.headers = [base + [(H.EVENT_TIME, str(t).encode())] for t in df["__t"].to_list()]
         else:
             res.headers = [self._base] * df.height
 

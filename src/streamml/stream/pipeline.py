@@ -238,8 +238,8 @@ class Pipeline:
     def _add(self, op: Operator) -> "Pipeline":
         if self.sink_name is not None:
             raise PipelineError("cannot add steps after .to(...)")
-        if isinstance(op, Window) and self.window_op is not None:
-            raise PipelineError("a pipeline holds at most one window step",
+        if (isinstance(op, Window) or getattr(op, "stateful", False)) and self.stateful:
+            raise PipelineError("a pipeline holds at most one window (or stream join) step",
                                 hint="chain a second pipeline on the first one's output topic")
         return replace(self, ops=self.ops + (op,))
 
@@ -266,6 +266,19 @@ class Pipeline:
     def join(self, table: "Table", *, on: str | None = None, how: str = "left") -> "Pipeline":
         """Look rows up in a :class:`~streamml.stream.table.Table` (``on`` defaults to its key)."""
         return self._add(Join(table, on or table.key, how))
+
+    def stream_join(self, op: Operator) -> "Pipeline":
+        """Join a second stream: ``op`` is a :class:`~streamml.stream.stream_join.StreamJoin`, the
+        first step (it reads the source and ``op.right_topic`` together)."""
+        if self.ops:
+            raise PipelineError("a stream join is the first step of a pipeline",
+                                hint="filter and project after the join")
+        return self._add(op)
+
+    @property
+    def join_op(self) -> Any:
+        """The stream join step (the first step), or ``None``."""
+        return self.ops[0] if self.ops and getattr(self.ops[0], "stateful", False) else None
 
     def window(self, *, key: str, size: WindowSpec | int | str | None = None, time: str | None = None,
                emit: Literal["close", "update", "changes"] = "close",
@@ -310,7 +323,7 @@ class Pipeline:
 
     @property
     def stateful(self) -> bool:
-        return self.window_op is not None
+        return self.window_op is not None or self.join_op is not None
 
     def source_topic(self, settings: "Settings | None" = None) -> str:
         return self.source_name if self.exact_topics else _resolve(self.source_name, "raw", settings)

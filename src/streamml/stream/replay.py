@@ -10,6 +10,7 @@ that began at ``start``.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Iterator
 
 import polars as pl
 
@@ -21,6 +22,7 @@ from streamml.kafka.produce import send_all
 from streamml.kafka.read import pin, read_ranges
 from streamml.stream.engine import Engine, RawBatch
 from streamml.stream.pipeline import Join, Pipeline
+from streamml.stream.stream_join import merge_by_time
 
 __all__ = ["replay"]
 
@@ -37,6 +39,8 @@ def replay(pipeline: Pipeline, settings: Settings, *, start: Bound = None, end: 
     stable offset at call time (see :func:`streamml.kafka.read.pin`). With ``to``, the
     outputs are also written to that topic (resolved like ``.to()``). With ``keys``, each
     output row carries its record key (bytes) as ``_key`` and ``_tombstone`` (no value).
+    A stream join's second input is read whole, from its beginning to its end at call time (the
+    bounds apply to the source); each partition's two inputs are merged by record timestamp.
     """
     engine = Engine(pipeline, keep_frames=True)
     topic = pipeline.source_topic(settings)
@@ -51,10 +55,13 @@ def replay(pipeline: Pipeline, settings: Settings, *, start: Bound = None, end: 
             op.table.start(settings)
     frames: list[pl.DataFrame] = []
     producer = clients.producer(settings) if out_topic else None
+    batches = read_ranges(settings, ranges, max_messages=batch_size, timeout=timeout, idle_timeout=timeout,
+                          context=f"replay of {topic}")
+    if engine.join is not None:
+        batches = _both(settings, engine.join.right_topic, ranges, batch_size, timeout)
     try:
-        for msgs in read_ranges(settings, ranges, max_messages=batch_size, timeout=timeout, idle_timeout=timeout,
-                                context=f"replay of {topic}"):
-            res = engine.process(RawBatch.from_messages(msgs, topic))
+        for msgs in batches:
+            res = engine.process(RawBatch.from_messages(msgs, topic, topics=engine.join is not None))
             engine.commit(res)
             if res.frame is not None and res.frame.height:
                 frames.append(res.frame.with_columns(
@@ -74,3 +81,21 @@ def replay(pipeline: Pipeline, settings: Settings, *, start: Bound = None, end: 
             if isinstance(op, Join):
                 op.table.stop()
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
+def _both(settings: Settings, right: str, ranges: list[Any], batch_size: int, timeout: float) -> Iterator[list[Any]]:
+    """A stream join's two inputs up to their ends, each partition's two runs merged by timestamp
+    (the smaller head first, as Kafka Streams picks), in batches of ``batch_size``."""
+    rranges = pin(settings, right, timeout=30.0, error=PipelineError)
+    runs: dict[tuple[str, int], list[Any]] = {}
+    for msgs in read_ranges(settings, list(ranges) + list(rranges), max_messages=batch_size, timeout=timeout,
+                            idle_timeout=timeout, context=f"replay of {ranges[0].topic if ranges else ''} and {right}"):
+        for m in msgs:
+            runs.setdefault((m.topic(), m.partition()), []).append(m)
+    parts = sorted({p for _t, p in runs})
+    left = ranges[0].topic if ranges else ""
+    merged: list[Any] = []
+    for p in parts:
+        merged += merge_by_time(runs.get((left, p), []), runs.get((right, p), []), ts=lambda m: m.timestamp()[1])
+    for i in range(0, len(merged), batch_size):
+        yield merged[i:i + batch_size]

@@ -68,7 +68,8 @@ class _PipelineProcessor(Processor[tuple[StepResult, list[Any]]]):
         for op in w.pipeline.ops:
             if isinstance(op, Join):
                 op.table.refresh()
-        raw = RawBatch.from_messages(messages, w.source, timestamps=w.engine.needs_timestamps)
+        raw = RawBatch.from_messages(messages, w.source, timestamps=w.engine.needs_timestamps,
+                                     topics=w.engine.join is not None)
         result = w.engine.process(raw)
         send_all(producer, w.sink, zip(result.keys, result.values, result.headers))
         if result.dlq:
@@ -111,6 +112,11 @@ class Worker:
         self.pipeline = pipeline
         self.settings = settings
         self.options = options or LoopOptions()
+        if pipeline.join_op is not None and "partition_assignment_strategy" not in self.options.consumer:
+            # a stream join's task p reads partition p of both topics: the range assignor gives both to
+            # one member (the default cooperative-sticky one may split them)
+            self.options = self.options.with_(consumer={**self.options.consumer,
+                                                        "partition_assignment_strategy": "range"})
         self.on_event = on_event
         self.engine = Engine(pipeline)
         self.source = pipeline.source_topic(settings)
@@ -119,7 +125,10 @@ class Worker:
         self.group = group_id(settings, pipeline)
         self.stats = {"batches": 0, "in": 0, "out": 0, "late": 0, "invalid": 0, "aborts": 0}
         self.state: StateManager | None = None
-        self.loop: Loop[Any] = Loop(settings, _PipelineProcessor(self), topics=[self.source], group=self.group,
+        join = pipeline.join_op
+        self.other: str | None = join.right_topic if join is not None else None  # a stream join's second input
+        topics = [self.source] + ([self.other] if self.other else [])
+        self.loop: Loop[Any] = Loop(settings, _PipelineProcessor(self), topics=topics, group=self.group,
                                     options=self.options, clients=clients, on_event=self._loop_event,
                                     on_stuck=on_stuck, name=f"stream.{pipeline.name}")
         self._started = False
@@ -147,6 +156,11 @@ class Worker:
             raise PipelineError(f"input topic {self.source} does not exist",
                                 hint="create it (or ingest into it) before starting the pipeline")
         n = topics[self.source]
+        if self.other is not None and topics.get(self.other) != n:
+            raise PipelineError(f"a stream join needs co-partitioned inputs: {self.source} has {n} partitions, "
+                                f"{self.other} {topics.get(self.other, 'none (it does not exist)')}",
+                                hint="give both topics the same partition count (e.g. re-key one side with "
+                                     "PARTITION BY into a topic created beforehand with as many partitions)")
         specs = [TopicSpec(t, p) for t, p in ((self.sink, n), (self.dlq, 1)) if t not in topics]
         if self.pipeline.stateful:
             cl = self.pipeline.changelog_topic(self.settings)

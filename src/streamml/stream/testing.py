@@ -44,17 +44,20 @@ class TestDriver:
         self.dead_letters: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
         self.late = 0
         self.invalid = 0
-        self._offsets: dict[int, int] = {}
+        self._offsets: dict[tuple[str, int], int] = {}
 
     def send(self, *records: dict[str, Any] | bytes | None, key: bytes | str | None = None,
              partition: int = 0, timestamp: int | None = None,
-             headers: list[tuple[str, bytes]] | None = None) -> list[dict[str, Any]]:
-        """Process ``records`` as one batch; returns the output rows of this batch."""
+             headers: list[tuple[str, bytes]] | None = None, topic: str | None = None) -> list[dict[str, Any]]:
+        """Process ``records`` as one batch; returns the output rows of this batch.
+
+        ``topic`` sends them to another input than the source (a stream join's right topic)."""
         values = [r if isinstance(r, bytes) or r is None else orjson.dumps(r) for r in records]
-        start = self._offsets.get(partition, 0)
-        self._offsets[partition] = start + len(values)
+        topic = topic or self.pipeline.source_topic()
+        start = self._offsets.get((topic, partition), 0)
+        self._offsets[(topic, partition)] = start + len(values)
         k = key.encode() if isinstance(key, str) else key
-        raw = RawBatch(self.pipeline.source_topic(), values, [k] * len(values), [partition] * len(values),
+        raw = RawBatch(topic, values, [k] * len(values), [partition] * len(values),
                        list(range(start, start + len(values))), [timestamp or 0] * len(values),
                        [headers] * len(values))
         res = self.engine.process(raw)
