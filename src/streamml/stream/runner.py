@@ -70,7 +70,7 @@ class _PipelineProcessor(Processor[tuple[StepResult, list[Any]]]):
                 op.table.refresh()
         raw = RawBatch.from_messages(messages, w.source, timestamps=w.engine.needs_timestamps)
         result = w.engine.process(raw)
-        send_all(producer, w.sink, zip(result.keys, result.values, result.headers))
+        send_all(producer, w.sink, zip(result.keys, result.values, result.headers), timestamps=result.timestamps)
         if result.dlq:
             send_all(producer, w.dlq, result.dlq)
         if result.changelog and w.state is not None:
@@ -147,7 +147,8 @@ class Worker:
             raise PipelineError(f"input topic {self.source} does not exist",
                                 hint="create it (or ingest into it) before starting the pipeline")
         n = topics[self.source]
-        specs = [TopicSpec(t, p) for t, p in ((self.sink, n), (self.dlq, 1)) if t not in topics]
+        specs = [TopicSpec(t, p, config=dict(self.pipeline.sink_config) if t == self.sink else {})
+                 for t, p in ((self.sink, n), (self.dlq, 1)) if t not in topics]
         if self.pipeline.stateful:
             cl = self.pipeline.changelog_topic(self.settings)
             if cl in topics and topics[cl] != n:
