@@ -37,9 +37,10 @@ Column(name='CARD', type='VARCHAR', key=True))
 
 from __future__ import annotations
 
+import heapq
 import zlib
 from dataclasses import replace
-from typing import Callable
+from typing import Any, Callable
 
 import polars as pl
 
@@ -121,34 +122,45 @@ def repartition(st: CreateAs, q: Query, over: Callable[[Source, CreateAs], Query
     return replace(q2, repartition=p1)
 
 
-def preview_frames(q: Query, settings: Settings, timeout: float = 300.0) -> list[pl.DataFrame]:
+def preview_frames(q: Query, settings: Settings, timeout: float = 300.0, batch: int = 10_000) -> list[pl.DataFrame]:
     """The output frames of both stages of ``q`` run over what its input topic holds now, the
     re-keyed records passed in memory (each row with ``_key`` and ``_tombstone``, as
-    :func:`streamml.stream.replay` with ``keys=True`` returns them)."""
+    :func:`streamml.stream.replay` with ``keys=True`` returns them).
+
+    The re-keyed records of the input's partitions are interleaved as Kafka Streams picks
+    them: each partition's in offset order, the one with the smallest event time next; a
+    record goes to the partition of the internal topic that the producer's partitioner picks.
+    """
     from streamml.kafka.read import pin, read_ranges
     from streamml.stream.engine import Engine, RawBatch
 
     assert q.repartition is not None
     first, second = Engine(q.repartition), Engine(q.pipeline, keep_frames=True)
-    topic = q.repartition.source_topic(settings)
+    topic, internal = q.repartition.source_topic(settings), q.pipeline.source_topic(settings)
     ranges = pin(settings, topic, timeout=30.0, error=PipelineError)
     n = len(ranges)
+    rekeyed: dict[int, list[tuple[int, bytes | None, bytes | None, Any]]] = {}
+    for msgs in read_ranges(settings, ranges, max_messages=batch, timeout=timeout, idle_timeout=timeout,
+                            context=f"preview of {q.name} over {topic}"):
+        for part in sorted({m.partition() for m in msgs}):  # stateless: one partition at a time, to keep its order
+            r1 = first.process(RawBatch.from_messages([m for m in msgs if m.partition() == part], topic,
+                                                      timestamps=first.needs_timestamps))
+            stamps = r1.timestamps or [0] * len(r1.values)
+            rekeyed.setdefault(part, []).extend(
+                (t if t is not None else 0, k, v, h) for t, k, v, h in zip(stamps, r1.keys, r1.values, r1.headers))
+    merged = list(heapq.merge(*(rekeyed[p] for p in sorted(rekeyed)), key=lambda r: r[0]))
     offsets = [0] * n
     frames: list[pl.DataFrame] = []
-    for msgs in read_ranges(settings, ranges, max_messages=10_000, timeout=timeout, idle_timeout=timeout,
-                            context=f"preview of {q.name} over {topic}"):
-        r1 = first.process(RawBatch.from_messages(msgs, topic, timestamps=first.needs_timestamps))
-        first.commit(r1)
-        if not r1.values:
-            continue
-        parts = [zlib.crc32(k or b"") % n for k in r1.keys]  # librdkafka's default partitioner
+    for i in range(0, len(merged), batch):
+        chunk = merged[i:i + batch]
+        parts = [zlib.crc32(k or b"") % n for _, k, _, _ in chunk]  # librdkafka's default partitioner
         offs = []
         for p in parts:
             offs.append(offsets[p])
             offsets[p] += 1
-        stamps = [t if t is not None else 0 for t in (r1.timestamps or [0] * len(parts))]
-        r2 = second.process(RawBatch(q.pipeline.source_topic(settings), r1.values, r1.keys, parts, offs, stamps,
-                                     r1.headers or None))
+        heads = [h for _, _, _, h in chunk]
+        r2 = second.process(RawBatch(internal, [v for _, _, v, _ in chunk], [k for _, k, _, _ in chunk], parts, offs,
+                                     [t for t, _, _, _ in chunk], heads if any(heads) else None))
         second.commit(r2)
         if r2.frame is not None and r2.frame.height:
             frames.append(r2.frame.with_columns(pl.Series("_key", r2.keys, dtype=pl.Binary),

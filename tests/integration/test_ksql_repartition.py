@@ -1,0 +1,113 @@
+"""GROUP BY a column that is not the key of a 3-partition stream, against a real broker.
+
+The query runs as two stages (re-key into the engine-managed repartition topic, then the
+windowed aggregation over it), deployed as one query: the deployed rows equal the preview's
+and a recomputation in Python (no group split across partitions), the repartition topic has
+the input's partition count and each card in one of its partitions, SHOW QUERIES lists one
+query, and DROP TABLE ... DELETE TOPIC removes the output and the repartition topic.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import uuid
+import zlib
+
+import orjson
+import polars as pl
+from helpers import drain
+
+import streamml.query as q
+from streamml.config import Settings
+from streamml.kafka import clients, ensure_topic
+from streamml.kafka.admin import list_topics, topic_config
+from streamml.query.ksql_compile import rows
+from streamml.query.ksql_run import compile_query
+
+T0 = 1_700_000_040_000
+M = 60_000
+CARDS = ["c0", "c1", "c2", "c3", "c4"]
+
+
+def _produce(settings: Settings, topic: str, recs: list[tuple[int, int, dict[str, object]]]) -> None:
+    p = clients.producer(settings)
+    for part, key, value in recs:
+        p.produce(topic, orjson.dumps(value), struct.pack(">q", key), partition=part)
+    assert p.flush(30) == 0
+
+
+def _until(cond: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_group_by_non_key_column_repartitions(settings: Settings) -> None:
+    q.use(settings)
+    topic = f"{settings.namespace}-pay-by-id"
+    ensure_topic(settings, topic, 3)
+    data = [(i % 3, i, {"card": CARDS[i % 5], "amount": float(i), "ts": T0 + i * 7_000}) for i in range(36)]
+    _produce(settings, topic, data)  # every card on every input partition, keyed by id
+    src = "PAY_" + uuid.uuid4().hex[:8].upper()
+    q.sql(f"CREATE STREAM {src} (id BIGINT KEY, card VARCHAR, amount DOUBLE, ts BIGINT) "
+          f"WITH (kafka_topic='{topic}', value_format='JSON', timestamp='ts');")
+    name = "T_" + uuid.uuid4().hex[:6].upper()
+    stmt = (f"CREATE TABLE {name} AS SELECT card, COUNT(*), SUM(amount) FROM {src} "
+            f"WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY card EMIT FINAL;")
+    query = compile_query(stmt, settings)
+    internal = f"{settings.namespace}.changelog.ksql-{name.lower()}-repartition"
+    assert query.repartition is not None and query.source.topic == internal
+    expect: dict[tuple[str, int], list[float]] = {}
+    for _, _, v in data:
+        expect.setdefault((str(v["card"]), int(v["ts"]) // M * M), []).append(float(v["amount"]))  # type: ignore
+    want = sorted((c, ws, ws + M, len(a), sum(a)) for (c, ws), a in expect.items())
+    # flush: a record 25 hours later (the default grace is 24 h) on each partition of the internal topic
+    flush_cards = [next(c for c in (f"z{i}" for i in range(100)) if zlib.crc32(c.encode()) % 3 == p) for p in range(3)]
+    flush = [(0, 1000 + j, {"card": c, "amount": 0.0, "ts": T0 + 25 * 60 * M}) for j, c in enumerate(flush_cards)]
+
+    d = q.deploy(stmt, max_batch=5)
+    try:
+        assert len(d.workers) == 2 and [w.pipeline.name for w in d.workers] == [
+            f"ksql-{name.lower()}-repartition", f"ksql-{name.lower()}"]
+        _until(lambda: d.stage_stats[1]["in"] >= len(data))  # every record re-keyed before the flush
+        assert d.stats["out"] == 0  # EMIT FINAL, within the grace period
+        shown = q.sql("SHOW QUERIES;")
+        mine = shown.filter(pl.col("sink") == name)
+        assert mine.height == 1 and mine["status"][0] == "RUNNING" and mine["sink_topic"][0] == name
+        _produce(settings, topic, flush)
+        d.wait(len(want), timeout=60)
+    finally:
+        d.stop()
+    recs = drain(settings, name, expect=len(want))
+    deployed = rows(query, [(r["key"], r["value"]) for r in recs])
+    cols = ["CARD", "WINDOWSTART", "WINDOWEND", "KSQL_COL_1", "KSQL_COL_2"]
+    assert sorted(deployed.select(cols).rows()) == want  # one row per card and window: no group split
+    preview = q.sql(stmt)
+    assert sorted(preview.select(cols).rows()) == want
+    assert sorted(deployed.rows()) == sorted(preview.select(deployed.columns).rows())
+    # the internal topic: the input's partition count, no time-based retention, each card in one partition
+    topics = list_topics(settings)
+    assert topics[internal] == 3
+    config = topic_config(settings, internal)
+    assert config["retention.ms"] == "-1" and config["cleanup.policy"] == "delete"
+    c = clients.consumer(settings, f"verify-{time.time_ns()}")
+    c.subscribe([internal])
+    seen: list[tuple[bytes, int, int, dict[str, object]]] = []
+    deadline = time.monotonic() + 30
+    while len(seen) < len(data) + len(flush) and time.monotonic() < deadline:
+        seen += [(m.key(), m.partition(), m.timestamp()[1], orjson.loads(m.value()))
+                 for m in c.consume(100, timeout=0.3) if not m.error()]
+    c.close()
+    assert len(seen) == len(data) + len(flush)
+    assert all(len({p for k2, p, _, _ in seen if k2 == k}) == 1 for k, _, _, _ in seen)
+    assert all(ts == v["TS"] for _, _, ts, v in seen)  # the record timestamp is the event time
+    assert {k for k, _, _, _ in seen} == {c.encode() for c in CARDS + flush_cards}
+    # one query; DROP ... DELETE TOPIC removes the output and the repartition topic
+    qid = d.query_id
+    assert qid is not None and qid.startswith(f"CTAS_{name}_")
+    q.sql(f"TERMINATE {qid};")
+    assert q.sql("SHOW QUERIES;").filter(pl.col("sink") == name).height == 0
+    q.sql(f"DROP TABLE {name} DELETE TOPIC;")
+    _until(lambda: not {name, internal} & set(list_topics(settings)), timeout=30)
