@@ -9,10 +9,14 @@ query, and DROP TABLE ... DELETE TOPIC removes the output and the repartition to
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 import time
 import uuid
 import zlib
+from pathlib import Path
 
 import orjson
 import polars as pl
@@ -111,3 +115,39 @@ def test_group_by_non_key_column_repartitions(settings: Settings) -> None:
     assert q.sql("SHOW QUERIES;").filter(pl.col("sink") == name).height == 0
     q.sql(f"DROP TABLE {name} DELETE TOPIC;")
     _until(lambda: not {name, internal} & set(list_topics(settings)), timeout=30)
+
+
+def test_cli_file_deploy_runs_both_stages_in_two_workers(settings: Settings, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMML_")}
+    env.update(STREAMML_BOOTSTRAP_SERVERS=settings.bootstrap_servers or "", STREAMML_NAMESPACE=settings.namespace,
+               STREAMML_HOME=str(settings.home), COLUMNS="200", PYTHONPATH=os.pathsep.join(sys.path))
+    topic = f"{settings.namespace}-pay-cli"
+    ensure_topic(settings, topic, 3)
+    data = [(i % 3, i, {"card": CARDS[i % 5], "amount": float(i), "ts": T0 + i * 7_000}) for i in range(30)]
+    _produce(settings, topic, data)
+    tag = uuid.uuid4().hex[:8].upper()
+    f = tmp_path / "features.sql"
+    f.write_text(f"CREATE STREAM pay_{tag} (id BIGINT KEY, card VARCHAR, amount DOUBLE, ts BIGINT)\n"
+                 f"  WITH (kafka_topic='{topic}', value_format='JSON', timestamp='ts');\n"
+                 f"CREATE TABLE n_{tag} AS SELECT card, COUNT(*) AS n FROM pay_{tag}\n"
+                 f"  WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY card EMIT CHANGES;\n")
+    r = subprocess.run([sys.executable, "-m", "streamml", "sql", "--file", str(f), "--deploy", "--workers", "2",
+                        "--idle", "8"], capture_output=True, text=True, env=env, timeout=240)
+    assert r.returncode == 0, r.stderr
+    internal = f"{settings.namespace}.changelog.ksql-n_{tag.lower()}-repartition"
+    flat = " ".join(r.stderr.split())
+    assert f"as pipeline ksql-n_{tag.lower()}-repartition + ksql-n_{tag.lower()}: {topic} via {internal}" in flat
+    assert r.stderr.count(f"ksql-n_{tag.lower()}: stopped") == 2 and "Traceback" not in r.stderr
+    assert list_topics(settings)[internal] == 3
+    q.use(settings)
+    query = compile_query(f.read_text(), settings)
+    got = rows(query, [(x["key"], x["value"]) for x in drain(settings, f"N_{tag}", expect=len(data))])
+    want = q.sql(f.read_text())
+    cols = ["CARD", "WINDOWSTART", "N"]  # EMIT CHANGES: a row per record, counts 1..k per card and window
+    assert sorted(got.select(cols).rows()) == sorted(want.select(cols).rows())
+    counts: dict[tuple[str, int], int] = {}
+    for _, _, v in data:
+        w = (str(v["card"]), int(v["ts"]) // M * M)  # type: ignore[call-overload]
+        counts[w] = counts.get(w, 0) + 1
+    assert sorted(got.select(cols).rows()) == sorted((c, ws, n) for (c, ws), k in counts.items()
+                                                     for n in range(1, k + 1))
