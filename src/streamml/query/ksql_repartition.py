@@ -53,7 +53,7 @@ from streamml.query.ksql_keys import encode_key
 from streamml.query.ksql_table import Source
 from streamml.stream.pipeline import Window
 
-__all__ = ["needs_repartition", "repartition", "internal_topic", "internal_topics",
+__all__ = ["needs_repartition", "repartition", "internal_topic", "internal_topics", "push_decoder",
            "preview_frames", "INTERNAL_CONFIG"]
 
 #: The configuration of a repartition topic (see the module docs for why no time-based retention).
@@ -153,17 +153,47 @@ def preview_frames(q: Query, settings: Settings, timeout: float = 300.0, batch: 
     frames: list[pl.DataFrame] = []
     for i in range(0, len(merged), batch):
         chunk = merged[i:i + batch]
-        parts = [zlib.crc32(k or b"") % n for _, k, _, _ in chunk]  # librdkafka's default partitioner
-        offs = []
-        for p in parts:
-            offs.append(offsets[p])
-            offsets[p] += 1
-        heads = [h for _, _, _, h in chunk]
-        r2 = second.process(RawBatch(internal, [v for _, _, v, _ in chunk], [k for _, k, _, _ in chunk], parts, offs,
-                                     [t for t, _, _, _ in chunk], heads if any(heads) else None))
+        r2 = second.process(_internal_batch(internal, offsets, [t for t, _, _, _ in chunk], [k for _, k, _, _ in chunk],
+                                            [v for _, _, v, _ in chunk], [h for _, _, _, h in chunk]))
         second.commit(r2)
         if r2.frame is not None and r2.frame.height:
             frames.append(r2.frame.with_columns(pl.Series("_key", r2.keys, dtype=pl.Binary),
                                                 pl.Series("_tombstone", [v is None for v in r2.values],
                                                           dtype=pl.Boolean)))
     return frames
+
+
+def _internal_batch(topic: str, offsets: list[int], stamps: list[int | None], keys: list[bytes | None],
+                    values: list[bytes | None], headers: list[Any]) -> Any:
+    """Re-keyed records as a batch of the internal topic: each in the partition the producer's
+    partitioner (librdkafka's default: CRC32 of the key) gives it, at the next offset there."""
+    from streamml.stream.engine import RawBatch
+
+    parts = [zlib.crc32(k or b"") % len(offsets) for k in keys]
+    offs = []
+    for p in parts:
+        offs.append(offsets[p])
+        offsets[p] += 1
+    return RawBatch(topic, values, keys, parts, offs, [t if t is not None else 0 for t in stamps],
+                    headers if any(headers) else None)
+
+
+def push_decoder(q: Query, partitions: int,
+                 rows: Callable[[Any], pl.DataFrame]) -> Callable[[list[Any]], pl.DataFrame]:
+    """Messages of ``q``'s input -> the rows of its aggregation (``rows``: a batch of the internal
+    topic -> rows), re-keyed in memory as a push query runs it (nothing is written)."""
+    from streamml.stream.engine import Engine, RawBatch
+
+    assert q.repartition is not None
+    first, topic, internal = Engine(q.repartition), q.repartition.source_topic(), q.pipeline.source_topic()
+    offsets = [0] * max(1, partitions)
+
+    def decode(msgs: list[Any]) -> pl.DataFrame:
+        r1 = first.process(RawBatch.from_messages(msgs, topic, timestamps=first.needs_timestamps))
+        first.commit(r1)
+        if not r1.values:
+            return pl.DataFrame()
+        return rows(_internal_batch(internal, offsets, r1.timestamps or [None] * len(r1.values), r1.keys,
+                                    r1.values, r1.headers))
+
+    return decode
