@@ -67,7 +67,12 @@ def pipeline_for(statement: str | Statement, to: str, *, name: str | None = None
 
 
 class Deployment:
-    """A running continuous statement: a stream worker in a background thread (or the foreground)."""
+    """A running continuous statement: a stream worker in a background thread (or the foreground).
+
+    A ksqlDB query that groups by a column that is not its input's key runs two workers, one
+    query: the re-key stage into its repartition topic, then the aggregation
+    (:mod:`streamml.query.ksql_repartition`); ``stats`` are the aggregation's, ``stage_stats`` each one's.
+    """
 
     def __init__(self, statement: str | Statement | Query, to: str | None = None, *, name: str | None = None,
                  settings: Settings | None = None, **options: Any) -> None:
