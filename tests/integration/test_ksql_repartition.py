@@ -20,6 +20,7 @@ from pathlib import Path
 
 import orjson
 import polars as pl
+import pytest
 from helpers import drain
 
 import streamml.query as q
@@ -171,3 +172,35 @@ def test_push_query_groups_by_a_non_key_column_in_memory(settings: Settings) -> 
         q.sql("SET 'auto.offset.reset' = 'latest'")
     assert sorted(got.select("CARD", "N").rows()) == sorted((c, n) for c in CARDS for n in (1, 2, 3))
     assert f"{settings.namespace}.changelog" not in " ".join(list_topics(settings))  # nothing written
+
+
+def test_the_aggregation_purges_the_repartition_records_it_committed(settings: Settings,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamml.query.ksql_repartition as kr
+
+    monkeypatch.setattr(kr, "PURGE_INTERVAL_S", 0.0)  # every committed batch (the default waits 30 s)
+    q.use(settings)
+    topic = f"{settings.namespace}-pay-purge"
+    ensure_topic(settings, topic, 3)
+    data = [(i % 3, i, {"card": CARDS[i % 5], "amount": 1.0, "ts": T0 + i}) for i in range(30)]
+    _produce(settings, topic, data)
+    src = "PAY_" + uuid.uuid4().hex[:8].upper()
+    q.sql(f"CREATE STREAM {src} (id BIGINT KEY, card VARCHAR, amount DOUBLE, ts BIGINT) "
+          f"WITH (kafka_topic='{topic}', value_format='JSON', timestamp='ts');")
+    name = "P_" + uuid.uuid4().hex[:6].upper()
+    stmt = f"CREATE TABLE {name} AS SELECT card, COUNT(*) AS n FROM {src} GROUP BY card EMIT CHANGES;"
+    query = compile_query(stmt, settings)
+    assert query.pipeline.purge_source == 0.0
+    c = clients.consumer(settings, f"verify-{time.time_ns()}")
+
+    def low() -> list[int]:
+        from confluent_kafka import TopicPartition
+
+        return [c.get_watermark_offsets(TopicPartition(query.source.topic, p), timeout=10)[0] for p in range(3)]
+
+    with q.deploy(stmt, max_batch=4) as d:
+        d.wait(len(data), timeout=60)
+        _until(lambda: sum(low()) >= len(data), timeout=30)  # every re-keyed record deleted once committed
+    c.close()
+    got = rows(query, [(x["key"], x["value"]) for x in drain(settings, name, expect=len(data))])
+    assert sorted(got.group_by("CARD").agg(pl.col("N").max()).rows()) == [(card, 6) for card in CARDS]

@@ -19,10 +19,16 @@ The internal topic follows the state store's naming, the project's one kind of i
 ``<namespace>.changelog.ksql-<name>-window``). It is created by the engine with the input's
 partition count, the default replication, ``cleanup.policy=delete`` and ``retention.ms=-1``
 (its records carry event times, which may be older than any time-based retention: a
-retention by time could delete records the aggregation has not read yet), and it is deleted
-with the query (``DROP TABLE``). A preview runs both stages in memory: the re-keyed records
-are assigned the partitions the producer's partitioner gives them (librdkafka's default,
-CRC32 of the key), so windows close as they do deployed.
+retention by time could delete records the aggregation has not read yet); instead, as in
+Kafka Streams, the aggregation deletes the records it has committed (exactly-once) every
+``PURGE_INTERVAL_S`` seconds. It is deleted with the query (``DROP TABLE``).
+
+A preview runs both stages in memory (:func:`preview_frames`): the re-keyed records are
+assigned the partitions the producer's partitioner gives them (librdkafka's default, CRC32 of
+the key), so windows close as they do deployed. Which input partition's records reach the
+internal topic first is up to the consumer's fetches, deployed as in ksqlDB; a record that
+comes after a later record of another input partition closed its window is late there, so
+previews equal deployments when no record is late.
 
 >>> from streamml.query.ksql_compile import Catalog
 >>> cat = Catalog(partitions=lambda topic: 3, namespace="shop")
@@ -58,6 +64,8 @@ __all__ = ["needs_repartition", "repartition", "internal_topic", "internal_topic
 
 #: The configuration of a repartition topic (see the module docs for why no time-based retention).
 INTERNAL_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "message.timestamp.type": "CreateTime"}
+#: Seconds between purges of the repartition records the aggregation has committed (Kafka Streams: 30 s).
+PURGE_INTERVAL_S = 30.0
 
 
 def internal_topic(namespace: str | None, pipeline: str) -> str:
@@ -119,7 +127,7 @@ def repartition(st: CreateAs, q: Query, over: Callable[[Source, CreateAs], Query
     q2 = over(rsrc, replace(st, select=replace(st.select, where=None)))  # WHERE ran in stage 1
     if q2.pipeline.name != q.pipeline.name:
         raise QueryError(f"{st.name}: the aggregation over the repartition topic is not the query's pipeline")
-    return replace(q2, repartition=p1)
+    return replace(q2, repartition=p1, pipeline=replace(q2.pipeline, purge_source=PURGE_INTERVAL_S))
 
 
 def preview_frames(q: Query, settings: Settings, timeout: float = 300.0, batch: int = 10_000) -> list[pl.DataFrame]:

@@ -226,6 +226,7 @@ class Pipeline:
     value_format: "ValueFormat | None" = None  # how source values are read (None: JSON objects)
     sink_format: "ValueFormat | None" = None   # how output values are written (None: JSON objects)
     sink_config: tuple[tuple[str, str], ...] = ()  # topic configs of the sink, if the runner creates it
+    purge_source: float | None = None  # an internal input: delete its committed records every this many seconds
     _extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     # -- building -------------------------------------------------------------------------
