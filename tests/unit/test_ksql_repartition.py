@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -132,3 +133,47 @@ def test_refusals_stay_over_a_repartition() -> None:
         _compile("CREATE TABLE t AS SELECT card, COUNT(*) AS n FROM pay GROUP BY card EMIT FINAL;")
     with pytest.raises(QueryError, match="GROUP BY takes column names"):
         _compile("CREATE TABLE t AS SELECT COUNT(*) AS n FROM pay GROUP BY UCASE(card) EMIT CHANGES;")
+
+
+class _Msg:
+    def __init__(self, p: int, o: int) -> None:
+        self.p, self.o = p, o
+
+    def partition(self) -> int:
+        return self.p
+
+    def offset(self) -> int:
+        return self.o
+
+
+class _Admin:
+    def __init__(self) -> None:
+        self.calls: list[list[tuple[str, int, int]]] = []
+
+    def delete_records(self, tps: list[Any], operation_timeout: float = 0) -> dict[Any, Any]:
+        from concurrent.futures import Future
+
+        self.calls.append([(tp.topic, tp.partition, tp.offset) for tp in tps])
+        out: dict[Any, Any] = {}
+        for tp in tps:
+            f: Future[Any] = Future()
+            f.set_result(None)
+            out[tp] = f
+        return out
+
+
+def test_the_aggregation_purges_what_it_committed_at_most_every_interval() -> None:
+    from streamml.config import Settings
+    from streamml.stream.runner import RunOptions, Worker
+
+    q = _compile()
+    assert q.pipeline.purge_source == 30.0 and q.repartition is not None and q.repartition.purge_source is None
+    w = Worker(replace(q.pipeline, purge_source=0.0),
+               Settings(bootstrap_servers="127.0.0.1:1", namespace="unit"), RunOptions())
+    admin = _Admin()
+    w._admin = admin  # noqa: SLF001 - the admin seam of the purge
+    w.purge([_Msg(0, 4), _Msg(2, 9), _Msg(0, 5)])
+    assert admin.calls == [[(q.source.topic, 0, 6), (q.source.topic, 2, 10)]]  # below the next offsets
+    w.pipeline = q.pipeline  # 30 s between purges: the next batch's offsets wait
+    w.purge([_Msg(1, 3)])
+    assert len(admin.calls) == 1 and w._consumed == {1: 4}  # noqa: SLF001
