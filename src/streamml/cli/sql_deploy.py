@@ -40,8 +40,9 @@ def preview_file(settings: Settings, file: Path, emit: Any, max_rows: int) -> No
     existing = list_topics(settings)
     for st, q in p.queries:
         title = f"statement {st.number} (line {st.line}): {q.kind} {q.name} -> {q.sink}"
-        if q.source.topic not in existing:
-            _say(f"{title}: no preview, its input {q.source.topic} does not exist yet "
+        source = q.pipelines[0].source_topic(settings)  # a repartitioned query's input, not its internal topic
+        if source not in existing:
+            _say(f"{title}: no preview, its input {source} does not exist yet "
                  f"(it is written by an earlier query of the file: deploy with --deploy)")
             continue
         emit(preview(q, settings), title, max_rows)
