@@ -40,8 +40,9 @@ def preview_file(settings: Settings, file: Path, emit: Any, max_rows: int) -> No
     existing = list_topics(settings)
     for st, q in p.queries:
         title = f"statement {st.number} (line {st.line}): {q.kind} {q.name} -> {q.sink}"
-        if q.source.topic not in existing:
-            _say(f"{title}: no preview, its input {q.source.topic} does not exist yet "
+        source = q.pipelines[0].source_topic(settings)  # a repartitioned query's input, not its internal topic
+        if source not in existing:
+            _say(f"{title}: no preview, its input {source} does not exist yet "
                  f"(it is written by an earlier query of the file: deploy with --deploy)")
             continue
         emit(preview(q, settings), title, max_rows)
@@ -80,10 +81,15 @@ def deploy_statements(settings: Settings, statement: Optional[str], file: Option
         if name is not None and len(p.queries) > 1:
             raise ConfigError(f"--name names one pipeline; {origin} has {len(p.queries)} persistent queries",
                               hint="drop --name: each query's pipeline is named after the query")
-        pipelines = [q.pipeline.named(name) if name else q.pipeline for _, q in p.queries]
-        for (st, q), pipe in zip(p.queries, pipelines):
-            _say(f"statement {st.number} (line {st.line}): {q.kind} {q.name} as pipeline {pipe.name}: "
-                 f"{q.source.topic} -> {q.sink}")
+        pipelines = []
+        for st, q in p.queries:  # a repartitioned query runs its re-key stage first, beside it
+            stages = [pipe.named(f"{name}{pipe.name[len(q.pipeline.name):]}") if name else pipe
+                      for pipe in q.pipelines]
+            pipelines += stages
+            via = f" via {q.source.topic}" if q.repartition is not None else ""
+            _say(f"statement {st.number} (line {st.line}): {q.kind} {q.name} as pipeline "
+                 f"{' + '.join(pipe.name for pipe in stages)}: {q.pipelines[0].source_topic(settings)}{via} "
+                 f"-> {q.sink}")
     if args.workers == 1 and args.instance is None:  # not a supervised worker: show what runs
         for pipe in pipelines:
             _say(pipe.describe())

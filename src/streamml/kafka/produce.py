@@ -35,8 +35,9 @@ BACKPRESSURE_WAIT_S = 0.05  # how long one poll waits for delivery reports while
 
 def send(producer: Any, topic: str, value: bytes | None, key: bytes | None = None, *,
          headers: Headers | None = None, partition: int | None = None,
-         on_delivery: Any = None, timeout: float | None = None) -> None:
-    """``producer.produce(...)``, waiting while the local queue is full.
+         on_delivery: Any = None, timeout: float | None = None, timestamp: int | None = None) -> None:
+    """``producer.produce(...)``, waiting while the local queue is full (``timestamp``: the
+    record's timestamp in ms, by default the produce time).
 
     ``timeout`` bounds the wait (``None``: wait as long as the queue stays full, which
     only happens while no broker takes the records); then the ``BufferError`` is raised.
@@ -48,6 +49,8 @@ def send(producer: Any, topic: str, value: bytes | None, key: bytes | None = Non
         kw["partition"] = partition
     if on_delivery is not None:
         kw["on_delivery"] = on_delivery
+    if timestamp is not None:
+        kw["timestamp"] = timestamp
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
@@ -61,11 +64,20 @@ def send(producer: Any, topic: str, value: bytes | None, key: bytes | None = Non
 
 def send_all(producer: Any, topic: str,
              records: Iterable[tuple[bytes | None, bytes | None, Headers | None]], *,
-             partition: int | None = None, on_delivery: Any = None) -> int:
+             partition: int | None = None, on_delivery: Any = None,
+             timestamps: list[int | None] | None = None) -> int:
     """Produce ``(key, value, headers)`` records to ``topic``; returns how many.
 
+    ``timestamps`` (ms, one per record): the records' timestamps instead of the produce time.
     The fast path calls ``produce`` directly; only a full queue takes the slow path.
     """
+    if timestamps is not None:  # the slow path: the one that carries timestamps
+        n = 0
+        for (key, value, headers), ts in zip(records, timestamps):
+            send(producer, topic, value, key, headers=headers, partition=partition, on_delivery=on_delivery,
+                 timestamp=ts)
+            n += 1
+        return n
     produce = producer.produce
     n = 0
     kw: dict[str, Any] = {}

@@ -67,13 +67,19 @@ def pipeline_for(statement: str | Statement, to: str, *, name: str | None = None
 
 
 class Deployment:
-    """A running continuous statement: a stream worker in a background thread (or the foreground)."""
+    """A running continuous statement: a stream worker in a background thread (or the foreground).
+
+    A ksqlDB query that groups by a column that is not its input's key runs two workers, one
+    query: the re-key stage into its repartition topic, then the aggregation
+    (:mod:`streamml.query.ksql_repartition`); ``stats`` are the aggregation's, ``stage_stats`` each one's.
+    """
 
     def __init__(self, statement: str | Statement | Query, to: str | None = None, *, name: str | None = None,
                  settings: Settings | None = None, **options: Any) -> None:
         from streamml.stream.runner import RunOptions, Worker
 
         self.settings = settings or default_settings()
+        before: list["Pipeline"] = []  # stages that run before self.pipeline (a repartition)
         self.query: Query | None = None
         self.query_id: str | None = None  # a ksqlDB query's id (SHOW QUERIES, TERMINATE)
         if isinstance(statement, Query) or (isinstance(statement, str) and is_ksql(statement)):
@@ -83,6 +89,9 @@ class Deployment:
             self.query = statement if isinstance(statement, Query) else compile_query(statement, self.settings)
             self.statement = parse(f"SELECT * FROM {quote(self.query.source.topic)}")
             self.pipeline = self.query.pipeline if name is None else self.query.pipeline.named(name)
+            if self.query.repartition is not None:  # its re-key stage runs beside it, as one query
+                pre = self.query.repartition
+                before.append(pre if name is None else pre.named(f"{name}-repartition"))
         else:
             if to is None:
                 raise QueryError("deploy needs to='topic' for a SELECT ... EMIT CHANGES")
@@ -90,11 +99,19 @@ class Deployment:
             self.pipeline = pipeline_for(self.statement, to, name=name, settings=self.settings)
         self.source = self.pipeline.source_topic(self.settings)
         self.sink = self.pipeline.sink_topic(self.settings) or ""
-        self.worker = Worker(self.pipeline, self.settings, RunOptions().with_(**options))
+        opts = RunOptions().with_(**options)
+        self.worker = Worker(self.pipeline, self.settings, opts)
+        #: every stage's worker, in start order (the re-key stage of a repartitioned query first)
+        self.workers = [*(Worker(p, self.settings, opts) for p in before), self.worker]
         if self.query is not None:
             self.query_id = catalog(self.settings).start(self.query, self)
         self.error: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def stage_stats(self) -> list[dict[str, int]]:
+        """The counters of each stage's worker, in start order."""
+        return [dict(w.stats) for w in self.workers]
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -103,7 +120,7 @@ class Deployment:
     def describe(self) -> str:
         """The statement and the pipeline topology that runs it."""
         text = self.query.text if self.query is not None else self.statement.text
-        return f"{text.strip()}\n{self.pipeline.describe()}"
+        return "\n".join([text.strip(), *(w.pipeline.describe() for w in self.workers)])
 
     @property
     def stats(self) -> dict[str, int]:
@@ -112,26 +129,53 @@ class Deployment:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return any(t.is_alive() for t in self._threads)
 
     def run(self, *, idle_exit: float | None = None, max_batches: int | None = None) -> dict[str, int]:
-        """Run in this thread until :meth:`stop` (or idle for ``idle_exit`` seconds)."""
-        return self.worker.run(idle_exit=idle_exit, max_batches=max_batches)
+        """Run in this thread until :meth:`stop` (or idle for ``idle_exit`` seconds); a re-key
+        stage runs in a background thread meanwhile and stops with it."""
+        if len(self.workers) == 1:
+            return self.worker.run(idle_exit=idle_exit, max_batches=max_batches)
+        self._start_workers(self.workers[:-1])
+        try:
+            return self.worker.run(idle_exit=idle_exit, max_batches=max_batches)
+        finally:
+            for w in self.workers[:-1]:
+                w.stop()
+            for t in self._threads:
+                t.join(30.0)
+            if self.error is not None:
+                raise self.error
 
-    def start(self) -> "Deployment":
-        """Run in a background thread; returns once the worker has its clients and topics."""
-        if self._thread is not None:
-            raise PipelineError("this deployment was started already")
-        self.worker.start()
+    def _start_workers(self, workers: list[Any]) -> None:
+        started: list[Any] = []
+        try:
+            for w in workers:  # in order: a stage's output topic is the next one's input
+                w.start()
+                started.append(w)
+        except BaseException:
+            for w in started:
+                w.close(after_error=True)
+            raise
 
-        def loop() -> None:
+        def loop(w: Any) -> None:
             try:
-                self.worker.run()
+                w.run()
             except BaseException as exc:  # surfaced by stop()/wait()
                 self.error = exc
+                for other in self.workers:  # one query: a failed stage stops the others
+                    other.stop()
 
-        self._thread = threading.Thread(target=loop, name=f"streamml-{self.pipeline.name}", daemon=True)
-        self._thread.start()
+        for w in workers:
+            t = threading.Thread(target=loop, args=(w,), name=f"streamml-{w.pipeline.name}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def start(self) -> "Deployment":
+        """Run in background threads (one per stage); returns once the workers have their clients and topics."""
+        if self._threads:
+            raise PipelineError("this deployment was started already")
+        self._start_workers(self.workers)
         return self
 
     def wait(self, out: int, timeout: float = 60.0) -> dict[str, int]:
@@ -142,7 +186,7 @@ class Deployment:
         while self.worker.stats["out"] < out:
             if self.error is not None:
                 raise self.error
-            if not self.running and self._thread is not None:
+            if not self.running and self._threads:
                 break
             if time.monotonic() > deadline:
                 raise PipelineError(f"{self.pipeline.name} wrote {self.worker.stats['out']} of {out} records "
@@ -152,9 +196,10 @@ class Deployment:
 
     def stop(self, timeout: float = 30.0) -> dict[str, int]:
         """Finish the current batch, commit it, close the clients; re-raise a failure of the loop."""
-        self.worker.stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for w in self.workers:
+            w.stop()
+        for t in self._threads:
+            t.join(timeout)
         if self.error is not None:
             raise self.error
         return self.stats

@@ -10,7 +10,8 @@ tables declared or created, and the persistent queries deployed (``deploy(...)``
 - ``SHOW QUERIES``: query_id, status (RUNNING, ERROR, NOT_RUNNING), sink, sink_topic, statement;
 - ``DESCRIBE x``: one row per column: field, type (``None`` when the query computes it), key;
 - ``DROP STREAM|TABLE [IF EXISTS] x [DELETE TOPIC]``: refused while a running query reads or
-  writes ``x`` (as ksqlDB: TERMINATE it first); ``DELETE TOPIC`` also deletes the topic;
+  writes ``x`` (as ksqlDB: TERMINATE it first); ``DELETE TOPIC`` also deletes the topic; the
+  internal repartition topic of a query that has one is deleted with it in either case;
 - ``TERMINATE query_id`` / ``TERMINATE ALL``: stops the deployment (its output stays).
 
 >>> parse_admin("SHOW TABLES;"), parse_admin("LIST STREAMS EXTENDED")
@@ -33,6 +34,7 @@ from streamml.errors import QueryError
 from streamml.query.ksql import _Parser
 from streamml.query.ksql_compile import Catalog, Query
 from streamml.query.ksql_pull import key_column
+from streamml.query.ksql_repartition import internal_topics
 from streamml.query.ksql_table import Source, SqlTable
 from streamml.stream.pipeline import Join
 
@@ -201,12 +203,13 @@ def _drop(st: Drop, cat: Catalog, settings: Settings) -> pl.DataFrame:
     if users:
         raise QueryError(f"cannot drop {st.name}: running queries read from or write to it: {', '.join(users)}",
                          hint=f"TERMINATE {users[0]} first (SHOW QUERIES lists them)")
-    cat.queries.pop(st.name, None)
+    q = cat.queries.pop(st.name, None)
     cat.sources.pop(st.name, None)
-    if st.delete_topic:
+    internal = internal_topics(q) if q is not None else []  # nothing else reads them: dropped with the query
+    if st.delete_topic or internal:
         from streamml.kafka.admin import delete_topics
 
-        delete_topics(settings, [topic])
+        delete_topics(settings, ([topic] if st.delete_topic else []) + internal)  # missing ones are ignored
     return pl.DataFrame({"name": [st.name], "dropped": [True], "topic_deleted": [st.delete_topic]})
 
 

@@ -35,6 +35,14 @@ class Query:
     text: str = field(repr=False, default="")
     columns: tuple[str, ...] = ()  # the value columns of its rows, in order
     derived: Source | None = field(repr=False, default=None)  # a STREAM query's output, as a source
+    # the re-key stage before ``pipeline`` (GROUP BY a non-key column): it writes the input,
+    # keyed by the GROUP BY column, to the internal topic ``pipeline`` reads (ksql_repartition)
+    repartition: Pipeline | None = field(repr=False, default=None)
+
+    @property
+    def pipelines(self) -> tuple[Pipeline, ...]:
+        """The pipelines that run this query, in the order they start (one, or re-key then aggregate)."""
+        return (self.pipeline,) if self.repartition is None else (self.repartition, self.pipeline)
 
     @property
     def window_kind(self) -> str | None:

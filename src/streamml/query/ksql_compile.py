@@ -44,7 +44,8 @@ from streamml.query.ksql import Column, CreateAs, CreateSource, InsertInto, Sele
 from streamml.query.ksql_base import _KEYWORDS, Query, _columns, _expr_text, _sql_expr
 from streamml.query.ksql_formats import check_props, registered_columns, source_format
 from streamml.query.ksql_keys import decode_key, decode_window_key, encode_key
-from streamml.query.ksql_rekey import check_copartitioned, partition_by, with_formats
+from streamml.query.ksql_rekey import partition_by, with_formats
+from streamml.query.ksql_repartition import needs_repartition, repartition
 from streamml.query.ksql_sjoin import stream_join
 from streamml.query.ksql_table import Source, SqlTable, derived_source
 from streamml.query.ksql_table import dtype as _dtype
@@ -63,9 +64,10 @@ class Catalog:
     """The streams and tables a session declared, and the queries compiled over them."""
 
     def __init__(self, resolve: Callable[[str], str] | None = None, registry: str | None = None,
-                 partitions: Callable[[str], int] | None = None) -> None:
+                 partitions: Callable[[str], int] | None = None, namespace: str | None = None) -> None:
         self.registry = registry  # the schema registry's URL (value_format AVRO)
-        self._partitions = partitions  # a topic's partition count (GROUP BY must not need a repartition)
+        self._partitions = partitions  # a topic's partition count (GROUP BY a non-key column: repartition)
+        self.namespace = namespace  # of the internal (repartition) topics
         self.sources: dict[str, Source] = {}
         self.queries: dict[str, Query] = {}  # the CREATE ... AS SELECT of the session, by name
         self.properties: dict[str, str] = {}  # SET 'name' = 'value' of the session (upper-cased names)
@@ -201,10 +203,16 @@ class Catalog:
     # -- queries --------------------------------------------------------------------------
     def _compile(self, st: CreateAs) -> Query:
         q = self._compile_body(st)
-        if self._partitions is not None:
-            check_copartitioned(q, self._partitions)
+        if self._partitions is not None and needs_repartition(q, self._partitions):  # GROUP BY a non-key column
+            return repartition(st, q, self._over, self.namespace, self.registry)
         return with_formats(q, self.source(st.select.source), {k.upper(): v for k, v in st.props.items()},
                             self.registry)
+
+    def _over(self, src: Source, st: CreateAs) -> Query:
+        """``st`` compiled with ``src`` in place of the source of the same name (not registered)."""
+        fork = self.fork()
+        fork.sources[src.name] = src
+        return fork.compile_unregistered(st)
 
     def _compile_body(self, st: CreateAs) -> Query:
         sel = st.select

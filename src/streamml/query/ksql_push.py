@@ -7,7 +7,10 @@ nothing is written to Kafka, no consumer group is joined. Its rows are exactly t
 persistent query (``CREATE STREAM|TABLE x AS`` the same SELECT) would write, decoded: the key
 column (``WINDOWSTART``/``WINDOWEND`` when windowed) and the value columns; an aggregation's
 rows carry ``_tombstone`` (a row that failed HAVING). ``EMIT FINAL`` on a windowed aggregation
-emits each window once, when stream time passes its end plus the grace period.
+emits each window once, when stream time passes its end plus the grace period. GROUP BY a
+column that is not the key of a multi-partition stream re-keys the records in memory
+(:func:`~streamml.query.ksql_repartition.push_decoder`), as the deployed query's repartition
+topic would.
 
 A push query over a table (a declared TABLE, or a CREATE TABLE/STREAM AS of this session)
 follows its topic: every change of the table, filtered by WHERE and projected; a deletion (a
@@ -41,9 +44,11 @@ from confluent_kafka import Message
 
 from streamml.config import Settings
 from streamml.errors import QueryError
+from streamml.kafka.admin import list_topics
 from streamml.query.ksql import CreateAs
 from streamml.query.ksql_compile import Catalog, Query, decode_record
 from streamml.query.ksql_pull import conjuncts, select_rows, source_rows
+from streamml.query.ksql_repartition import push_decoder
 from streamml.query.ksql_select import PushQuery, parse_transient
 from streamml.query.ksql_table import Source
 from streamml.query.reader import Bound
@@ -144,7 +149,7 @@ def push(st: PushQuery, cat: Catalog, settings: Settings, *, from_: Bound | str 
         topic, decode = src.topic, _follow(st, src, cat.registry)
     else:
         q = transient_query(st, cat)
-        topic = q.source.topic
+        topic = q.pipelines[0].source_topic(settings)
         tables = [op.table for op in q.pipeline.ops if isinstance(op, Join)]
         for t in tables:
             t.start(settings)
@@ -154,6 +159,7 @@ def push(st: PushQuery, cat: Catalog, settings: Settings, *, from_: Bound | str 
                 t.stop()
 
         on_close = stop_tables if tables else None
-        decode = engine_decoder(q)
+        decode = engine_decoder(q) if q.repartition is None else \
+            push_decoder(q, list_topics(settings).get(topic, 1), batch_rows(q))  # GROUP BY a non-key column
     return Tail(topic, settings=settings, from_=start, max_records=st.limit, timeout=timeout,
                 idle_timeout=idle_timeout, resolve=False, decode=decode, on_close=on_close)

@@ -23,7 +23,7 @@ streamml.errors.QueryError: the SELECT list of B2 must include the partitioning 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 
@@ -35,7 +35,7 @@ from streamml.query.ksql_keys import encode_key
 from streamml.query.ksql_table import Source, derived_source, dtype
 from streamml.stream import Pipeline
 
-__all__ = ["partition_by", "with_formats", "check_copartitioned"]
+__all__ = ["partition_by", "with_formats"]
 
 _KEY_TYPES: dict[Any, str] = {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Int32: "INT", pl.Float64: "DOUBLE"}
 
@@ -108,30 +108,3 @@ def with_formats(q: Query, src: Source, props: dict[str, str], registry: str | N
     sink = sink_format(fmt, delim, q.sink, [(n, types.get(n)) for n in q.columns], registry, q.name)
     der = replace(q.derived, value_format=fmt, delimiter=delim) if q.derived is not None else None
     return replace(q, pipeline=q.pipeline.formats(source_format(src, registry), sink), derived=der)
-
-
-def check_copartitioned(q: Query, partitions: Callable[[str], int]) -> None:
-    """Refuse an aggregation whose GROUP BY column is not its input's key when the input topic
-    has several partitions: the records of a group would be spread over them (ksqlDB
-    repartitions through an internal topic here, which this engine does not do yet).
-
-    >>> from streamml.query.ksql_compile import Catalog
-    >>> cat = Catalog(partitions=lambda topic: 3)
-    >>> _ = cat.execute("CREATE STREAM pay (card VARCHAR KEY, shop VARCHAR) WITH (kafka_topic='p')")
-    >>> cat.compile("CREATE TABLE n AS SELECT shop, COUNT(*) AS c FROM pay GROUP BY shop EMIT CHANGES")
-    ... # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    streamml.errors.QueryError: GROUP BY SHOP: SHOP is not the key of PAY, whose topic p has 3 partitions; ...
-    """
-    op = q.pipeline.window_op
-    key = q.source.key
-    if op is None or (key is not None and key.name == op.key):
-        return
-    n = partitions(q.source.topic)
-    if n > 1:
-        src = q.source.name
-        raise QueryError(f"GROUP BY {op.key}: {op.key} is not the key of {src}, whose topic {q.source.topic} has "
-                         f"{n} partitions; a repartition through an internal topic is not supported yet",
-                         hint=f"re-key it first: CREATE STREAM {src}_BY_{op.key} AS SELECT * FROM {src} "
-                              f"PARTITION BY {op.key} EMIT CHANGES; then GROUP BY {op.key} over {src}_BY_{op.key}")

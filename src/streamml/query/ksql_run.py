@@ -22,6 +22,7 @@ from streamml.query.ksql_admin import parse_admin, run_admin
 from streamml.query.ksql_compile import Catalog, Query, decode_record
 from streamml.query.ksql_pull import pull
 from streamml.query.ksql_push import push
+from streamml.query.ksql_repartition import preview_frames
 from streamml.query.ksql_select import PullQuery, parse_transient, source_of
 from streamml.query.resolve import pick
 
@@ -44,7 +45,8 @@ def catalog(settings: Settings) -> Catalog:
                 raise QueryError(f"topic {topic!r} does not exist",
                                  hint="create it (or ingest into it) before declaring a stream over it") from None
         _catalogs[key] = Catalog(resolve, registry=settings.schema_registry_url,
-                                 partitions=lambda topic: list_topics(settings).get(topic, 1))
+                                 partitions=lambda topic: list_topics(settings).get(topic, 1),
+                                 namespace=settings.namespace)
     cat = _catalogs[key]
     if settings.schema_registry_url:  # a registry configured after the session began
         cat.registry = settings.schema_registry_url
@@ -60,7 +62,11 @@ def preview(q: Query, settings: Settings) -> pl.DataFrame:
     """The rows ``q`` writes for what its input topic holds now (the pipeline replayed)."""
     from streamml.stream import replay
 
-    out = replay(q.pipeline, settings, keys=True)
+    if q.repartition is not None:  # GROUP BY a non-key column: both stages, re-keyed in memory
+        frames = preview_frames(q, settings)
+        out = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+    else:
+        out = replay(q.pipeline, settings, keys=True)
     if out.height == 0:
         return pl.DataFrame()
     recs = list(zip(out["_key"].to_list(), [None if dead else 1 for dead in out["_tombstone"].to_list()]))

@@ -22,11 +22,13 @@ from streamml.stream.pipeline import Pipeline, Window
 from streamml.stream.stream_join import StreamJoin
 from streamml.stream.windows import KEYCOL, WS, P, WindowState
 
-__all__ = ["RawBatch", "StepResult", "Engine", "STREAM_TIME_KEY", "TOMBSTONE"]
+__all__ = ["RawBatch", "StepResult", "Engine", "STREAM_TIME_KEY", "TOMBSTONE", "TIMESTAMP"]
 
 STREAM_TIME_KEY = b"\x00stream_time"
 #: A boolean output column: true rows are written as tombstones (key, no value).
 TOMBSTONE = "__tombstone"
+#: An integer output column (ms): each row's record timestamp (by default the time it is written).
+TIMESTAMP = "__timestamp"
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 _CARRY = (H.EVENT_ID, H.EVENT_TIME, H.INGEST_TIME, H.SOURCE)
 
@@ -85,6 +87,7 @@ class StepResult:
     keys: list[bytes | None] = field(default_factory=list)
     values: list[bytes | None] = field(default_factory=list)
     headers: list[list[tuple[str, bytes]]] = field(default_factory=list)
+    timestamps: list[int | None] | None = None  # the outputs' record timestamps (None: the write time)
     dlq: list[Record] = field(default_factory=list)
     changelog: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
     state: WindowState | None = None
@@ -116,8 +119,8 @@ class Engine:
                       (H.PIPELINE_HASH, pipeline.fingerprint().encode())]
         self._schema = dict(pipeline.schema) if pipeline.schema else None
         self.join: StreamJoin | None = pipeline.join_op
-        self.needs_timestamps = (self.window is not None and self.window.time is None) or (
-            self.join is not None and self.join.needs_timestamps)
+        self.needs_timestamps = (self.window is not None and self.window.time is None) or pipeline.record_time \
+            or (self.join is not None and self.join.needs_timestamps)
         self._needs_offsets = (self.window is not None and self.window.spec.kind == "sliding") or \
             self.join is not None
 
@@ -259,6 +262,8 @@ class Engine:
         res.values = list(fmt.encode(public) if fmt is not None else encode_json(public))
         if TOMBSTONE in df.columns:  # rows that delete their key: the value is None
             res.values = [None if dead else v for v, dead in zip(res.values, df[TOMBSTONE].to_list())]
+        if TIMESTAMP in df.columns:
+            res.timestamps = df[TIMESTAMP].cast(pl.Int64).to_list()
         key_col = self.pipeline.sink_key or (self.window.key if window_out and self.window else None)
         if key_col is not None:
             if key_col not in df.columns:

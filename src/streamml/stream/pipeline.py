@@ -221,9 +221,12 @@ class Pipeline:
     name_: str | None = None
     schema: tuple[tuple[str, Any], ...] | None = None
     record_key: bool = False    # batches carry the record key (bytes) as the column ``__record_key``
+    record_time: bool = False   # batches carry the record timestamp (ms) as the column ``__ts``
     exact_topics: bool = False  # source and sink names are full topic names, never resolved
     value_format: "ValueFormat | None" = None  # how source values are read (None: JSON objects)
     sink_format: "ValueFormat | None" = None   # how output values are written (None: JSON objects)
+    sink_config: tuple[tuple[str, str], ...] = ()  # topic configs of the sink, if the runner creates it
+    purge_source: float | None = None  # an internal input: delete its committed records every this many seconds
     _extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     # -- building -------------------------------------------------------------------------
@@ -298,15 +301,16 @@ class Pipeline:
             raise PipelineError("emit must be 'close', 'update' or 'changes'; late must be 'count' or 'dlq'")
         return WindowBuilder(self, key, spec, time, emit, late)
 
-    def to(self, name: str, *, key: str | None = None) -> "Pipeline":
+    def to(self, name: str, *, key: str | None = None, config: dict[str, str] | None = None) -> "Pipeline":
         """Write the results to ``name`` (``"card_stats"`` -> ``<ns>.features.card_stats``).
 
         ``key`` names the column used as the record key; by default the window key after a
-        window, otherwise the input record's key.
+        window, otherwise the input record's key. ``config``: topic configs the sink is
+        created with (when a runner creates it, with the input's partition count).
         """
         if self.sink_name is not None:
             raise PipelineError("the pipeline already has a sink")
-        return replace(self, sink_name=name, sink_key=key)
+        return replace(self, sink_name=name, sink_key=key, sink_config=tuple(sorted((config or {}).items())))
 
     # -- introspection -------------------------------------------------------------------
     @property
@@ -333,10 +337,12 @@ class Pipeline:
             return self.sink_name
         return _resolve(self.sink_name, "features", settings)
 
-    def exact(self, *, record_key: bool = False) -> "Pipeline":
+    def exact(self, *, record_key: bool = False, record_time: bool = False) -> "Pipeline":
         """The same pipeline with full topic names (no namespace resolution), optionally with
-        the record key in each batch as the bytes column ``__record_key``."""
-        return replace(self, exact_topics=True, record_key=record_key)
+        the record key in each batch as the bytes column ``__record_key`` and the record
+        timestamp as ``__ts`` (ms). An output column ``__timestamp`` (ms) sets each output
+        record's timestamp."""
+        return replace(self, exact_topics=True, record_key=record_key, record_time=record_time)
 
     def formats(self, value: "ValueFormat | None" = None, sink: "ValueFormat | None" = None) -> "Pipeline":
         """The same pipeline reading values as ``value`` and writing them as ``sink``

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from typing import Any, Callable
 
 from confluent_kafka import Message, TopicPartition
@@ -71,7 +72,7 @@ class _PipelineProcessor(Processor[tuple[StepResult, list[Any]]]):
         raw = RawBatch.from_messages(messages, w.source, timestamps=w.engine.needs_timestamps,
                                      topics=w.engine.join is not None)
         result = w.engine.process(raw)
-        send_all(producer, w.sink, zip(result.keys, result.values, result.headers))
+        send_all(producer, w.sink, zip(result.keys, result.values, result.headers), timestamps=result.timestamps)
         if result.dlq:
             send_all(producer, w.dlq, result.dlq)
         if result.changelog and w.state is not None:
@@ -84,6 +85,8 @@ class _PipelineProcessor(Processor[tuple[StepResult, list[Any]]]):
     def committed(self, done: tuple[StepResult, list[Any]]) -> None:
         result, messages = done
         w = self.w
+        if w.pipeline.purge_source is not None and w.options.guarantee == "exactly-once":
+            w.purge(messages)
         w.engine.commit(result)
         if w.state is not None and result.changelog:
             w.state.apply(result.changelog)
@@ -128,10 +131,38 @@ class Worker:
         join = pipeline.join_op
         self.other: str | None = join.right_topic if join is not None else None  # a stream join's second input
         topics = [self.source] + ([self.other] if self.other else [])
+        self._consumed: dict[int, int] = {}  # purge_source: next offsets committed, per input partition
+        self._purged_at = time.monotonic()
+        self._admin: Any = None
         self.loop: Loop[Any] = Loop(settings, _PipelineProcessor(self), topics=topics, group=self.group,
                                     options=self.options, clients=clients, on_event=self._loop_event,
                                     on_stuck=on_stuck, name=f"stream.{pipeline.name}")
         self._started = False
+
+    def purge(self, messages: list[Any]) -> None:
+        """Delete the input records below the offsets just committed (exactly-once: the batch's
+        transaction committed them), at most every ``pipeline.purge_source`` seconds, as Kafka
+        Streams purges its repartition topics; the request is not waited for."""
+        for m in messages:
+            self._consumed[m.partition()] = max(self._consumed.get(m.partition(), 0), m.offset() + 1)
+        now = time.monotonic()
+        if now - self._purged_at < (self.pipeline.purge_source or 0.0) or not self._consumed:
+            return
+        self._purged_at = now
+        if self._admin is None:
+            from streamml.kafka.clients import admin
+
+            self._admin = admin(self.settings)
+        todo = [TopicPartition(self.source, p, o) for p, o in sorted(self._consumed.items())]
+        self._consumed = {}
+        name = self.pipeline.name
+
+        def done(f: Any) -> None:
+            if f.exception() is not None:  # a later purge deletes them: only said
+                _log.warning("%s: cannot purge its input below the committed offsets: %s", name, f.exception())
+
+        for fut in self._admin.delete_records(todo, operation_timeout=0).values():
+            fut.add_done_callback(done)
 
     def emit_event(self, kind: str, info: dict[str, Any]) -> None:
         _log.debug("%s %s %s", self.pipeline.name, kind, info)
@@ -161,7 +192,8 @@ class Worker:
                                 f"{self.other} {topics.get(self.other, 'none (it does not exist)')}",
                                 hint="give both topics the same partition count (e.g. re-key one side with "
                                      "PARTITION BY into a topic created beforehand with as many partitions)")
-        specs = [TopicSpec(t, p) for t, p in ((self.sink, n), (self.dlq, 1)) if t not in topics]
+        specs = [TopicSpec(t, p, config=dict(self.pipeline.sink_config) if t == self.sink else {})
+                 for t, p in ((self.sink, n), (self.dlq, 1)) if t not in topics]
         if self.pipeline.stateful:
             cl = self.pipeline.changelog_topic(self.settings)
             if cl in topics and topics[cl] != n:
