@@ -55,6 +55,7 @@ from streamml.stream.windows import (
     _partials,
     _per_record,
     parse_duration,
+    with_stream_time,
 )
 
 __all__ = ["session", "session_step", "WE"]
@@ -220,11 +221,7 @@ def session_step(df: pl.DataFrame, state: WindowState, *, key: str, time: str, s
         return WindowStep(empty, state, df, empty, empty, {})
     t = pl.col(time)
     prev = {int(p): int(v) for p, v in state.stream_time.items()}
-    df = df.with_columns(pl.col(P).cast(pl.Int64), t.cast(pl.Int64), pl.col(key).alias(KEYCOL))
-    st = t.cum_max().over(P)
-    if prev:
-        st = pl.max_horizontal(st, pl.col(P).replace_strict(prev, default=None, return_dtype=pl.Int64))
-    df = df.with_columns(st.alias("__st"))
+    df = with_stream_time(df, prev, key=key, time=time)
     old = state.rows
     mine = None  # the state rows of the batch's keys: only they can change, besides closing
     if old is not None and old.height:

@@ -354,6 +354,18 @@ def state_columns(aggs: dict[str, Agg]) -> list[str]:
     return cols
 
 
+def with_stream_time(df: pl.DataFrame, prev: dict[int, int], *, key: str, time: str) -> pl.DataFrame:
+    """``df`` with typed partition and time columns, the key as ``KEYCOL``, and ``__st``: each
+    record's partition stream time (the highest event time seen in its partition so far,
+    counting ``prev``, the stream time per partition from earlier batches)."""
+    t = pl.col(time)
+    df = df.with_columns(pl.col(P).cast(pl.Int64), t.cast(pl.Int64), pl.col(key).alias(KEYCOL))
+    st = t.cum_max().over(P)
+    if prev:
+        st = pl.max_horizontal(st, pl.col(P).replace_strict(prev, default=None, return_dtype=pl.Int64))
+    return df.with_columns(st.alias("__st"))
+
+
 def window_step(df: pl.DataFrame, state: WindowState, *, key: str, time: str, spec: WindowSpec,
                 aggs: dict[str, Agg], emit: Literal["close", "update", "changes"], key_name: str) -> WindowStep:
     """Aggregate one batch ``df`` (columns ``__p``, ``__row``, ``key``, ``time``) into ``state``."""
@@ -362,11 +374,7 @@ def window_step(df: pl.DataFrame, state: WindowState, *, key: str, time: str, sp
         return WindowStep(empty, state, df, empty, empty, {})
     t = pl.col(time)
     prev = {int(p): int(v) for p, v in state.stream_time.items()}
-    df = df.with_columns(pl.col(P).cast(pl.Int64), t.cast(pl.Int64), pl.col(key).alias(KEYCOL))
-    st = t.cum_max().over(P)
-    if prev:
-        st = pl.max_horizontal(st, pl.col(P).replace_strict(prev, default=None, return_dtype=pl.Int64))
-    df = df.with_columns(st.alias("__st"))
+    df = with_stream_time(df, prev, key=key, time=time)
     latest = (t // spec.advance) * spec.advance
     is_late = latest + spec.size + spec.grace <= pl.col("__st")
     late = df.filter(is_late)
