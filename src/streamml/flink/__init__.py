@@ -17,5 +17,7 @@ from __future__ import annotations
 
 from streamml.flink.connector import connector_jars, connector_version
 from streamml.flink.env import kafka_properties, require_pyflink, table_env
+from streamml.flink.score import ScoringJob, register, score_stream
 
-__all__ = ["require_pyflink", "connector_jars", "connector_version", "kafka_properties", "table_env"]
+__all__ = ["require_pyflink", "connector_jars", "connector_version", "kafka_properties", "table_env", "register",
+           "score_stream", "ScoringJob"]
