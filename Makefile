@@ -79,7 +79,9 @@ $(FLINK_STAMP): pyproject.toml
 flink-env: $(FLINK_STAMP)
 
 # The Flink bridge's tests: a local mini-cluster (parallelism 2) against the project's own Kafka.
-test-flink: flink-env kafka
+# Kafka is fetched with the Flink venv's own streamml (not the main venv's `kafka` target).
+test-flink: flink-env
+	$(FLINK_VENV)/bin/streamml kafka install
 	$(FLINK_PY) -m pytest tests/integration/test_flink_bridge.py src/streamml/flink
 
 bench: kafka
