@@ -100,8 +100,9 @@ def test_flink_job_scores_exactly_once_and_swaps_without_restart(settings: Setti
         d2 = reg.publish(LogisticRegression(max_iter=200, C=0.01).fit(x, y), name="fraud", features=FEATS,
                          stage="candidate")
         reg.promote("fraud", d2.version, "production")                    # the promotion, in the models topic
-        time.sleep(3)  # the UDF workers' followers see it and verify v2 before the next events arrive
-        produce(settings, feats, events[300:])
+        produce(settings, feats, events[300:450])                         # may still meet v1 in a worker
+        _wait(lambda: len(read_topic(settings, out)) >= 450, 120, job)
+        produce(settings, feats, events[450:])                            # a checkpoint later: v2 everywhere
         _wait(lambda: len(read_topic(settings, out)) >= 600, 120, job)
         assert job.status() == "RUNNING" and job.job_id == job_id         # the same job, never restarted
     finally:
@@ -120,5 +121,5 @@ def test_flink_job_scores_exactly_once_and_swaps_without_restart(settings: Setti
         assert v["model_version"] >= last.get(r.partition, 0), "a version went backwards"
         last[r.partition] = v["model_version"]
         seen[v["event_id"]] = v["model_version"]
-    assert all(seen[e["event_id"]] == 2 for e in events[300:])            # produced after the promotion: v2
-    assert all(seen[e["event_id"]] == 1 for e in events[:300])            # scored before it: v1
+    assert all(seen[e["event_id"]] == 1 for e in events[:300])            # scored before the promotion: v1
+    assert all(seen[e["event_id"]] == 2 for e in events[450:])            # produced well after it: v2
