@@ -41,14 +41,15 @@ def kafka_properties(settings: Settings, extra: Mapping[str, str] | None = None)
 
 
 def table_env(settings: Settings, *, parallelism: int = 2, checkpoint_ms: int = 5000,
-              conf: Mapping[str, str] | None = None) -> Any:
+              python_executable: str | None = sys.executable, conf: Mapping[str, str] | None = None) -> Any:
     """A streaming ``TableEnvironment`` with Flink's Kafka connector on ``pipeline.jars``.
 
     Run in this process it is a local mini-cluster (tests, notebooks, ``python job.py``); the same
     script submitted with ``flink run --python job.py`` runs on the cluster, where the
     connector jar is passed with ``--jarfile`` (see docs/flink-bridge.md). Checkpointing is on
     (``checkpoint_ms``, exactly-once mode): the Kafka sink commits its transactions on checkpoints.
-    The Python UDF workers run this interpreter (``python.executable``), which has streamml.
+    The Python UDF workers run ``python_executable`` (default: this interpreter, which has
+    streamml); under ``flink run`` pass ``None`` so that ``-pyexec`` / ``-pyclientexec`` decide.
     """
     require_pyflink()
     from pyflink.table import EnvironmentSettings, TableEnvironment
@@ -62,8 +63,9 @@ def table_env(settings: Settings, *, parallelism: int = 2, checkpoint_ms: int = 
     c.set("parallelism.default", str(parallelism))
     c.set("execution.checkpointing.interval", f"{int(checkpoint_ms)} ms")
     c.set("execution.checkpointing.mode", "EXACTLY_ONCE")
-    c.set("python.executable", sys.executable)
-    c.set("python.client.executable", sys.executable)
+    if python_executable:
+        c.set("python.executable", python_executable)
+        c.set("python.client.executable", python_executable)
     c.set("table.local-time-zone", "UTC")
     for k, v in (conf or {}).items():
         c.set(k, str(v))

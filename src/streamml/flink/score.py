@@ -77,6 +77,13 @@ class ScoringJob:
         """``RUNNING``, ``FAILED``, ``CANCELED``... (Flink's JobStatus name)."""
         return str(self.client.get_job_status().result()).rsplit(".", 1)[-1] if self.client else "UNKNOWN"
 
+    def wait(self, timeout_ms: int | None = None) -> None:
+        """Block until the job ends (a script run by ``flink run`` without ``-d`` waits here)."""
+        if timeout_ms is None:
+            self.result.wait()
+        else:
+            self.result.wait(timeout_ms)
+
     def cancel(self) -> None:
         if self.client is not None:
             self.client.cancel().result()
