@@ -29,7 +29,6 @@ For exactly-once scoring run ``streamml serve``.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Iterator
 
@@ -48,23 +47,11 @@ OUTPUT_SCHEMA = pa.schema([("topic", pa.string()), ("partition", pa.int32()), ("
                           ("value", pa.binary()),
                           ("headers", pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())])))])
 
-_HOSTS: dict[tuple[str, str, str, str], Any] = {}
-_LOCK = threading.Lock()
-
-
 def _host(settings: Settings, model: str, stage: str, wait_s: float) -> Any:
-    """This worker's model host for ``model@stage``: started once, then kept following the registry."""
-    from streamml.serve.registry_source import RegistrySource
-    from streamml.serve.swap import ModelHost, Role
+    """This worker's model host for ``model@stage`` (:func:`streamml.serve.hosts.shared_host`)."""
+    from streamml.serve.hosts import shared_host
 
-    key = (str(settings.bootstrap_servers), settings.namespace, model, stage)
-    with _LOCK:
-        host = _HOSTS.get(key)
-        if host is None:
-            role = Role(model, stage)
-            host = ModelHost(RegistrySource(settings), [role]).start(wait_for=role, timeout=wait_s)
-            _HOSTS[key] = host
-    return host
+    return shared_host(settings, model, stage, wait_s)
 
 
 def _score(rb: pa.RecordBatch, current: Any, out_topic: str, dlq: str, component: str, id_col: str,

@@ -1,9 +1,8 @@
 """The Spark side of a :class:`~streamml.config.Settings`: Kafka options for Spark's source and sink, a session.
 
-Spark's Kafka connector runs the Java client, whose option names differ from librdkafka's
-in places. :func:`kafka_options` maps the settings' pass-through options that have a Java
-meaning (security protocol, SASL PLAIN/SCRAM credentials, a PEM CA file) and leaves the
-librdkafka tuning options out; anything else goes in ``extra`` as ``kafka.<java option>``.
+Spark's Kafka connector runs the Java client: :func:`kafka_options` is
+:func:`streamml.kafka.java.java_client_options` with Spark's ``kafka.`` prefix; anything else
+goes in ``extra`` as ``kafka.<java option>``.
 """
 
 from __future__ import annotations
@@ -15,14 +14,9 @@ from typing import Any, Mapping
 
 from streamml.config import Settings
 from streamml.errors import ConfigError
+from streamml.kafka.java import java_client_options
 
 __all__ = ["kafka_options", "session", "require_pyspark"]
-
-_PASS = ("security.protocol", "ssl.endpoint.identification.algorithm", "ssl.keystore.location",
-         "ssl.keystore.password", "ssl.truststore.location", "ssl.truststore.password")
-_JAAS = {"PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
-         "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
-         "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule"}
 
 
 def require_pyspark() -> Any:
@@ -45,27 +39,8 @@ def kafka_options(settings: Settings, extra: Mapping[str, str] | None = None) ->
     >>> o["kafka.sasl.mechanism"], o["kafka.sasl.jaas.config"].split()[0]
     ('SCRAM-SHA-512', 'org.apache.kafka.common.security.scram.ScramLoginModule')
     """
-    conf = settings.client_config()
-    out = {"kafka.bootstrap.servers": str(conf["bootstrap.servers"])}
-    for k in _PASS:
-        if k in conf:
-            out[f"kafka.{k}"] = str(conf[k])
-    mech = str(conf.get("sasl.mechanism") or conf.get("sasl.mechanisms") or "")
-    if mech:
-        out["kafka.sasl.mechanism"] = mech
-    if "sasl.username" in conf:
-        module = _JAAS.get(mech.upper())
-        if module is None:
-            raise ConfigError(f"cannot pass SASL mechanism {mech!r} credentials to Spark's Kafka client",
-                              hint="give Spark a kafka.sasl.jaas.config in extra_options")
-        user, pw = (str(conf[k]).replace('"', '\\"') for k in ("sasl.username", "sasl.password"))
-        out["kafka.sasl.jaas.config"] = f'{module} required username="{user}" password="{pw}";'
-    if "ssl.ca.location" in conf:
-        out["kafka.ssl.truststore.type"] = "PEM"
-        out["kafka.ssl.truststore.location"] = str(conf["ssl.ca.location"])
-    for k, v in (extra or {}).items():
-        out[k if k.startswith("kafka.") else f"kafka.{k}"] = str(v)
-    return out
+    plain = {k[6:] if k.startswith("kafka.") else k: v for k, v in (extra or {}).items()}
+    return {f"kafka.{k}": v for k, v in java_client_options(settings, plain, engine="Spark").items()}
 
 
 def session(settings: Settings, *, master: str = "local[2]", app_name: str = "streamml",
