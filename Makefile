@@ -62,7 +62,7 @@ FLINK_PY    := $(FLINK_VENV)/bin/python
 FLINK_STAMP := $(FLINK_VENV)/.installed
 FLINK_DEPS  := confluent-kafka>=2.6,<3 orjson polars>=1.0,<3 duckdb>=1.0,<3 fastavro jsonschema rocksdict>=0.3.20 \
                platformdirs rich typer>=0.29,<0.30 fsspec prometheus-client scikit-learn>=1.4 skl2onnx onnx onnxruntime \
-               pytest>=8 pytest-timeout>=2.3
+               pydantic>=2.7,<3 pydantic-settings>=2.4,<3 pytest>=8 pytest-timeout>=2.3
 
 $(FLINK_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "apache-flink 2.3 ships wheels for 3.9-3.12"' \
