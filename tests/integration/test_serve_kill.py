@@ -98,15 +98,18 @@ def test_two_processes_share_the_group_and_http_answers(settings: Settings, tmp_
         got = check_exactly_once(settings, {f"s{i}" for i in range(8000)})
         assert len({r.partition for r in got}) == 4
         row = {c: 1.0 for c in FRAUD_FEATURES}
-        deadline = time.monotonic() + 20
+        # the endpoint listens while the model loads (503, not ready): traffic waits for /readyz, as a
+        # load balancer's readiness probe would; b may have scored everything before a finished loading
+        deadline = time.monotonic() + 60
         while True:
             try:
-                r = httpx.post(f"http://127.0.0.1:{port}/v1/models/fraud/predict", json={"instances": [row]})
-                break
+                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    break
             except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+                pass
+            assert time.monotonic() < deadline, "scorer a never became ready"
+            time.sleep(0.2)
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/models/fraud/predict", json={"instances": [row]})
         assert r.status_code == 200 and r.json()["version"] == 1
         assert httpx.post(f"http://127.0.0.1:{port}/v1/models/fraud/predict",
                           json={"instances": [{"amount": "x"}]}).status_code == 422
